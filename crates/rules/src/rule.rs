@@ -1,0 +1,386 @@
+use std::fmt;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use regex::bytes::{Regex as BytesRegex, RegexBuilder};
+
+use crate::allow::Allowlist;
+use crate::checks::{Check, leakstop_token_kind};
+use crate::guard::{is_placeholder, shannon_entropy};
+
+/// How bad a leak of this kind is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+impl Severity {
+    pub const NAMES: &'static [&'static str] = &["critical", "high", "medium", "low", "info"];
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "critical" => Severity::Critical,
+            "high" => Severity::High,
+            "medium" => Severity::Medium,
+            "low" => Severity::Low,
+            "info" => Severity::Info,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Only report a rule's match if another rule matched within `within_lines` lines (e.g. an AWS secret key near an
+/// access key id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requires {
+    pub rule: String,
+    pub within_lines: u32,
+}
+
+/// One match of a rule: `span` is the whole regex match, `secret` the part that is the credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleMatch {
+    pub span: Range<usize>,
+    pub secret: Range<usize>,
+    /// A finer description of what was found when the rule can tell (e.g. which kind of leakstop credential).
+    pub kind: Option<&'static str>,
+}
+
+/// Regexes are large to compile and most scans need few of them: size limits keep a hostile user pattern from
+/// eating memory, and compilation happens on first use.
+const REGEX_SIZE_LIMIT: usize = 16 * 1024 * 1024;
+const DFA_SIZE_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Which capture group holds the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SecretGroup {
+    /// Named `secret`, else group 1, else the whole match.
+    Auto,
+    /// An explicit group number (gitleaks' `secretGroup`).
+    Index(usize),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Compiled {
+    regex: BytesRegex,
+    group: usize,
+}
+
+/// A detection rule. Built by the loaders (`RuleSet::from_toml_str`, `config::load_config`), which validate it.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub description: String,
+    pub severity: Severity,
+    /// Prefilter literals, lowercase; the scanner runs the regex only if one occurs (case-insensitively).
+    pub keywords: Vec<String>,
+    pub tags: Vec<String>,
+    /// Minimum Shannon entropy (bits per byte) of the secret.
+    pub entropy: Option<f64>,
+    pub check: Option<Check>,
+    /// The rule only applies to paths matching this.
+    pub path: Option<Regex>,
+    pub requires: Option<Requires>,
+    pub allow: Allowlist,
+    pub examples: Vec<String>,
+    pub negative_examples: Vec<String>,
+    /// The regex source as written (after RE2 translation for imported gitleaks rules).
+    pub regex_source: String,
+    /// Where the rule was defined (e.g. `rules/github.toml`, `.gitleaks.toml`).
+    pub origin: String,
+    /// Skip the global placeholder guard (for imported rules whose authors tuned their own allowlists).
+    pub skip_placeholder_guard: bool,
+    /// Only used as another rule's `requires` component, never reported itself (gitleaks' `skipReport`).
+    pub skip_report: bool,
+    pub(crate) secret_group: SecretGroup,
+    pub(crate) compiled: OnceLock<Result<Compiled, String>>,
+}
+
+impl Rule {
+    pub(crate) fn new(id: String, regex_source: String, origin: String) -> Rule {
+        Rule {
+            id,
+            description: String::new(),
+            severity: Severity::High,
+            keywords: Vec::new(),
+            tags: Vec::new(),
+            entropy: None,
+            check: None,
+            path: None,
+            requires: None,
+            allow: Allowlist::default(),
+            examples: Vec::new(),
+            negative_examples: Vec::new(),
+            regex_source,
+            origin,
+            skip_placeholder_guard: false,
+            skip_report: false,
+            secret_group: SecretGroup::Auto,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    /// Compiles the regex now (it is otherwise compiled on first use); the error explains what is wrong.
+    pub fn compile(&self) -> Result<(), String> {
+        self.compiled().map(|_| ())
+    }
+
+    fn compiled(&self) -> Result<&Compiled, String> {
+        self.compiled
+            .get_or_init(|| compile(&self.regex_source, self.secret_group))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Every credential this rule finds in `haystack`: regex, then entropy, check, the rule's allowlist and the
+    /// global placeholder guards. `requires` and `path` are the scanner's business (they need context).
+    pub fn find_iter(&self, haystack: &[u8]) -> Vec<RuleMatch> {
+        let Ok(c) = self.compiled() else {
+            // Invalid builtin regexes are caught by the example test; user rules are compiled when loaded.
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if c.group == 0 {
+            for m in c.regex.find_iter(haystack) {
+                self.consider(haystack, m.range(), m.range(), &mut out);
+            }
+        } else {
+            let mut locs = c.regex.capture_locations();
+            let mut at = 0;
+            while at <= haystack.len() {
+                let Some((s, e)) = c
+                    .regex
+                    .captures_read_at(&mut locs, haystack, at)
+                    .map(|m| (m.start(), m.end()))
+                else {
+                    break;
+                };
+                let secret = locs.get(c.group).map_or(s..e, |(a, b)| a..b);
+                self.consider(haystack, s..e, secret, &mut out);
+                at = if e == s { e + 1 } else { e };
+            }
+        }
+        out
+    }
+
+    fn consider(&self, hay: &[u8], span: Range<usize>, mut secret: Range<usize>, out: &mut Vec<RuleMatch>) {
+        // Multi-line secrets (key bodies) end with the line break before their footer; it is not part of them.
+        while secret.end > secret.start && hay[secret.end - 1].is_ascii_whitespace() {
+            secret.end -= 1;
+        }
+        if secret.is_empty() {
+            return;
+        }
+        let s = &hay[secret.clone()];
+        if let Some(min) = self.entropy
+            && shannon_entropy(s) < min
+        {
+            return;
+        }
+        if let Some(check) = self.check
+            && !check.verify(s)
+        {
+            return;
+        }
+        if !self.skip_placeholder_guard && is_placeholder(s) {
+            return;
+        }
+        if self.allow.allows_secret(s) {
+            return;
+        }
+        if self.allow.needs_context() {
+            let line_start = hay[..secret.start]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let line_end = hay[secret.end..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(hay.len(), |i| secret.end + i);
+            let matched = &hay[span.clone()];
+            let line = &hay[line_start..line_end];
+            if allows_content(&self.allow, s, matched, line) {
+                return;
+            }
+        }
+        let kind = if self.check == Some(Check::LeakstopCrc32) {
+            leakstop_token_kind(s)
+        } else {
+            None
+        };
+        out.push(RuleMatch { span, secret, kind });
+    }
+}
+
+/// Content-only allow decision (no path or commit known): regex targets `match`/`line` handled here.
+fn allows_content(list: &Allowlist, secret: &[u8], matched: &[u8], line: &[u8]) -> bool {
+    let pathless = list.paths.is_empty() && list.commits.is_empty();
+    (pathless && list.allows_finding(secret, matched, line, "", None))
+        || list.more.iter().any(|m| allows_content(m, secret, matched, line))
+}
+
+pub(crate) fn compile(src: &str, group: SecretGroup) -> Result<Compiled, String> {
+    // ASCII classes (`\w`, `\b`, `\d`) as in RE2, which is also smaller and faster; fall back to Unicode for
+    // patterns that need it (e.g. `\p{L}`).
+    let build = |unicode: bool| {
+        RegexBuilder::new(src)
+            .unicode(unicode)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(DFA_SIZE_LIMIT)
+            .build()
+    };
+    let regex = build(false).or_else(|_| build(true)).map_err(|e| e.to_string())?;
+    let group = match group {
+        SecretGroup::Index(i) => {
+            if i >= regex.captures_len() {
+                return Err(format!(
+                    "secret group {i} does not exist (the regex has {} groups)",
+                    regex.captures_len() - 1
+                ));
+            }
+            i
+        }
+        SecretGroup::Auto => match regex.capture_names().position(|n| n == Some("secret")) {
+            Some(i) => i,
+            None if regex.captures_len() > 1 => 1,
+            None => 0,
+        },
+    };
+    Ok(Compiled { regex, group })
+}
+
+/// A validated set of rules plus the allowlist that applies to all of them.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) global_allow: Allowlist,
+}
+
+impl RuleSet {
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    pub fn global_allow(&self) -> &Allowlist {
+        &self.global_allow
+    }
+
+    pub fn global_allow_mut(&mut self) -> &mut Allowlist {
+        &mut self.global_allow
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Adds `rule`, replacing a rule with the same id (returns true if one was replaced).
+    pub fn upsert(&mut self, rule: Rule) -> bool {
+        if let Some(slot) = self.rules.iter_mut().find(|r| r.id == rule.id) {
+            *slot = rule;
+            true
+        } else {
+            self.rules.push(rule);
+            false
+        }
+    }
+
+    /// Removes the rule `id` (returns whether it existed).
+    pub fn remove(&mut self, id: &str) -> bool {
+        let before = self.rules.len();
+        self.rules.retain(|r| r.id != id);
+        before != self.rules.len()
+    }
+
+    /// Every distinct keyword of every rule (lowercase), for building a prefilter.
+    pub fn keywords(&self) -> Vec<&str> {
+        let mut k: Vec<&str> = self
+            .rules
+            .iter()
+            .flat_map(|r| r.keywords.iter().map(String::as_str))
+            .collect();
+        k.sort_unstable();
+        k.dedup();
+        k
+    }
+
+    /// Runs every rule's examples: each positive example must produce a match of that rule, each negative none.
+    /// Returns all failures at once, one error per failing example.
+    pub fn check_examples(&self) -> Result<(), crate::RuleError> {
+        let mut errors = Vec::new();
+        for r in &self.rules {
+            if let Err(e) = r.compile() {
+                errors.push(crate::RuleError::field(&r.origin, &r.id, "regex", e));
+                continue;
+            }
+            for (i, ex) in r.examples.iter().enumerate() {
+                let lower = ex.to_ascii_lowercase();
+                if !r.keywords.is_empty() && !r.keywords.iter().any(|k| lower.contains(k.as_str())) {
+                    errors.push(crate::RuleError::field(
+                        &r.origin,
+                        &r.id,
+                        &format!("examples[{i}]"),
+                        format!(
+                            "no keyword of the rule ({}) occurs in {ex:?}, so the scanner's prefilter would never run \
+                             the rule on it; add a keyword",
+                            r.keywords.join(", ")
+                        ),
+                    ));
+                    continue;
+                }
+                if r.find_iter(ex.as_bytes()).is_empty() {
+                    errors.push(crate::RuleError::field(
+                        &r.origin,
+                        &r.id,
+                        &format!("examples[{i}]"),
+                        format!("the rule finds nothing in {ex:?}"),
+                    ));
+                }
+            }
+            for (i, ex) in r.negative_examples.iter().enumerate() {
+                if !r.find_iter(ex.as_bytes()).is_empty() {
+                    errors.push(crate::RuleError::field(
+                        &r.origin,
+                        &r.id,
+                        &format!("negative_examples[{i}]"),
+                        format!("the rule matches {ex:?} but must not"),
+                    ));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::RuleError::Many(errors))
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! The detection engine: one case-insensitive aho-corasick pass over the input decides which rules run; only those
+//! rules' regexes run; line/column are computed only for what matched.
+
+use std::io::Read;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use leakstop_rules::{Rule, RuleMatch, RuleSet};
+
+use crate::baseline::Baseline;
+use crate::error::ScanError;
+use crate::finding::{DEFAULT_FINGERPRINT_KEY, Finding, fingerprint};
+use crate::secret::Secret;
+
+/// Markers that allow a finding when they appear on the secret's line. Besides our own, the ones teams already
+/// have in their code from other scanners, so switching does not resurface findings they reviewed.
+pub const INLINE_ALLOW_MARKERS: &[&str] = &[
+    "leakstop:allow",
+    "gitleaks:allow",
+    "pragma: allowlist secret",
+    "kingfisher:ignore",
+    "trufflehog:ignore",
+];
+
+/// Default `--max-file-size`: larger files are skipped with a note.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 100 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Kept for API stability: findings always carry the redacted form in `Finding::redacted`; whether a report
+    /// reveals secrets is `report::ReportOptions::show_secrets`.
+    pub redact: bool,
+    pub fingerprint_key: Vec<u8>,
+    pub max_file_size: u64,
+    pub include_binary: bool,
+    pub no_ignore: bool,
+    /// Worker threads for directory walks; 0 = one per core.
+    pub threads: usize,
+    /// Known findings to drop (from `--baseline`, `.leakstopignore`, `.gitleaksignore`).
+    pub baseline: Option<Baseline>,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            redact: true,
+            fingerprint_key: DEFAULT_FINGERPRINT_KEY.to_vec(),
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            include_binary: false,
+            no_ignore: false,
+            threads: 0,
+            baseline: None,
+        }
+    }
+}
+
+pub struct Scanner {
+    rules: RuleSet,
+    pub(crate) opts: ScanOptions,
+    /// All rules' keywords, deduplicated, ASCII case-insensitive. `None` when no rule has keywords.
+    prefilter: Option<AhoCorasick>,
+    /// Prefilter pattern id -> indices of the rules that keyword enables.
+    pattern_rules: Vec<Vec<usize>>,
+    /// Rule index -> index of the rule it `requires` nearby (`None` if no requirement; `Some(None)` if the required
+    /// rule is not in the set, so the rule can never be reported).
+    requires: Vec<Option<(Option<usize>, u32)>>,
+    /// Rules with no keywords run on every input (user rules may omit them in imported configs).
+    always: Vec<usize>,
+    generic: Vec<bool>,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scanner")
+            .field("rules", &self.rules.rules().len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Candidate {
+    rule: usize,
+    m: RuleMatch,
+    line: u32,
+    column: u32,
+    end_line: u32,
+    end_column: u32,
+}
+
+impl Scanner {
+    pub fn new(rules: RuleSet, opts: ScanOptions) -> Result<Scanner, ScanError> {
+        let mut keywords: Vec<String> = Vec::new();
+        let mut pattern_rules: Vec<Vec<usize>> = Vec::new();
+        let mut index = std::collections::HashMap::<String, usize>::new();
+        let mut always = Vec::new();
+        for (i, rule) in rules.rules().iter().enumerate() {
+            let kws: Vec<String> = rule
+                .keywords
+                .iter()
+                .map(|k| k.to_ascii_lowercase())
+                .filter(|k| !k.is_empty())
+                .collect();
+            if kws.is_empty() {
+                always.push(i);
+            }
+            for k in kws {
+                let id = *index.entry(k.clone()).or_insert_with(|| {
+                    keywords.push(k);
+                    pattern_rules.push(Vec::new());
+                    pattern_rules.len() - 1
+                });
+                if !pattern_rules[id].contains(&i) {
+                    pattern_rules[id].push(i);
+                }
+            }
+        }
+        let prefilter = if keywords.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    // A full DFA: the fastest search for a few hundred short keywords (a few MB at most).
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&keywords)
+                    .map_err(|e| ScanError::Prefilter(e.to_string()))?,
+            )
+        };
+        let requires = rules
+            .rules()
+            .iter()
+            .map(|r| {
+                r.requires.as_ref().map(|req| {
+                    let target = rules.rules().iter().position(|o| o.id == req.rule);
+                    (target, req.within_lines)
+                })
+            })
+            .collect();
+        let generic = rules.rules().iter().map(is_generic).collect();
+        Ok(Scanner {
+            rules,
+            opts,
+            prefilter,
+            pattern_rules,
+            requires,
+            always,
+            generic,
+        })
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    pub fn options(&self) -> &ScanOptions {
+        &self.opts
+    }
+
+    /// Cheap prefilter: false means no rule can match `data`.
+    pub fn might_match(&self, data: &[u8]) -> bool {
+        !self.always.is_empty() || self.prefilter.as_ref().is_some_and(|ac| ac.is_match(data))
+    }
+
+    /// Reads `r` to its end and scans it as one blob named `name` (e.g. `stdin`).
+    pub fn scan_reader(&self, mut r: impl Read, name: &str) -> Result<Vec<Finding>, ScanError> {
+        let mut data = Vec::new();
+        r.read_to_end(&mut data).map_err(|source| ScanError::Input {
+            name: name.to_string(),
+            source,
+        })?;
+        Ok(self.scan_blob(&data, name))
+    }
+
+    /// Scans one blob. Applies path filters, `requires`, allowlists, inline allow markers and the baseline.
+    pub fn scan_blob(&self, data: &[u8], path: &str) -> Vec<Finding> {
+        let all = self.rules.rules();
+        if all.is_empty() || self.rules.global_allow().allows_path(path) {
+            return Vec::new();
+        }
+        let hit = self.rules_hit(data);
+        let mut cands: Vec<Candidate> = Vec::new();
+        for (i, rule) in all.iter().enumerate() {
+            if !hit[i] || !rule_applies_to_path(rule, path) {
+                continue;
+            }
+            for m in rule.find_iter(data) {
+                let secret = &data[m.secret.clone()];
+                let matched = &data[m.span.clone()];
+                let line = line_of(data, m.secret.start);
+                // Full decisions (AND lists, regexTarget = line/match, path + content) need the context.
+                if self
+                    .rules
+                    .global_allow()
+                    .allows_finding(secret, matched, line, path, None)
+                    || rule.allow.allows_finding(secret, matched, line, path, None)
+                {
+                    continue;
+                }
+                cands.push(Candidate {
+                    rule: i,
+                    m,
+                    line: 0,
+                    column: 0,
+                    end_line: 0,
+                    end_column: 0,
+                });
+            }
+        }
+        if cands.is_empty() {
+            return Vec::new();
+        }
+        cands.sort_by_key(|c| (c.m.secret.start, c.rule));
+        locate(data, &mut cands);
+        let keep = self.keep_mask(data, &cands);
+        let mut out = Vec::new();
+        for (c, keep) in cands.iter().zip(keep) {
+            if !keep {
+                continue;
+            }
+            let rule = &all[c.rule];
+            let raw = &data[c.m.secret.clone()];
+            let secret = Secret::new(raw);
+            let f = Finding {
+                rule_id: rule.id.clone(),
+                description: match c.m.kind {
+                    Some(kind) => format!("{} ({kind})", rule.description),
+                    None => rule.description.clone(),
+                },
+                severity: rule.severity,
+                path: path.to_string(),
+                line: c.line,
+                column: c.column,
+                end_line: c.end_line,
+                end_column: c.end_column,
+                redacted: secret.redacted(),
+                fingerprint: fingerprint(&self.opts.fingerprint_key, &rule.id, raw),
+                entropy: Some(leakstop_rules::shannon_entropy(raw)),
+                secret,
+                commit: None,
+                other_paths: Vec::new(),
+                in_head: None,
+                tags: rule.tags.clone(),
+            };
+            if self.opts.baseline.as_ref().is_some_and(|b| b.suppresses(&f)) {
+                continue;
+            }
+            out.push(f);
+        }
+        out
+    }
+
+    /// The filters that need the commit, for callers that set `Finding::commit` after `scan_blob` (history
+    /// scans): commit allowlists (global and per rule) and baseline entries tied to a commit. Harmless to repeat.
+    pub fn apply_baseline(&self, findings: &mut Vec<Finding>) {
+        findings.retain(|f| {
+            if let Some(c) = &f.commit {
+                if self.rules.global_allow().allows_commit(&c.id) {
+                    return false;
+                }
+                if self.rules.get(&f.rule_id).is_some_and(|r| r.allow.allows_commit(&c.id)) {
+                    return false;
+                }
+            }
+            !self.opts.baseline.as_ref().is_some_and(|b| b.suppresses(f))
+        });
+    }
+
+    fn rules_hit(&self, data: &[u8]) -> Vec<bool> {
+        let n = self.rules.rules().len();
+        let mut hit = vec![false; n];
+        let mut remaining = n;
+        for &i in &self.always {
+            hit[i] = true;
+            remaining -= 1;
+        }
+        let Some(ac) = &self.prefilter else { return hit };
+        let mut pattern_seen = vec![false; self.pattern_rules.len()];
+        for m in ac.find_overlapping_iter(data) {
+            let p = m.pattern().as_usize();
+            if pattern_seen[p] {
+                continue;
+            }
+            pattern_seen[p] = true;
+            for &r in &self.pattern_rules[p] {
+                if !hit[r] {
+                    hit[r] = true;
+                    remaining -= 1;
+                }
+            }
+            if remaining == 0 {
+                break;
+            }
+        }
+        hit
+    }
+
+    /// Which candidates survive inline allow markers, `requires` and the generic-vs-specific overlap rule.
+    fn keep_mask(&self, data: &[u8], cands: &[Candidate]) -> Vec<bool> {
+        cands
+            .iter()
+            .map(|c| {
+                if line_has_allow_marker(data, c.m.secret.start) || line_has_allow_marker(data, c.m.span.start) {
+                    return false;
+                }
+                if let Some((target, within)) = self.requires[c.rule] {
+                    let Some(t) = target else { return false };
+                    let near = cands.iter().any(|o| o.rule == t && o.line.abs_diff(c.line) <= within);
+                    if !near {
+                        return false;
+                    }
+                }
+                // A generic rule that matched the same secret as a specific one adds nothing but noise.
+                if self.generic[c.rule] {
+                    let shadowed = cands.iter().any(|o| {
+                        !self.generic[o.rule] && o.m.secret.start < c.m.secret.end && c.m.secret.start < o.m.secret.end
+                    });
+                    if shadowed {
+                        return false;
+                    }
+                }
+                true
+            })
+            .collect()
+    }
+}
+
+fn is_generic(rule: &Rule) -> bool {
+    rule.id.starts_with("generic") || rule.tags.iter().any(|t| t == "generic")
+}
+
+fn rule_applies_to_path(rule: &Rule, path: &str) -> bool {
+    if let Some(re) = &rule.path
+        && !re.is_match(path)
+    {
+        return false;
+    }
+    !rule.allow.allows_path(path)
+}
+
+/// The line (without its newline) containing byte `pos`.
+fn line_of(data: &[u8], pos: usize) -> &[u8] {
+    let pos = pos.min(data.len());
+    let start = memchr::memrchr(b'\n', &data[..pos]).map_or(0, |i| i + 1);
+    let end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
+    &data[start..end]
+}
+
+/// Whether the line containing byte `pos` carries an inline allow marker.
+fn line_has_allow_marker(data: &[u8], pos: usize) -> bool {
+    let line = line_of(data, pos);
+    INLINE_ALLOW_MARKERS
+        .iter()
+        .any(|m| memchr::memmem::find(line, m.as_bytes()).is_some())
+}
+
+/// Fills line/column (1-based; columns in characters) for candidates sorted by secret start, counting newlines
+/// incrementally so the cost is one pass up to the last finding.
+fn locate(data: &[u8], cands: &mut [Candidate]) {
+    let mut cur_pos = 0usize;
+    let mut cur_line = 1u32;
+    let mut line_start = 0usize;
+    let mut position = |pos: usize| -> (u32, u32) {
+        let pos = pos.min(data.len());
+        if pos < cur_pos {
+            // End positions can precede a later start: recount from the beginning of the data (rare).
+            let line = 1 + memchr::memchr_iter(b'\n', &data[..pos]).count() as u32;
+            let ls = memchr::memrchr(b'\n', &data[..pos]).map_or(0, |i| i + 1);
+            return (line, char_count(&data[ls..pos]) + 1);
+        }
+        for nl in memchr::memchr_iter(b'\n', &data[cur_pos..pos]) {
+            cur_line += 1;
+            line_start = cur_pos + nl + 1;
+        }
+        cur_pos = pos;
+        (cur_line, char_count(&data[line_start..pos]) + 1)
+    };
+    for c in cands.iter_mut() {
+        (c.line, c.column) = position(c.m.secret.start);
+    }
+    for c in cands.iter_mut() {
+        let last = if c.m.secret.end > c.m.secret.start {
+            c.m.secret.end - 1
+        } else {
+            c.m.secret.start
+        };
+        let (l, col) = {
+            let line = 1 + memchr::memchr_iter(b'\n', &data[c.m.secret.start..last]).count() as u32;
+            let end_line = c.line + line - 1;
+            let ls = memchr::memrchr(b'\n', &data[..last]).map_or(0, |i| i + 1);
+            (end_line, char_count(&data[ls..last]) + 1)
+        };
+        c.end_line = l;
+        c.end_column = col;
+    }
+}
+
+/// Characters in a UTF-8 (or mostly UTF-8) byte slice: bytes that are not continuation bytes.
+fn char_count(b: &[u8]) -> u32 {
+    b.iter().filter(|&&x| (x & 0xC0) != 0x80).count() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn char_count_counts_characters_not_bytes() {
+        assert_eq!(char_count("héllo".as_bytes()), 5);
+        assert_eq!(char_count(b""), 0);
+    }
+
+    #[test]
+    fn allow_marker_only_applies_to_its_own_line() {
+        let data = b"a = 1\nkey = x # gitleaks:allow\nkey = y\n";
+        assert!(line_has_allow_marker(data, 8));
+        assert!(!line_has_allow_marker(data, 33));
+        assert!(!line_has_allow_marker(data, 2));
+    }
+}

@@ -1,0 +1,592 @@
+//! The audit broker: the table of enabled devices, the HMAC key, and turning a request or response into one
+//! Vault-shaped JSON line with every sensitive value HMACed.
+//!
+//! Fail closed, never hung: a line counts as logged when at least one device (as in Vault) made it durable within
+//! the deadline; otherwise the caller gets [`AuditError`] and the request is refused with 503.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::device::{DeviceError, FileDevice, Pending};
+use super::hash::HmacKey;
+
+/// Default time a request may wait for its audit line before it is refused.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    /// No enabled device recorded the entry: the request must not be served (503).
+    #[error("audit log unavailable, request refused: {0}")]
+    Unavailable(String),
+    /// A `sys/audit` call with bad input (400); the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no audit device at `{0}`")]
+    UnknownDevice(String),
+    #[error("audit is not ready: the HMAC key is not loaded (is the server unsealed?)")]
+    NoKey,
+}
+
+impl From<DeviceError> for AuditError {
+    fn from(e: DeviceError) -> Self {
+        AuditError::Unavailable(e.to_string())
+    }
+}
+
+/// How a device is configured; persisted by the core (in the barrier) so devices come back after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceConfig {
+    /// Mount-style path with a trailing slash, e.g. `file/`.
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub description: String,
+    pub options: BTreeMap<String, String>,
+}
+
+impl DeviceConfig {
+    /// Validate a `PUT sys/audit/:path` body (`{"type":"file","options":{"file_path":"..."}}`).
+    pub fn from_request(path: &str, body: &Map<String, Value>) -> Result<DeviceConfig, AuditError> {
+        let path = normalize(path)?;
+        let kind = body.get("type").and_then(Value::as_str).unwrap_or_default();
+        if kind != "file" {
+            return Err(AuditError::Invalid(format!(
+                "field `type`: unsupported audit device type {kind:?}; only \"file\" is supported"
+            )));
+        }
+        let mut options = BTreeMap::new();
+        if let Some(o) = body.get("options") {
+            let Some(o) = o.as_object() else {
+                return Err(AuditError::Invalid(
+                    "field `options` must be an object, e.g. {\"file_path\": \"/var/log/leakstop/audit.log\"}".into(),
+                ));
+            };
+            for (k, v) in o {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                options.insert(k.clone(), v);
+            }
+        }
+        match options.get("file_path").map(String::as_str) {
+            None | Some("") => {
+                return Err(AuditError::Invalid(
+                    "field `options.file_path` is required: the file the audit log is appended to".into(),
+                ));
+            }
+            Some(p) if !p.starts_with('/') => {
+                return Err(AuditError::Invalid(format!(
+                    "field `options.file_path` must be an absolute path, got {p:?}"
+                )));
+            }
+            Some(_) => {}
+        }
+        let description = body
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        Ok(DeviceConfig {
+            path,
+            kind: kind.into(),
+            description,
+            options,
+        })
+    }
+
+    fn file_path(&self) -> PathBuf {
+        PathBuf::from(self.options.get("file_path").cloned().unwrap_or_default())
+    }
+
+    /// One entry of `GET sys/audit`.
+    pub fn to_json(&self) -> Value {
+        json!({ "type": self.kind, "description": self.description, "options": self.options, "path": self.path,
+                "local": false })
+    }
+}
+
+fn normalize(path: &str) -> Result<String, AuditError> {
+    let p = path.trim_matches('/');
+    if p.is_empty() || p.contains("..") {
+        return Err(AuditError::Invalid(format!(
+            "audit device path {path:?} is invalid: use a name such as `file`"
+        )));
+    }
+    Ok(format!("{p}/"))
+}
+
+struct Device {
+    config: DeviceConfig,
+    file: FileDevice,
+}
+
+/// The devices and the key; cheap to share (`Arc`).
+pub struct AuditBroker {
+    devices: RwLock<Vec<Arc<Device>>>,
+    key: RwLock<Option<HmacKey>>,
+    deadline: Duration,
+}
+
+impl Default for AuditBroker {
+    fn default() -> Self {
+        Self::new(DEFAULT_DEADLINE)
+    }
+}
+
+impl AuditBroker {
+    pub fn new(deadline: Duration) -> Self {
+        AuditBroker {
+            devices: RwLock::default(),
+            key: RwLock::default(),
+            deadline,
+        }
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Install the HMAC key (loaded from, or first generated into, the barrier at unseal).
+    pub fn set_key(&self, key: HmacKey) {
+        *self.key.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
+    }
+
+    fn key(&self) -> Result<HmacKey, AuditError> {
+        self.key
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(AuditError::NoKey)
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        !self.snapshot().is_empty()
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Device>> {
+        self.devices.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Start a device; refuses one whose file cannot be opened and written within the deadline.
+    pub async fn enable(&self, config: DeviceConfig) -> Result<(), AuditError> {
+        if self.snapshot().iter().any(|d| d.config.path == config.path) {
+            return Err(AuditError::Invalid(format!(
+                "path `{}` is already in use by an audit device",
+                config.path
+            )));
+        }
+        let file = FileDevice::open(config.path.trim_end_matches('/'), &config.file_path(), self.deadline)
+            .await
+            .map_err(|e| AuditError::Invalid(e.to_string()))?;
+        let mut devices = self.devices.write().unwrap_or_else(|e| e.into_inner());
+        if devices.iter().any(|d| d.config.path == config.path) {
+            return Err(AuditError::Invalid(format!(
+                "path `{}` is already in use by an audit device",
+                config.path
+            )));
+        }
+        devices.push(Arc::new(Device { config, file }));
+        Ok(())
+    }
+
+    pub fn disable(&self, path: &str) -> Result<DeviceConfig, AuditError> {
+        let path = normalize(path)?;
+        let mut devices = self.devices.write().unwrap_or_else(|e| e.into_inner());
+        let i = devices
+            .iter()
+            .position(|d| d.config.path == path)
+            .ok_or(AuditError::UnknownDevice(path))?;
+        Ok(devices.remove(i).config.clone())
+    }
+
+    /// The device table, to persist.
+    pub fn configs(&self) -> Vec<DeviceConfig> {
+        self.snapshot().iter().map(|d| d.config.clone()).collect()
+    }
+
+    /// `GET sys/audit`: `{"file/": {...}}`.
+    pub fn list_json(&self) -> Value {
+        Value::Object(
+            self.snapshot()
+                .iter()
+                .map(|d| (d.config.path.clone(), d.config.to_json()))
+                .collect(),
+        )
+    }
+
+    /// `sys/audit-hash/:path`: the HMAC the device would log for `input`.
+    pub fn hash(&self, path: &str, input: &str) -> Result<String, AuditError> {
+        let path = normalize(path)?;
+        if !self.snapshot().iter().any(|d| d.config.path == path) {
+            return Err(AuditError::UnknownDevice(path));
+        }
+        Ok(self.key()?.hash(input))
+    }
+
+    /// Queue an entry on every device without waiting. `None` when no device is enabled.
+    pub fn submit(&self, entry: &AuditEntry) -> Result<Option<Ticket>, AuditError> {
+        let devices = self.snapshot();
+        if devices.is_empty() {
+            return Ok(None);
+        }
+        let line = entry.to_json(&self.key()?).to_string();
+        let mut pending = Vec::with_capacity(devices.len());
+        let mut errors = Vec::new();
+        for d in &devices {
+            match d.file.submit(line.clone()) {
+                Ok(p) => pending.push(p),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if pending.is_empty() {
+            return Err(AuditError::Unavailable(errors.join("; ")));
+        }
+        Ok(Some(Ticket {
+            pending,
+            errors,
+            deadline: self.deadline,
+        }))
+    }
+
+    /// Log an entry and wait until it is durable (or refuse within the deadline).
+    pub async fn log(&self, entry: &AuditEntry) -> Result<(), AuditError> {
+        match self.submit(entry)? {
+            Some(t) => t.wait().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Lines queued on the devices; `wait` resolves when one of them is durable.
+pub struct Ticket {
+    pending: Vec<Pending>,
+    errors: Vec<String>,
+    deadline: Duration,
+}
+
+impl Ticket {
+    pub async fn wait(self) -> Result<(), AuditError> {
+        let mut errors = self.errors;
+        let mut pending = self.pending;
+        // The common case, one device: wait inline, no task per request.
+        if pending.len() == 1 {
+            let p = pending.pop().unwrap_or_else(|| unreachable!());
+            return p.wait(self.deadline).await.map_err(|e| {
+                errors.push(e.to_string());
+                AuditError::Unavailable(errors.join("; "))
+            });
+        }
+        // Devices are independent: wait for all at once so a stuck one does not delay the others' answer.
+        let deadline = self.deadline;
+        let handles: Vec<_> = pending.into_iter().map(|p| tokio::spawn(p.wait(deadline))).collect();
+        let mut ok = false;
+        for h in handles {
+            match h.await {
+                Ok(Ok(())) => ok = true,
+                Ok(Err(e)) => errors.push(e.to_string()),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(AuditError::Unavailable(errors.join("; ")))
+        }
+    }
+}
+
+/// Request or response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Request,
+    Response,
+}
+
+/// The token behind a request, or the one a login created. Holds raw values: no `Debug`, HMACed on output.
+#[derive(Clone, Default)]
+pub struct AuditAuth {
+    pub client_token: Option<String>,
+    pub accessor: Option<String>,
+    pub display_name: String,
+    pub policies: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub token_type: String,
+    pub ttl_secs: Option<u64>,
+}
+
+impl AuditAuth {
+    fn to_json(&self, key: &HmacKey) -> Value {
+        let mut m = Map::new();
+        if let Some(t) = &self.client_token {
+            m.insert("client_token".into(), key.hash(t).into());
+        }
+        if let Some(a) = &self.accessor {
+            m.insert("accessor".into(), key.hash(a).into());
+        }
+        m.insert("display_name".into(), self.display_name.clone().into());
+        m.insert("policies".into(), json!(self.policies));
+        m.insert("token_policies".into(), json!(self.policies));
+        if !self.metadata.is_empty() {
+            m.insert("metadata".into(), json!(self.metadata));
+        }
+        if !self.token_type.is_empty() {
+            m.insert("token_type".into(), self.token_type.clone().into());
+        }
+        if let Some(ttl) = self.ttl_secs {
+            m.insert("token_ttl".into(), ttl.into());
+        }
+        Value::Object(m)
+    }
+}
+
+/// One audit record, built by the core for the request and again for its response. Raw values go in; the line
+/// that comes out has every token, accessor and data string replaced by its HMAC.
+#[derive(Clone)]
+pub struct AuditEntry {
+    pub kind: EntryKind,
+    pub time: SystemTime,
+    pub request_id: String,
+    /// Vault's operation names: read, create, update, delete, list, patch.
+    pub operation: String,
+    /// The full logical path, e.g. `secret/data/app`.
+    pub path: String,
+    pub mount_point: Option<String>,
+    pub mount_type: Option<String>,
+    pub remote_address: Option<String>,
+    /// The token that made the request (`auth` in Vault's format).
+    pub auth: Option<AuditAuth>,
+    pub request_data: Option<Value>,
+    pub response_data: Option<Value>,
+    /// A login's new token.
+    pub response_auth: Option<AuditAuth>,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+}
+
+impl AuditEntry {
+    pub fn new(kind: EntryKind, time: SystemTime, request_id: &str, operation: &str, path: &str) -> Self {
+        AuditEntry {
+            kind,
+            time,
+            request_id: request_id.into(),
+            operation: operation.into(),
+            path: path.into(),
+            mount_point: None,
+            mount_type: None,
+            remote_address: None,
+            auth: None,
+            request_data: None,
+            response_data: None,
+            response_auth: None,
+            status: None,
+            error: None,
+        }
+    }
+
+    /// The same request seen on its way out.
+    pub fn response(&self, time: SystemTime) -> Self {
+        AuditEntry {
+            kind: EntryKind::Response,
+            time,
+            ..self.clone()
+        }
+    }
+
+    /// Vault's audit JSON with sensitive values HMACed.
+    pub fn to_json(&self, key: &HmacKey) -> Value {
+        let time = time::OffsetDateTime::from(self.time)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let mut request = Map::new();
+        request.insert("id".into(), self.request_id.clone().into());
+        request.insert("operation".into(), self.operation.clone().into());
+        if let Some(m) = &self.mount_point {
+            request.insert("mount_point".into(), m.clone().into());
+        }
+        if let Some(m) = &self.mount_type {
+            request.insert("mount_type".into(), m.clone().into());
+        }
+        if let Some(a) = &self.auth {
+            if let Some(t) = &a.client_token {
+                request.insert("client_token".into(), key.hash(t).into());
+            }
+            if let Some(t) = &a.accessor {
+                request.insert("client_token_accessor".into(), key.hash(t).into());
+            }
+        }
+        request.insert("path".into(), self.path.clone().into());
+        if let Some(d) = &self.request_data {
+            let mut d = d.clone();
+            key.hash_strings(&mut d);
+            request.insert("data".into(), d);
+        }
+        if let Some(r) = &self.remote_address {
+            request.insert("remote_address".into(), r.clone().into());
+        }
+        let mut out = Map::new();
+        out.insert("time".into(), time.into());
+        out.insert(
+            "type".into(),
+            match self.kind {
+                EntryKind::Request => "request",
+                EntryKind::Response => "response",
+            }
+            .into(),
+        );
+        if let Some(a) = &self.auth {
+            out.insert("auth".into(), a.to_json(key));
+        }
+        out.insert("request".into(), Value::Object(request));
+        if self.kind == EntryKind::Response {
+            let mut response = Map::new();
+            if let Some(m) = &self.mount_point {
+                response.insert("mount_point".into(), m.clone().into());
+            }
+            if let Some(s) = self.status {
+                response.insert("status".into(), s.into());
+            }
+            if let Some(d) = &self.response_data {
+                let mut d = d.clone();
+                key.hash_strings(&mut d);
+                response.insert("data".into(), d);
+            }
+            if let Some(a) = &self.response_auth {
+                response.insert("auth".into(), a.to_json(key));
+            }
+            out.insert("response".into(), Value::Object(response));
+        }
+        if let Some(e) = &self.error {
+            out.insert("error".into(), e.clone().into());
+        }
+        Value::Object(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn device_config_validation_names_the_field() {
+        let e = DeviceConfig::from_request("file", &body(json!({"type": "syslog"}))).unwrap_err();
+        assert!(e.to_string().contains("`type`"), "{e}");
+        let e = DeviceConfig::from_request("file", &body(json!({"type": "file"}))).unwrap_err();
+        assert!(e.to_string().contains("options.file_path"), "{e}");
+        let e = DeviceConfig::from_request("file", &body(json!({"type": "file", "options": {"file_path": "rel"}})));
+        assert!(e.unwrap_err().to_string().contains("absolute"));
+        let c = DeviceConfig::from_request("/file/", &body(json!({"type": "file", "options": {"file_path": "/x"}})));
+        assert_eq!(c.unwrap().path, "file/");
+    }
+
+    #[test]
+    fn entries_carry_hmacs_not_values() {
+        let key = HmacKey::new(b"test-key".to_vec());
+        let mut e = AuditEntry::new(
+            EntryKind::Request,
+            SystemTime::UNIX_EPOCH,
+            "id-1",
+            "update",
+            "secret/data/app",
+        );
+        e.auth = Some(AuditAuth {
+            client_token: Some("lkss_token".into()),
+            accessor: Some("lksa.acc".into()),
+            policies: vec!["root".into()],
+            ..Default::default()
+        });
+        e.request_data = Some(json!({"data": {"password": "hunter2"}}));
+        let line = e.to_json(&key).to_string();
+        for clear in ["lkss_token", "lksa.acc", "hunter2"] {
+            assert!(!line.contains(clear), "{clear} in {line}");
+        }
+        assert!(line.contains(&key.hash("hunter2")));
+        let resp = e.response(SystemTime::UNIX_EPOCH);
+        let v = resp.to_json(&key);
+        assert_eq!(v["type"], "response");
+        assert_eq!(v["request"]["client_token"], key.hash("lkss_token"));
+    }
+
+    /// A FIFO whose reader never reads: the writer blocks once the pipe is full, like a stuck NFS mount.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_device_refuses_within_the_deadline_instead_of_hanging() {
+        let deadline = Duration::from_millis(300);
+        let broker = AuditBroker::new(deadline);
+        broker.set_key(HmacKey::new(b"k".to_vec()));
+        let fifo = super::super::device::test_dir().join("audit.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo (coreutils) is needed");
+        assert!(made.success());
+        let reader_path = fifo.clone();
+        // Holds the read end open without reading.
+        let reader = std::thread::spawn(move || std::fs::File::open(reader_path).unwrap());
+        let cfg = body(json!({"type": "file", "options": {"file_path": fifo.to_str().unwrap()}}));
+        broker
+            .enable(DeviceConfig::from_request("pipe", &cfg).unwrap())
+            .await
+            .unwrap();
+        let _read_end = reader.join().unwrap();
+        let mut e = AuditEntry::new(EntryKind::Request, SystemTime::now(), "id", "update", "secret/data/x");
+        e.request_data = Some(json!({"data": {"blob": "x".repeat(4096)}}));
+        let mut refused = false;
+        for _ in 0..200 {
+            let started = std::time::Instant::now();
+            match broker.log(&e).await {
+                Ok(()) => {}
+                Err(err) => {
+                    assert!(matches!(err, AuditError::Unavailable(_)), "{err}");
+                    assert!(err.to_string().contains("did not accept the entry"), "{err}");
+                    assert!(
+                        started.elapsed() < deadline + Duration::from_millis(700),
+                        "took {:?}",
+                        started.elapsed()
+                    );
+                    refused = true;
+                    break;
+                }
+            }
+        }
+        assert!(refused, "a full pipe must make logging fail within the deadline");
+    }
+
+    #[tokio::test]
+    async fn a_broker_without_devices_logs_nothing_and_one_with_a_broken_device_refuses() {
+        let broker = AuditBroker::new(Duration::from_millis(500));
+        broker.set_key(HmacKey::new(b"k".to_vec()));
+        let e = AuditEntry::new(EntryKind::Request, SystemTime::now(), "id", "read", "secret/data/x");
+        broker.log(&e).await.unwrap();
+        let dir = super::super::device::test_dir();
+        let path = dir.join("a.log");
+        let cfg = body(json!({"type": "file", "options": {"file_path": path.to_str().unwrap()}}));
+        broker
+            .enable(DeviceConfig::from_request("file", &cfg).unwrap())
+            .await
+            .unwrap();
+        broker.log(&e).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().lines().count(),
+            2,
+            "genesis + one entry"
+        );
+        assert!(broker.hash("file", "x").unwrap().starts_with("hmac-sha256:"));
+        assert!(matches!(broker.hash("nope", "x"), Err(AuditError::UnknownDevice(_))));
+        broker.disable("file").unwrap();
+        let full = body(json!({"type": "file", "options": {"file_path": "/dev/full"}}));
+        let enabled = broker.enable(DeviceConfig::from_request("full", &full).unwrap()).await;
+        if enabled.is_ok() {
+            assert!(matches!(broker.log(&e).await, Err(AuditError::Unavailable(_))));
+        }
+    }
+}

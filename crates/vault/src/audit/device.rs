@@ -1,0 +1,357 @@
+//! The JSON-lines file device: one writer thread per device takes lines from a bounded queue, chains them, writes a
+//! batch with one `write` and one `fdatasync`, then tells every caller its line is durable.
+//!
+//! The writer is a plain OS thread, not a tokio task, so a device that blocks forever (a FIFO nobody reads, a stuck
+//! NFS mount) only stalls that thread: callers wait with a deadline and get an error, and the runtime stays free.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::chain;
+
+/// Lines a device may hold in its queue before new ones are refused at once.
+const QUEUE: usize = 16 * 1024;
+/// Most lines written per batch.
+const BATCH: usize = 1024;
+
+/// Why a line did not reach the audit file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("audit device `{device}`: cannot write {path}: {reason}")]
+    Io {
+        device: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("audit device `{device}`: {path} did not accept the entry within {waited_ms} ms")]
+    Timeout {
+        device: String,
+        path: PathBuf,
+        waited_ms: u128,
+    },
+    #[error("audit device `{device}`: queue is full ({path} is not keeping up)")]
+    Overloaded { device: String, path: PathBuf },
+    #[error("audit device `{device}` is closed")]
+    Closed { device: String },
+}
+
+type Ack = oneshot::Sender<Result<(), String>>;
+
+enum Job {
+    Line(String, Ack),
+    /// Answer once the file is open (or opening failed), so `enable` can refuse a device it cannot write.
+    Ready(Ack),
+}
+
+/// A running file device. Dropping it ends the writer thread once its queue is drained.
+#[derive(Debug)]
+pub struct FileDevice {
+    name: String,
+    path: PathBuf,
+    tx: SyncSender<Job>,
+    genesis: Option<String>,
+}
+
+/// A line handed to the writer; await it to know it is durable.
+pub struct Pending {
+    device: String,
+    path: PathBuf,
+    rx: oneshot::Receiver<Result<(), String>>,
+}
+
+impl Pending {
+    /// Wait until the line is on disk, at most `deadline`.
+    pub async fn wait(self, deadline: Duration) -> Result<(), DeviceError> {
+        match tokio::time::timeout(deadline, self.rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(reason))) => Err(DeviceError::Io {
+                device: self.device,
+                path: self.path,
+                reason,
+            }),
+            Ok(Err(_)) => Err(DeviceError::Closed { device: self.device }),
+            Err(_) => Err(DeviceError::Timeout {
+                device: self.device,
+                path: self.path,
+                waited_ms: deadline.as_millis(),
+            }),
+        }
+    }
+}
+
+impl FileDevice {
+    /// Start the writer for `path` and wait (at most `deadline`) until the file is open and its chain is set up.
+    pub async fn open(name: &str, path: &Path, deadline: Duration) -> Result<FileDevice, DeviceError> {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (device, file_path) = (name.to_string(), path.to_path_buf());
+        std::thread::Builder::new()
+            .name(format!("audit-{name}"))
+            .spawn(move || Writer::new(device, file_path).run(rx))
+            .map_err(|e| DeviceError::Io {
+                device: name.into(),
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
+        let mut dev = FileDevice {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            tx,
+            genesis: None,
+        };
+        let (ack, rx) = oneshot::channel();
+        dev.send(Job::Ready(ack))?;
+        dev.pending(rx).wait(deadline).await?;
+        dev.genesis = first_line_hash(path);
+        Ok(dev)
+    }
+
+    /// The hash of the file's genesis record (regular files), for `leakstop audit verify --genesis`.
+    pub fn genesis_hash(&self) -> Option<&str> {
+        self.genesis.as_deref()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queue one entry (a JSON object without `prev_hash`); never blocks.
+    pub fn submit(&self, entry_json: String) -> Result<Pending, DeviceError> {
+        let (ack, rx) = oneshot::channel();
+        self.send(Job::Line(entry_json, ack))?;
+        Ok(self.pending(rx))
+    }
+
+    fn pending(&self, rx: oneshot::Receiver<Result<(), String>>) -> Pending {
+        Pending {
+            device: self.name.clone(),
+            path: self.path.clone(),
+            rx,
+        }
+    }
+
+    fn send(&self, job: Job) -> Result<(), DeviceError> {
+        self.tx.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => DeviceError::Overloaded {
+                device: self.name.clone(),
+                path: self.path.clone(),
+            },
+            TrySendError::Disconnected(_) => DeviceError::Closed {
+                device: self.name.clone(),
+            },
+        })
+    }
+}
+
+struct Writer {
+    device: String,
+    path: PathBuf,
+    file: Option<File>,
+    prev: String,
+}
+
+impl Writer {
+    fn new(device: String, path: PathBuf) -> Self {
+        Writer {
+            device,
+            path,
+            file: None,
+            prev: String::new(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Job>) {
+        let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
+        loop {
+            match rx.recv_timeout(Duration::from_secs(3600)) {
+                Ok(job) => batch.push(job),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let result = self.write_batch(&batch).map_err(|e| e.to_string());
+            for job in batch.drain(..) {
+                let (Job::Line(_, ack) | Job::Ready(ack)) = job;
+                let _ = ack.send(result.clone());
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: &[Job]) -> io::Result<()> {
+        if self.file.is_none() {
+            self.open()?;
+        }
+        let mut out = String::new();
+        let mut prev = self.prev.clone();
+        for job in batch {
+            if let Job::Line(entry, _) = job {
+                let (line, hash) = chain::chain_line(&prev, entry);
+                prev = hash;
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("audit file not open"))?;
+        let res = file.write_all(out.as_bytes()).and_then(|()| sync(file));
+        match res {
+            Ok(()) => {
+                self.prev = prev;
+                Ok(())
+            }
+            Err(e) => {
+                // A partial write may have happened: reopen next time and continue the chain from what is on disk.
+                self.file = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Open for append; a new (or non-regular) file starts with a genesis record, an existing log continues its chain.
+    fn open(&mut self) -> io::Result<()> {
+        // A FIFO or device is opened write-only (opening a FIFO read-write would make us its reader).
+        let special = std::fs::metadata(&self.path).is_ok_and(|m| !m.is_file());
+        let mut opts = OpenOptions::new();
+        opts.append(true);
+        if !special {
+            opts.create(true).read(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        }
+        let mut file = opts.open(&self.path)?;
+        let meta = file.metadata()?;
+        let last = if meta.is_file() && meta.len() > 0 {
+            last_line(&mut file, meta.len())?
+        } else {
+            None
+        };
+        match last {
+            Some((line, complete)) => {
+                if !complete {
+                    file.write_all(b"\n")?;
+                }
+                // A damaged last line still anchors the chain (verify reports it); its claimed hash is the best link.
+                self.prev = chain::own_hash(&line).unwrap_or_else(|_| chain::digest(&line));
+            }
+            None => {
+                let now = time::OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                let nonce: [u8; 16] = rand::random();
+                let (genesis, hash) = chain::genesis_line(&self.device, &now, &hex::encode(nonce));
+                file.write_all(format!("{genesis}\n").as_bytes())?;
+                sync(&file)?;
+                self.prev = hash;
+            }
+        }
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+fn first_line_hash(path: &Path) -> Option<String> {
+    use std::io::BufRead;
+    let file = File::open(path)
+        .ok()
+        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
+    let mut line = Vec::new();
+    io::BufReader::new(file).read_until(b'\n', &mut line).ok()?;
+    chain::own_hash(line.strip_suffix(b"\n")?).ok()
+}
+
+fn sync(file: &File) -> io::Result<()> {
+    match file.sync_data() {
+        // FIFOs and character devices cannot be synced; the write itself is what counts there.
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
+        other => other,
+    }
+}
+
+/// The last line of a regular file (without its newline) and whether it was complete.
+fn last_line(file: &mut File, len: u64) -> io::Result<Option<(Vec<u8>, bool)>> {
+    let mut back = 64 * 1024u64;
+    loop {
+        let start = len.saturating_sub(back);
+        file.seek(SeekFrom::Start(start))?;
+        let mut tail = Vec::new();
+        file.read_to_end(&mut tail)?;
+        let complete = tail.last() == Some(&b'\n');
+        let body = if complete { &tail[..tail.len() - 1] } else { &tail[..] };
+        match body.iter().rposition(|b| *b == b'\n') {
+            Some(i) => return Ok(Some((body[i + 1..].to_vec(), complete))),
+            None if start == 0 => return Ok(Some((body.to_vec(), complete))),
+            None => back *= 4,
+        }
+    }
+}
+
+/// A fresh directory for a unit test (the crate has no tempfile dependency).
+#[cfg(test)]
+pub(crate) fn test_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "leakstop-audit-test-{}-{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Duration = Duration::from_secs(2);
+
+    #[tokio::test]
+    async fn lines_are_chained_and_a_reopened_file_continues_the_chain() {
+        let dir = super::super::device::test_dir();
+        let path = dir.join("audit.log");
+        {
+            let dev = FileDevice::open("file", &path, D).await.unwrap();
+            let waits: Vec<_> = (0..50).map(|i| dev.submit(format!("{{\"n\":{i}}}")).unwrap()).collect();
+            for w in waits {
+                w.wait(D).await.unwrap();
+            }
+        }
+        let dev = FileDevice::open("file", &path, D).await.unwrap();
+        dev.submit("{\"n\":\"after restart\"}".into())
+            .unwrap()
+            .wait(D)
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 52);
+        let v = chain::verify(text.as_bytes(), dev.genesis_hash()).unwrap();
+        assert!(matches!(v, chain::Verdict::Intact { lines: 52, .. }), "{v:?}");
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_an_error_not_a_hang() {
+        let dev = FileDevice::open("full", Path::new("/dev/full"), D).await;
+        let err = match dev {
+            Err(e) => e,
+            Ok(dev) => dev.submit("{}".into()).unwrap().wait(D).await.unwrap_err(),
+        };
+        assert!(matches!(err, DeviceError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("/dev/full"), "{err}");
+    }
+}

@@ -1,0 +1,135 @@
+//! A `leakstop server` started by the test itself, and a small Vault-API client for the KV and audit tests.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const ROOT_TOKEN: &str = "root";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A running server; killed on drop.
+pub struct Server {
+    pub addr: String,
+    pub child: Child,
+    pub log: std::path::PathBuf,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// `leakstop server --dev` on a free loopback port, with the root token `root`.
+    pub async fn dev(dir: &Path) -> Server {
+        let port = free_port();
+        let args = [
+            "server".to_string(),
+            "--dev".into(),
+            "--dev-root-token-id".into(),
+            ROOT_TOKEN.into(),
+            "--dev-listen-address".into(),
+            format!("127.0.0.1:{port}"),
+        ];
+        Self::start(dir, &args, port, ROOT_TOKEN).await
+    }
+
+    /// Start `leakstop` with `args` and wait until it answers on `port`.
+    pub async fn start(dir: &Path, args: &[String], port: u16, token: &str) -> Server {
+        let log = dir.join(format!("server-{port}.log"));
+        let out = std::fs::File::create(&log).expect("create server log");
+        let child = Command::new(leakstop_tests::leakstop_bin())
+            .args(args)
+            .stdout(out.try_clone().expect("dup log"))
+            .stderr(out)
+            .stdin(Stdio::null())
+            .current_dir(dir)
+            .spawn()
+            .expect("start leakstop server");
+        let mut s = Server {
+            addr: format!("http://127.0.0.1:{port}"),
+            child,
+            log,
+            token: token.into(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+        };
+        s.wait_listening().await;
+        s
+    }
+
+    async fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("leakstop server exited with {status}:\n{}", self.log_text());
+            }
+            if self
+                .http
+                .get(format!("{}/v1/sys/seal-status", self.addr))
+                .send()
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("leakstop server did not listen within 30 s:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send a request with the server's token; returns (status, JSON body or Null).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(&self.token.clone(), method, path, body).await
+    }
+
+    pub async fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .http
+            .request(m, format!("{}/v1/{path}", self.addr))
+            .header("X-Vault-Token", token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_text()));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `call` that must succeed (2xx).
+    pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.call(method, path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} -> {status} {v}\n{}",
+            self.log_text()
+        );
+        v
+    }
+}

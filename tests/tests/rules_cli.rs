@@ -1,0 +1,133 @@
+//! `leakstop rules list|check` as a user runs them: listing, validating rule files and configs, exit codes.
+use std::path::Path;
+use std::process::{Command, Output};
+
+use leakstop_tests::{leakstop_bin, repo_root};
+
+fn leakstop(dir: &Path, args: &[&str]) -> Output {
+    Command::new(leakstop_bin())
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run leakstop")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn list_shows_builtin_rules_as_text_and_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = leakstop(dir.path(), &["rules", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("github-pat-classic "))
+        .expect("github rule listed");
+    assert!(
+        line.contains("critical") && line.contains("GitHub personal access token"),
+        "{line}"
+    );
+
+    let out = leakstop(dir.path(), &["rules", "list", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rules: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let rules = rules.as_array().expect("array");
+    assert!(rules.len() >= 40, "only {} rules", rules.len());
+    let lks = rules
+        .iter()
+        .find(|r| r["id"] == "leakstop-token")
+        .expect("leakstop-token listed");
+    assert_eq!(lks["severity"], "critical");
+    assert_eq!(lks["check"], "leakstop-crc32");
+}
+
+#[test]
+fn check_validates_the_builtin_rules_and_the_repository_rule_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = leakstop(dir.path(), &["rules", "check"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("valid"), "{}", stdout(&out));
+    let github = repo_root().join("rules/github.toml");
+    let out = leakstop(dir.path(), &["rules", "check", github.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn check_reports_every_problem_with_file_rule_and_field_and_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("acme.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[rule]]
+id = "acme-key"
+description = "ACME API key"
+severity = "urgent"
+keywords = ["acme_"]
+regex = '''acme_[0-9a-f]{32}'''
+examples = ["acme_0f1e2d3c4b5a69788796a5b4c3d2e1f0"]
+negative_examples = ["none"]
+
+[[rule]]
+id = "acme-other"
+description = "ACME other key"
+severity = "high"
+keywords = ["acmeo_"]
+regex = '''acmeo_[0-9a-f]{8}'''
+check = "luhn"
+examples = ["acmeo_0f1e2d3c"]
+negative_examples = ["none"]
+"#,
+    )
+    .expect("write rule file");
+    let out = leakstop(dir.path(), &["rules", "check", "acme.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("acme.toml: rule `acme-key`: field `severity`"), "{err}");
+    assert!(err.contains("acme.toml: rule `acme-other`: field `check`"), "{err}");
+    assert!(err.contains("2 problem(s)"), "{err}");
+
+    // A rule whose negative example matches fails the example run.
+    std::fs::write(
+        &file,
+        "[[rule]]\nid = \"acme-key\"\ndescription = \"d\"\nseverity = \"high\"\nkeywords = [\"acme_\"]\n\
+         regex = '''acme_[0-9a-f]{8}'''\nexamples = [\"acme_0f1e2d3c\"]\nnegative_examples = [\"acme_1a2b3c4d\"]\n",
+    )
+    .expect("write rule file");
+    let out = leakstop(dir.path(), &["rules", "check", "acme.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("negative_examples[0]"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_accepts_a_gitleaks_config_and_explains_what_it_cannot_map() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(".gitleaks.toml"),
+        "[extend]\nuseDefault = true\n\n[[rules]]\nid = \"acme-key\"\nregex = '''acme_([0-9a-f]{32})'''\n\
+         keywords = [\"acme_\"]\n\n[[rules]]\nid = \"pem-files\"\npath = '''\\.pem$'''\n",
+    )
+    .expect("write config");
+    let out = leakstop(dir.path(), &["rules", "check", ".gitleaks.toml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pem-files"),
+        "path-only rule is explained: {}",
+        stderr(&out)
+    );
+
+    let out = leakstop(dir.path(), &["rules", "list", "--config", ".gitleaks.toml"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).lines().any(|l| l.starts_with("acme-key ")));
+    assert!(
+        stdout(&out).lines().any(|l| l.starts_with("github-pat-classic ")),
+        "useDefault keeps builtin rules"
+    );
+}

@@ -1,0 +1,443 @@
+//! End-to-end tests of `leakstop scan` on files, directories and stdin: what a user sees (findings with their
+//! location, exit codes, redaction, allow markers, baselines and ignore files, reports).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use leakstop_tests::leakstop_bin;
+use leakstop_tests::secrets::{aws_key_pair, github_pat};
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn scan_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut cmd = Command::new(leakstop_bin());
+    cmd.current_dir(dir)
+        .arg("scan")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("LEAKSTOP_LOG");
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run leakstop");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().expect("exit code"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn json_findings(run: &Run) -> Vec<Value> {
+    serde_json::from_str::<Vec<Value>>(&run.stdout)
+        .unwrap_or_else(|e| panic!("not a JSON array ({e}):\n{}\nstderr: {}", run.stdout, run.stderr))
+}
+
+fn write(dir: &Path, rel: &str, content: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+/// A repo-like tree with one GitHub token at a known place: line 4, column 14 (`    token = "` is 13 chars).
+fn tree_with_token() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let pat = github_pat();
+    write(
+        dir.path(),
+        "src/app.py",
+        &format!("import os\n\ndef f():\n    token = \"{pat}\"\n"),
+    );
+    write(dir.path(), "README.md", "# nothing to see\n");
+    (dir, pat)
+}
+
+#[test]
+fn directory_scan_reports_the_secret_with_its_location_and_exits_1() {
+    let (dir, pat) = tree_with_token();
+    let run = scan_in(dir.path(), &["--format", "json", "."], None);
+    assert_eq!(run.code, 1, "findings must exit 1; stderr: {}", run.stderr);
+    let findings = json_findings(&run);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!(f["path"], "src/app.py");
+    assert_eq!(f["line"], 4);
+    assert_eq!(f["column"], 14);
+    assert_eq!(f["end_column"], 14 + pat.len() as u64 - 1);
+    assert!(f["rule_id"].as_str().unwrap().starts_with("github"), "{f}");
+    assert!(f["fingerprint"].as_str().unwrap().starts_with("ls1:"));
+    assert!(!run.stdout.contains(&pat), "secret leaked into the JSON report");
+}
+
+#[test]
+fn clean_tree_exits_0_and_bad_path_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.txt", "hello world\n");
+    let run = scan_in(dir.path(), &["."], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+
+    let run = scan_in(dir.path(), &["does/not/exist"], None);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("does/not/exist") && run.stderr.contains("no such file"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn stdin_is_scanned_with_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let pat = github_pat();
+    let run = scan_in(
+        dir.path(),
+        &["-", "--format", "jsonl"],
+        Some(&format!("first line\nexport GH={pat}\n")),
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let lines: Vec<Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{}", run.stdout);
+    assert_eq!(lines[0]["path"], "stdin");
+    assert_eq!(lines[0]["line"], 2);
+    assert_eq!(lines[0]["column"], 11);
+
+    let run = scan_in(dir.path(), &["-"], Some("nothing secret here\n"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn secrets_are_redacted_unless_show_secrets() {
+    let (dir, pat) = tree_with_token();
+    for fmt in ["text", "json", "jsonl", "sarif"] {
+        let run = scan_in(dir.path(), &["--format", fmt, "."], None);
+        assert_eq!(run.code, 1);
+        assert!(
+            !run.stdout.contains(&pat) && !run.stderr.contains(&pat),
+            "{fmt} report shows the secret"
+        );
+        assert!(
+            !run.stdout.contains(&pat[4..20]),
+            "{fmt} report shows part of the secret"
+        );
+    }
+    for fmt in ["text", "json", "jsonl"] {
+        let run = scan_in(dir.path(), &["--format", fmt, "--show-secrets", "."], None);
+        assert!(
+            run.stdout.contains(&pat),
+            "{fmt} with --show-secrets must reveal the secret:\n{}",
+            run.stdout
+        );
+    }
+    // SARIF is uploaded to code scanning: never in clear.
+    let run = scan_in(dir.path(), &["--format", "sarif", "--show-secrets", "."], None);
+    assert!(!run.stdout.contains(&pat));
+}
+
+#[test]
+fn inline_allow_markers_of_leakstop_and_other_scanners_are_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let markers = [
+        "leakstop:allow",
+        "gitleaks:allow",
+        "pragma: allowlist secret",
+        "kingfisher:ignore",
+        "trufflehog:ignore",
+    ];
+    let mut content = String::new();
+    for m in markers {
+        content.push_str(&format!("token = \"{}\"  # {m}\n", github_pat()));
+    }
+    content.push_str(&format!("token = \"{}\"\n", github_pat()));
+    write(dir.path(), "cfg.py", &content);
+    let run = scan_in(dir.path(), &["--format", "json", "."], None);
+    let findings = json_findings(&run);
+    assert_eq!(findings.len(), 1, "only the unmarked line is reported: {findings:#?}");
+    assert_eq!(findings[0]["line"], markers.len() as u64 + 1);
+}
+
+#[test]
+fn baseline_round_trip_reports_only_new_findings_even_after_code_moves() {
+    let (dir, pat) = tree_with_token();
+    let run = scan_in(dir.path(), &["--write-baseline", "baseline.json", "src"], None);
+    assert_eq!(
+        run.code, 0,
+        "writing a baseline accepts the current findings: {}",
+        run.stderr
+    );
+    let text = std::fs::read_to_string(dir.path().join("baseline.json")).unwrap();
+    assert!(!text.contains(&pat), "the baseline must not contain the secret");
+    let b: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(b["findings"].as_array().unwrap().len(), 1);
+
+    let run = scan_in(dir.path(), &["--baseline", "baseline.json", "src"], None);
+    assert_eq!(run.code, 0, "known finding is not reported: {}", run.stdout);
+
+    // Code moves (lines inserted above): still known, because fingerprints do not depend on lines.
+    let moved = format!("# header\n# more\n\nimport os\n\ndef f():\n    token = \"{pat}\"\n");
+    write(dir.path(), "src/app.py", &moved);
+    // The same secret copied to another file is the same secret: also known.
+    write(dir.path(), "src/copy.py", &format!("T = \"{pat}\"\n"));
+    let run = scan_in(dir.path(), &["--baseline", "baseline.json", "src"], None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+
+    let new_pat = github_pat();
+    write(dir.path(), "src/new.py", &format!("T = \"{new_pat}\"\n"));
+    let run = scan_in(
+        dir.path(),
+        &["--baseline", "baseline.json", "--format", "json", "src"],
+        None,
+    );
+    assert_eq!(run.code, 1);
+    let findings = json_findings(&run);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0]["path"], "src/new.py");
+
+    let run = scan_in(dir.path(), &["--baseline", "missing.json", "src"], None);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("missing.json"), "{}", run.stderr);
+}
+
+#[test]
+fn leakstopignore_fingerprints_and_gitleaksignore_locations_suppress() {
+    let (dir, _pat) = tree_with_token();
+    let run = scan_in(dir.path(), &["--format", "json", "."], None);
+    let f = &json_findings(&run)[0];
+    let fp = f["fingerprint"].as_str().unwrap().to_string();
+    let rule = f["rule_id"].as_str().unwrap().to_string();
+
+    write(
+        dir.path(),
+        ".leakstopignore",
+        &format!("# reviewed: test token\n{fp}\n"),
+    );
+    let run = scan_in(dir.path(), &["."], None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    std::fs::remove_file(dir.path().join(".leakstopignore")).unwrap();
+
+    // gitleaks' own ignore format: file:rule:line.
+    write(dir.path(), ".gitleaksignore", &format!("src/app.py:{rule}:4\n"));
+    let run = scan_in(dir.path(), &["."], None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+
+    // A gitleaks rule id leakstop does not have: mapped to path+line, and said so.
+    write(dir.path(), ".gitleaksignore", "src/app.py:some-gitleaks-only-rule:4\n");
+    let run = scan_in(dir.path(), &["."], None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("some-gitleaks-only-rule"),
+        "the unmapped rule id is reported: {}",
+        run.stderr
+    );
+
+    // Another line is not suppressed.
+    write(dir.path(), ".gitleaksignore", &format!("src/app.py:{rule}:9\n"));
+    assert_eq!(scan_in(dir.path(), &["."], None).code, 1);
+
+    write(dir.path(), ".gitleaksignore", "this is not a fingerprint\n");
+    let run = scan_in(dir.path(), &["."], None);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains(".gitleaksignore") && run.stderr.contains("line 1"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn gitignore_binary_and_size_limits_are_respected_with_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), ".gitignore", "ignored/\n");
+    write(dir.path(), "ignored/secret.py", &format!("t = \"{}\"\n", github_pat()));
+    write(dir.path(), "blob.bin", &format!("\0\0\0binary {}\n", github_pat()));
+    write(
+        dir.path(),
+        "big.txt",
+        &format!("{}\nt = \"{}\"\n", "x".repeat(4096), github_pat()),
+    );
+
+    let run = scan_in(dir.path(), &["--max-file-size", "1K", "."], None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("big.txt") && run.stderr.contains("--max-file-size"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("binary"), "{}", run.stderr);
+
+    let run = scan_in(dir.path(), &["--format", "json", "."], None);
+    let paths: Vec<String> = json_findings(&run)
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(paths, ["big.txt"]);
+
+    let run = scan_in(
+        dir.path(),
+        &["--format", "json", "--no-ignore", "--include-binary", "."],
+        None,
+    );
+    let mut paths: Vec<String> = json_findings(&run)
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["big.txt", "blob.bin", "ignored/secret.py"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "secret.py", &format!("t = \"{}\"\n", github_pat()));
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.py"), dir.path().join("file-link.py")).unwrap();
+    let run = scan_in(dir.path(), &["."], None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}
+
+#[test]
+fn output_file_gets_the_report_and_stdout_stays_empty() {
+    let (dir, _pat) = tree_with_token();
+    let run = scan_in(dir.path(), &["--format", "jsonl", "--output", "out.jsonl", "src"], None);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.is_empty());
+    let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    // No temp file left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn sarif_has_rules_results_regions_and_fingerprints() {
+    let (dir, pat) = tree_with_token();
+    let run = scan_in(dir.path(), &["--format", "sarif", "."], None);
+    assert_eq!(run.code, 1);
+    let s: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(s["version"], "2.1.0");
+    let run0 = &s["runs"][0];
+    assert_eq!(run0["tool"]["driver"]["name"], "leakstop");
+    let rules = run0["tool"]["driver"]["rules"].as_array().unwrap();
+    let result = &run0["results"][0];
+    let rule_id = result["ruleId"].as_str().unwrap();
+    let rule = &rules[result["ruleIndex"].as_u64().unwrap() as usize];
+    assert_eq!(rule["id"], rule_id);
+    assert!(rule["shortDescription"]["text"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(rule["help"]["text"].as_str().is_some_and(|t| t.contains("Rotate")));
+    assert_eq!(result["level"], "error");
+    let loc = &result["locations"][0]["physicalLocation"];
+    assert_eq!(loc["artifactLocation"]["uri"], "src/app.py");
+    assert_eq!(loc["region"]["startLine"], 4);
+    assert_eq!(loc["region"]["startColumn"], 14);
+    assert_eq!(loc["region"]["endColumn"], 14 + pat.len() as u64);
+    assert!(
+        result["partialFingerprints"]["leakstopFingerprint/v1"]
+            .as_str()
+            .unwrap()
+            .starts_with("ls1:")
+    );
+}
+
+#[test]
+fn aws_key_id_and_secret_pair_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, secret) = aws_key_pair();
+    write(
+        dir.path(),
+        "deploy/.env",
+        &format!("AWS_ACCESS_KEY_ID={id}\nAWS_SECRET_ACCESS_KEY={secret}\nREGION=eu-west-1\n"),
+    );
+    let run = scan_in(dir.path(), &["--format", "json", "."], None);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let findings = json_findings(&run);
+    let lines: Vec<u64> = findings.iter().map(|f| f["line"].as_u64().unwrap()).collect();
+    assert!(
+        lines.contains(&1) && lines.contains(&2),
+        "both halves of the pair are reported: {findings:#?}"
+    );
+    // Hidden files (.env) are scanned: that is where secrets live.
+    assert!(findings.iter().all(|f| f["path"] == "deploy/.env"));
+}
+
+#[test]
+fn config_disables_a_rule_and_bad_config_is_a_clear_error() {
+    let (dir, _pat) = tree_with_token();
+    let run = scan_in(dir.path(), &["--format", "json", "."], None);
+    let rule = json_findings(&run)[0]["rule_id"].as_str().unwrap().to_string();
+
+    write(
+        dir.path(),
+        ".leakstop.toml",
+        &format!("[extend]\ndisable = [\"{rule}\"]\n"),
+    );
+    let run = scan_in(dir.path(), &["."], None);
+    assert_eq!(
+        run.code, 0,
+        "a disabled rule reports nothing: {}{}",
+        run.stdout, run.stderr
+    );
+
+    write(
+        dir.path(),
+        "bad.toml",
+        "[[rule]]\nid = \"broken\"\nregex = '''(unclosed'''\n",
+    );
+    let run = scan_in(dir.path(), &["--config", "bad.toml", "."], None);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("bad.toml"),
+        "the error names the file: {}",
+        run.stderr
+    );
+
+    let run = scan_in(dir.path(), &["--config", "nope.toml", "."], None);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("nope.toml"), "{}", run.stderr);
+}
+
+#[test]
+fn gitleaks_config_in_the_scanned_dir_is_imported_and_unmapped_parts_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        ".gitleaks.toml",
+        r#"title = "team config"
+frobnicate = true
+
+[extend]
+useDefault = true
+
+[[rules]]
+id = "internal-service-key"
+description = "Internal service key"
+regex = '''isk_[a-z0-9]{32}'''
+keywords = ["isk_"]
+"#,
+    );
+    write(dir.path(), "app.cfg", "key = isk_9f3k2m8q1z7x4c6v0b5n8m2l4k6j8h0g\n");
+    let run = scan_in(dir.path(), &["--format", "json", "."], None);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let findings = json_findings(&run);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0]["rule_id"], "internal-service-key");
+    assert_eq!(findings[0]["column"], 7);
+    assert!(
+        run.stderr.contains("frobnicate"),
+        "what could not be mapped is said on stderr: {}",
+        run.stderr
+    );
+}
