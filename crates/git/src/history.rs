@@ -59,7 +59,11 @@ struct Enumeration {
     path_ids: HashMap<String, u32>,
     blobs: HashMap<Oid, BlobSeen>,
     order: Vec<Oid>,
-    trees: HashSet<Oid>,
+    /// Tree id -> the directory path it was first walked under. A tree is read once; when it shows up again
+    /// under another directory (a renamed or copied directory), the pair of directories is kept in `aliases`
+    /// so the blob paths it holds can be derived afterwards without re-reading it.
+    trees: HashMap<Oid, u32>,
+    aliases: HashSet<(u32, u32)>,
     submodules: usize,
 }
 
@@ -77,9 +81,14 @@ impl Enumeration {
     fn walk_tree(&mut self, repo: &Repository, root: Oid, commit: u32, repo_path: &Path) -> Result<(), GitError> {
         let mut stack: Vec<(Oid, String)> = vec![(root, String::new())];
         while let Some((tree_id, prefix)) = stack.pop() {
-            if !self.trees.insert(tree_id) {
+            let prefix_id = self.intern(&prefix);
+            if let Some(&first) = self.trees.get(&tree_id) {
+                if first != prefix_id {
+                    self.aliases.insert((first, prefix_id));
+                }
                 continue;
             }
+            self.trees.insert(tree_id, prefix_id);
             let tree = repo
                 .find_tree(tree_id)
                 .map_err(GitError::git(repo_path, "reading a tree"))?;
@@ -158,7 +167,7 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
         en.commits.push(oid);
         en.walk_tree(&repo, commit.tree_id(), idx, &root)?;
     }
-    en.trees = HashSet::new();
+    en.trees = HashMap::new();
 
     let mut report = HistoryReport {
         commits: en.commits.len(),
@@ -272,7 +281,7 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
                 i
             }
         };
-        let others: Vec<String> = seen.others.iter().map(|p| en.paths[*p as usize].clone()).collect();
+        let others = other_paths(&en, seen);
         for mut f in findings {
             f.commit = Some(info.clone());
             f.other_paths = others.clone();
@@ -302,6 +311,37 @@ fn push_all_refs(repo: &Repository, walk: &mut git2::Revwalk<'_>, root: &Path) -
         walk.push(c.id()).map_err(GitError::git(root, "walking history"))?;
     }
     Ok(())
+}
+
+/// Every other path of a blob: those seen directly, plus those inside directories that are copies or renames
+/// of one it was seen in (derived from the tree aliases, since each tree is read only once).
+fn other_paths(en: &Enumeration, seen: &BlobSeen) -> Vec<String> {
+    let first = &en.paths[seen.path as usize];
+    let mut out: Vec<String> = seen.others.iter().map(|p| en.paths[*p as usize].clone()).collect();
+    let mut frontier = vec![first.clone()];
+    frontier.extend(out.iter().cloned());
+    while let Some(path) = frontier.pop() {
+        for (from, to) in &en.aliases {
+            let (from, to) = (&en.paths[*from as usize], &en.paths[*to as usize]);
+            let rest = if from.is_empty() {
+                Some(path.as_str())
+            } else {
+                path.strip_prefix(from.as_str()).and_then(|r| r.strip_prefix('/'))
+            };
+            let Some(rest) = rest else { continue };
+            let derived = if to.is_empty() {
+                rest.to_string()
+            } else {
+                format!("{to}/{rest}")
+            };
+            if derived != *first && !out.contains(&derived) && out.len() < MAX_OTHER_PATHS {
+                out.push(derived.clone());
+                frontier.push(derived);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// True when the file at `path` in `tree` still contains `secret`.

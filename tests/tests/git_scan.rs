@@ -1,0 +1,245 @@
+//! `leakstop scan --git`, `--staged` and `--range` on real repositories built with the git CLI: provenance,
+//! line numbers, renames, merges, bare and shallow clones, first commits.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use leakstop_tests::gitcli::{commit_file, git, git_output, init_repo, isolate, stage};
+use leakstop_tests::{leakstop_bin, secrets};
+use serde_json::Value;
+
+fn scan(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(leakstop_bin());
+    isolate(&mut cmd);
+    cmd.current_dir(dir)
+        .arg("scan")
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .expect("run leakstop")
+}
+
+fn findings(out: &Output) -> Vec<Value> {
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "scan failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    match v {
+        Value::Array(a) => a,
+        Value::Object(ref o) if o.contains_key("findings") => o["findings"].as_array().unwrap().clone(),
+        other => panic!("unexpected report shape: {other}"),
+    }
+}
+
+fn commit_of(f: &Value) -> &str {
+    f["commit"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("finding without commit: {f}"))
+}
+
+#[test]
+fn history_attributes_a_removed_secret_to_the_commit_that_added_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init_repo(&tmp.path().join("r"));
+    commit_file(&repo, "README.md", "# demo\n", "first");
+    let token = secrets::github_pat();
+    let added = commit_file(
+        &repo,
+        "conf/app.env",
+        &format!("A=1\nB=2\nGH_TOKEN={token}\n"),
+        "add config",
+    );
+    commit_file(&repo, "conf/app.env", "A=1\nB=2\n", "remove the token");
+
+    let out = scan(&repo, &["--git", "."]);
+    let fs = findings(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(fs.len(), 1, "{fs:?}");
+    let f = &fs[0];
+    assert_eq!(f["path"], "conf/app.env");
+    assert_eq!(f["line"], 3);
+    assert_eq!(f["column"], 10);
+    assert_eq!(commit_of(f), added);
+    assert_eq!(f["commit"]["author_name"], "Ada Tester");
+    assert_eq!(f["commit"]["summary"], "add config");
+    assert_eq!(
+        f["in_head"], false,
+        "the secret was removed, so it is not live at HEAD: {f}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&token),
+        "secret shown without --show-secrets"
+    );
+}
+
+#[test]
+fn a_blob_is_reported_once_with_every_path_and_marked_live_at_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init_repo(&tmp.path().join("r"));
+    let (id, secret) = secrets::aws_key_pair();
+    let content = format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n");
+    let first = commit_file(&repo, "old/credentials", &content, "add creds");
+    // Rename: same blob under a new path; then a copy elsewhere.
+    std::fs::create_dir_all(repo.join("new")).unwrap();
+    git(&repo, &["mv", "old/credentials", "new/credentials"]);
+    git(&repo, &["commit", "-q", "-m", "move"]);
+    commit_file(&repo, "backup/credentials", &content, "backup");
+
+    let fs = findings(&scan(&repo, &["--git"]));
+    let secret_findings: Vec<&Value> = fs.iter().filter(|f| f["rule_id"] == "aws-secret-access-key").collect();
+    assert_eq!(secret_findings.len(), 1, "one blob, one finding: {fs:?}");
+    let f = secret_findings[0];
+    assert_eq!(f["path"], "old/credentials");
+    assert_eq!(f["line"], 3);
+    assert_eq!(commit_of(f), first);
+    let others: Vec<&str> = f["other_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        others.contains(&"new/credentials") && others.contains(&"backup/credentials"),
+        "{others:?}"
+    );
+    assert_eq!(f["in_head"], true);
+}
+
+#[test]
+fn merges_branches_and_bare_clones_are_scanned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init_repo(&tmp.path().join("r"));
+    commit_file(&repo, "a.txt", "a\n", "base");
+    git(&repo, &["checkout", "-q", "-b", "feature"]);
+    let token = secrets::github_pat();
+    let on_branch = commit_file(
+        &repo,
+        "src/deploy.sh",
+        &format!("#!/bin/sh\ncurl -H 'Authorization: token {token}'\n"),
+        "deploy script",
+    );
+    git(&repo, &["checkout", "-q", "main"]);
+    commit_file(&repo, "b.txt", "b\n", "main work");
+    git(&repo, &["merge", "-q", "--no-ff", "-m", "merge feature", "feature"]);
+
+    let fs = findings(&scan(&repo, &["--git"]));
+    assert_eq!(fs.len(), 1, "{fs:?}");
+    assert_eq!(commit_of(&fs[0]), on_branch);
+    assert_eq!(fs[0]["line"], 2);
+
+    let bare = tmp.path().join("bare.git");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &repo.to_string_lossy(),
+            &bare.to_string_lossy(),
+        ],
+    );
+    let fs = findings(&scan(tmp.path(), &["--git", &bare.to_string_lossy()]));
+    assert_eq!(fs.len(), 1, "bare clone: {fs:?}");
+    assert_eq!(commit_of(&fs[0]), on_branch);
+
+    // --branch limits the walk: main before the merge did not have it.
+    let fs = findings(&scan(&repo, &["--git", ".", "--branch", "main~1"]));
+    assert!(fs.is_empty(), "{fs:?}");
+}
+
+#[test]
+fn range_reports_only_what_the_commits_added() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init_repo(&tmp.path().join("r"));
+    let old_token = secrets::github_pat();
+    let base = commit_file(&repo, "legacy.env", &format!("TOKEN={old_token}\n"), "old leak");
+    commit_file(&repo, "app.py", "print(1)\n", "clean");
+    let new_token = secrets::github_pat();
+    let adding = commit_file(
+        &repo,
+        "app.py",
+        &format!("print(1)\nTOKEN = '{new_token}'\n"),
+        "add token",
+    );
+    let head = commit_file(&repo, "notes.md", "done\n", "notes");
+
+    let fs = findings(&scan(&repo, &["--range", &format!("{base}..{head}")]));
+    assert_eq!(fs.len(), 1, "{fs:?}");
+    assert_eq!(fs[0]["path"], "app.py");
+    assert_eq!(fs[0]["line"], 2);
+    assert_eq!(commit_of(&fs[0]), adding);
+
+    let out = scan(&repo, &["--range", "nope..HEAD"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nope"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn staged_scan_sees_only_added_lines_with_staged_line_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init_repo(&tmp.path().join("r"));
+    // First commit: everything staged is new (no HEAD yet).
+    let token = secrets::github_pat();
+    stage(&repo, "first.env", &format!("X=1\nTOKEN={token}\n"));
+    let fs = findings(&scan(&repo, &["--staged"]));
+    assert_eq!(fs.len(), 1, "{fs:?}");
+    assert_eq!(fs[0]["line"], 2);
+    assert!(fs[0]["commit"].is_null());
+    git(&repo, &["commit", "-q", "--no-verify", "-m", "first"]);
+
+    // An existing secret in a modified file is not this commit's finding; a new one is, at its staged line.
+    let token2 = secrets::github_pat();
+    stage(
+        &repo,
+        "first.env",
+        &format!("X=1\nTOKEN={token}\nY=2\nTOKEN2={token2}\n"),
+    );
+    let fs = findings(&scan(&repo, &["--staged"]));
+    assert_eq!(fs.len(), 1, "{fs:?}");
+    assert_eq!(fs[0]["line"], 4);
+
+    // A pure rename adds no lines; a binary file is skipped.
+    git(&repo, &["reset", "-q", "--hard"]);
+    git(&repo, &["mv", "first.env", "renamed.env"]);
+    let mut bin = vec![0u8, 1, 2, 3];
+    bin.extend_from_slice(format!("TOKEN={}", secrets::github_pat()).as_bytes());
+    std::fs::write(repo.join("blob.bin"), &bin).unwrap();
+    git(&repo, &["add", "blob.bin"]);
+    let out = scan(&repo, &["--staged"]);
+    assert!(findings(&out).is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn shallow_clone_range_past_the_boundary_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init_repo(&tmp.path().join("r"));
+    let c1 = commit_file(&repo, "a.txt", "1\n", "one");
+    commit_file(&repo, "a.txt", "2\n", "two");
+    commit_file(&repo, "a.txt", "3\n", "three");
+    let shallow = tmp.path().join("shallow");
+    let url = format!("file://{}", repo.display());
+    git(
+        tmp.path(),
+        &["clone", "-q", "--depth", "1", &url, &shallow.to_string_lossy()],
+    );
+
+    let out = scan(&shallow, &["--range", &format!("{c1}..HEAD")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("shallow"), "{err}");
+    assert!(err.contains("fetch"), "the message says how to fix it: {err}");
+
+    // A whole-history scan of a shallow clone works and says what it could not see.
+    let out = scan(&shallow, &["--git"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shallow clone"));
+    let _ = git_output(&shallow, &["status"], &[]);
+}
