@@ -39,13 +39,16 @@ bytes=$(du -sb --apparent-size "$tree" | cut -f1)
 files=$(find "$tree" -type f | wc -l)
 echo "bench: tree $tree: $files files, $((bytes / 1048576)) MiB; $runs runs per tool; $(nproc) cores" >&2
 
-# tool name | command (the report goes to $work/<name>.json)
+# tool name | command (betterleaks' local-path mode is its default `auto` subcommand) (the report goes to $work/<name>.json)
 declare -a names cmds
 add() { names+=("$1"); cmds+=("$2"); }
 add leakstop "'$leakstop' scan '$tree' --format json --output '$work/leakstop.json' --quiet"
 [ -n "$gitleaks_bin" ] && add gitleaks "'$gitleaks_bin' dir '$tree' --no-banner --log-level error --exit-code 0 -f json -r '$work/gitleaks.json'"
-command -v betterleaks >/dev/null && add betterleaks "betterleaks dir '$tree' --no-banner --log-level error --exit-code 0 -o '$work/betterleaks.json'"
+command -v betterleaks >/dev/null && add betterleaks "betterleaks '$tree' --no-banner --log-level error --exit-code 0 -o '$work/betterleaks.json'"
 command -v kingfisher >/dev/null && add kingfisher "kingfisher scan '$tree' --no-validate --git-history none -f json -o '$work/kingfisher.json'"
+
+# Warm the page cache once so every tool reads the tree from memory.
+find "$tree" -type f -print0 | xargs -0 cat > /dev/null 2>&1 || true
 
 for i in "${!names[@]}"; do
     n=${names[$i]}
@@ -83,6 +86,9 @@ def count(name):
     return None
 rows = {}
 for n in names:
+    if not os.path.exists(os.path.join(work, n + ".json")):
+        print(f"{n}: no report (the tool failed; see above)")
+        continue
     ts = [tuple(map(float, l.split())) for l in open(os.path.join(work, n + ".times")) if l.strip()]
     wall = statistics.median(t[0] for t in ts)
     rss = max(t[1] for t in ts) / 1024

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 pub mod gitcli;
+pub mod github;
+pub mod oidc;
 pub mod secrets;
 
 /// Path of the `leakstop` binary built from this workspace.
@@ -16,13 +18,23 @@ pub fn leakstop_bin() -> PathBuf {
     }
     // target/<profile>/deps/<test-binary> -> target/<profile>/leakstop
     let exe = std::env::current_exe().expect("current test executable");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile> directory");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile> directory");
     let bin = profile_dir.join(format!("leakstop{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} not found: run `cargo build -p leakstop` first (tests/run.sh does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build -p leakstop` first (tests/run.sh does)",
+        bin.display()
+    );
     bin
 }
 
 /// The repository root (where `rules/`, `hooks/`, `action/` live).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }

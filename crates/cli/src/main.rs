@@ -87,7 +87,15 @@ fn normalize_vault_style_flags(args: impl Iterator<Item = std::ffi::OsString>) -
                 return a;
             }
             match a.to_str() {
-                Some(s) if s.len() > 2 && s.starts_with('-') && !s.starts_with("--") && s.as_bytes()[1].is_ascii_alphabetic() && s[1..].split('=').next().is_some_and(|n| n.len() > 1 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')) => {
+                Some(s)
+                    if s.len() > 2
+                        && s.starts_with('-')
+                        && !s.starts_with("--")
+                        && s.as_bytes()[1].is_ascii_alphabetic()
+                        && s[1..].split('=').next().is_some_and(|n| {
+                            n.len() > 1 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        }) =>
+                {
                     format!("-{s}").into()
                 }
                 _ => a,
@@ -103,6 +111,10 @@ fn init_logging(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LEAKSTOP_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEAKSTOP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

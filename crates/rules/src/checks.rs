@@ -88,21 +88,7 @@ impl Check {
 
 /// What kind of leakstop credential `token` is (`lks<k>_...` with a valid checksum), `None` if it is not one.
 pub fn leakstop_token_kind(token: &[u8]) -> Option<&'static str> {
-    if token.len() != 47 || !token.starts_with(b"lks") || token[4] != b'_' {
-        return None;
-    }
-    let kind = match token[3] {
-        b's' => "service token",
-        b'b' => "batch token",
-        b'd' => "dynamic credential",
-        b'u' => "unseal/recovery material",
-        _ => return None,
-    };
-    let body = &token[5..];
-    if !body.iter().all(u8::is_ascii_alphanumeric) {
-        return None;
-    }
-    (base62_6(crc32(&token[..41])).as_slice() == &token[41..]).then_some(kind)
+    leakstop_proto::token::parse(token).map(leakstop_proto::token::Kind::describe)
 }
 
 /// `<prefix>_` + `random` base62 chars + 6 base62 checksum chars of CRC32(random) (GitHub's and npm's scheme).
@@ -122,38 +108,7 @@ fn prefixed_crc_token(token: &[u8], random: usize, include_prefix: bool) -> bool
     base62_6(crc32(covered)).as_slice() == &body[random..]
 }
 
-const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-/// `value` in base62 (alphabet 0-9A-Za-z), left-padded with '0' to 6 characters.
-pub fn base62_6(mut value: u32) -> [u8; 6] {
-    let mut out = [b'0'; 6];
-    for slot in out.iter_mut().rev() {
-        *slot = BASE62[(value % 62) as usize];
-        value /= 62;
-    }
-    out
-}
-
-/// CRC-32 (IEEE 802.3, the zlib one).
-pub fn crc32(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (n, slot) in t.iter_mut().enumerate() {
-            let mut c = n as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            }
-            *slot = c;
-        }
-        t
-    });
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc = table[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    crc ^ 0xFFFF_FFFF
-}
+pub use leakstop_proto::token::{base62_6, crc32};
 
 fn decode_base64_any(s: &[u8]) -> Option<Vec<u8>> {
     let trimmed: &[u8] = {

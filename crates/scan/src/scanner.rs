@@ -121,6 +121,8 @@ impl Scanner {
                     .match_kind(MatchKind::Standard)
                     // A full DFA: the fastest search for a few hundred short keywords (a few MB at most).
                     .kind(Some(AhoCorasickKind::DFA))
+                    // One table lookup per byte instead of two; the table stays small (keywords are few).
+                    .byte_classes(false)
                     .build(&keywords)
                     .map_err(|e| ScanError::Prefilter(e.to_string()))?,
             )

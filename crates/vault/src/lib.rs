@@ -1,4 +1,23 @@
-//! Placeholder; filled in by the crate owner.
+//! The credential service: a Vault-compatible HTTP API over a sealed, encrypted store.
+//!
+//! Request path: [`http`] (Vault's envelopes and status codes) → [`core`] (token, route, policy, audit, commit) →
+//! an engine ([`engines`]) → [`barrier`] (AES-256-GCM with the storage path as AAD, keyring under the root key) →
+//! `leakstop_storage`. The root key is wrapped by a `leakstop_seal` seal (PKCS#11 HSM, Shamir shares or dev).
 
 pub mod audit;
+pub mod barrier;
+pub mod client;
+pub mod core;
 pub mod engines;
+mod error;
+pub mod http;
+pub mod leases;
+pub mod policy;
+mod request;
+pub mod server;
+mod sys;
+pub mod token;
+
+pub use barrier::BarrierView;
+pub use error::VaultError;
+pub use request::{Backend, BackendFuture, LogicalRequest, LogicalResponse, Operation};

@@ -51,10 +51,16 @@ impl Server {
 
     /// Start `leakstop` with `args` and wait until it answers on `port`.
     pub async fn start(dir: &Path, args: &[String], port: u16, token: &str) -> Server {
+        Self::start_env(dir, args, &[], port, token).await
+    }
+
+    /// `start` with extra environment variables (e.g. the HSM PIN and SOFTHSM2_CONF).
+    pub async fn start_env(dir: &Path, args: &[String], envs: &[(&str, &str)], port: u16, token: &str) -> Server {
         let log = dir.join(format!("server-{port}.log"));
         let out = std::fs::File::create(&log).expect("create server log");
         let child = Command::new(leakstop_tests::leakstop_bin())
             .args(args)
+            .envs(envs.iter().copied())
             .stdout(out.try_clone().expect("dup log"))
             .stderr(out)
             .stdin(Stdio::null())

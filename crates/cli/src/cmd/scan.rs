@@ -103,7 +103,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let root = discovery_dir(&args);
     let rules = load_rules(args.config.as_deref(), &root)?;
     // A new baseline records every current finding, including those the old one already knew.
-    let old_baseline = if args.write_baseline.is_some() { None } else { args.baseline.as_deref() };
+    let old_baseline = if args.write_baseline.is_some() {
+        None
+    } else {
+        args.baseline.as_deref()
+    };
     let baseline = load_baseline(old_baseline, &args.ignore_file, &root, &rules)?;
     let opts = ScanOptions {
         max_file_size: args.max_file_size,
@@ -171,7 +175,10 @@ fn collect(args: &ScanArgs, scanner: &Scanner) -> anyhow::Result<Collected> {
             }
             report.findings
         };
-        return Ok(Collected { findings, summary: None });
+        return Ok(Collected {
+            findings,
+            summary: None,
+        });
     }
     if args.paths.iter().any(|p| p.as_os_str() == "-") {
         anyhow::ensure!(

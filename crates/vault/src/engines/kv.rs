@@ -4,8 +4,10 @@
 //! path and operation to it over the [`KvStorage`] trait, which the core's barrier view implements: every record is
 //! encrypted there, with its storage path as associated data, before it reaches storage.
 
+mod backend;
 pub mod engine;
 pub mod model;
 
+pub use backend::KvBackend;
 pub use engine::{KvEngine, KvOp, KvReply, KvStorage, StoreFuture, handle_v1};
 pub use model::KvError;

@@ -1,5 +1,5 @@
 //! The KV engine as a core [`Backend`]: maps the core's logical request onto [`KvEngine`] and the barrier view
-//! onto [`KvStorage`]. (Declared in engines/kv.rs once the core's Backend/BarrierView/VaultError land.)
+//! onto [`KvStorage`].
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::engine::{KvEngine, KvOp, KvStorage, StoreFuture, handle_v1};
 use super::model::KvError;
-use crate::{Backend, BarrierView, LogicalRequest, LogicalResponse, Operation, VaultError};
+use crate::{Backend, BackendFuture, BarrierView, LogicalRequest, LogicalResponse, Operation, VaultError};
 
 /// One KV mount (`version` 2 unless the mount says `options.version = "1"`).
 pub struct KvBackend {
@@ -17,7 +17,10 @@ pub struct KvBackend {
 
 impl KvBackend {
     pub fn new(version: Option<&str>) -> Arc<KvBackend> {
-        Arc::new(KvBackend { engine: KvEngine::default(), v1: version == Some("1") })
+        Arc::new(KvBackend {
+            engine: KvEngine::default(),
+            v1: version == Some("1"),
+        })
     }
 }
 
@@ -63,17 +66,15 @@ fn to_vault(e: KvError) -> VaultError {
 }
 
 impl Backend for KvBackend {
-    fn handle<'a>(
-        &'a self,
-        req: &'a LogicalRequest,
-        store: &'a BarrierView,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<LogicalResponse, VaultError>> + Send + 'a>> {
+    fn handle<'a>(&'a self, req: &'a LogicalRequest, store: &'a BarrierView) -> BackendFuture<'a, LogicalResponse> {
         Box::pin(async move {
             let store = Barrier(store);
             let reply = if self.v1 {
                 handle_v1(&store, op(req.op), &req.path, &req.data).await
             } else {
-                self.engine.handle(&store, op(req.op), &req.path, &req.data, &req.query, req.now).await
+                self.engine
+                    .handle(&store, op(req.op), &req.path, &req.data, &req.query, req.now)
+                    .await
             }
             .map_err(to_vault)?;
             Ok(LogicalResponse {
@@ -81,6 +82,15 @@ impl Backend for KvBackend {
                 status: (reply.status != 200).then_some(reply.status),
                 ..Default::default()
             })
+        })
+    }
+
+    fn exists<'a>(&'a self, path: &'a str, store: &'a BarrierView) -> BackendFuture<'a, bool> {
+        Box::pin(async move {
+            if self.v1 {
+                return Ok(true);
+            }
+            self.engine.exists(&Barrier(store), path).await.map_err(to_vault)
         })
     }
 

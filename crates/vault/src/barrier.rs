@@ -1,0 +1,431 @@
+//! The barrier: every entry the service stores is AES-256-GCM encrypted with its storage path as associated data,
+//! under a keyring of term-numbered data keys. The keyring itself is encrypted under the root key, and the root key
+//! is wrapped by the seal (HSM, Shamir or dev), so storage alone never yields a secret.
+//!
+//! Entry layout: `0x01 || term (u32 BE) || 12-byte nonce || ciphertext+tag`. Binding the path as AAD means an entry
+//! copied to another path fails to decrypt instead of being served as the other path's data.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use leakstop_storage::{Storage, TxnOp};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::VaultError;
+
+const ENTRY_VERSION: u8 = 1;
+const HEADER: usize = 1 + 4 + 12;
+/// Where the keyring lives, encrypted under the root key (not under itself).
+pub const KEYRING_PATH: &str = "core/keyring";
+
+/// One data key of the keyring.
+struct Term {
+    cipher: Aes256Gcm,
+    key: Zeroizing<Vec<u8>>,
+    installed: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredKeyring {
+    active: u32,
+    keys: Vec<StoredTerm>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredTerm {
+    term: u32,
+    key: String,
+    installed: i64,
+}
+
+impl Drop for StoredTerm {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
+struct Keyring {
+    terms: BTreeMap<u32, Term>,
+    active: u32,
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn new_key() -> Zeroizing<Vec<u8>> {
+    let mut k = Zeroizing::new(vec![0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(&mut k);
+    k
+}
+
+fn term_of(key: Zeroizing<Vec<u8>>, installed: i64) -> Result<Term, VaultError> {
+    let cipher =
+        Aes256Gcm::new_from_slice(&key).map_err(|_| VaultError::Internal("data key is not 32 bytes".into()))?;
+    Ok(Term { cipher, key, installed })
+}
+
+fn seal_bytes(cipher: &Aes256Gcm, term: u32, path: &str, plain: &[u8]) -> Result<Vec<u8>, VaultError> {
+    let mut nonce = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let ct = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plain,
+                aad: path.as_bytes(),
+            },
+        )
+        .map_err(|_| VaultError::Internal("encryption failed".into()))?;
+    let mut out = Vec::with_capacity(HEADER + ct.len());
+    out.push(ENTRY_VERSION);
+    out.extend_from_slice(&term.to_be_bytes());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+fn split_entry(path: &str, blob: &[u8]) -> Result<(u32, [u8; 12]), VaultError> {
+    if blob.len() < HEADER + 16 || blob[0] != ENTRY_VERSION {
+        return Err(VaultError::Integrity(path.into()));
+    }
+    let term = u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]);
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&blob[5..HEADER]);
+    Ok((term, nonce))
+}
+
+fn open_bytes(cipher: &Aes256Gcm, path: &str, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    let (_, nonce) = split_entry(path, blob)?;
+    cipher
+        .decrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &blob[HEADER..],
+                aad: path.as_bytes(),
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| VaultError::Integrity(path.into()))
+}
+
+/// The unsealed barrier over a storage backend.
+pub struct Barrier {
+    storage: Arc<dyn Storage>,
+    root: Aes256Gcm,
+    keyring: RwLock<Keyring>,
+}
+
+/// Key status for `sys/key-status`.
+pub struct KeyStatus {
+    pub term: u32,
+    pub installed: i64,
+    pub encryptions_hint: usize,
+}
+
+/// Storage calls block (SQLite, group commit); run them without stalling the async workers.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+impl Barrier {
+    /// Create a fresh keyring (term 1) under `root_key` and store it. Used by `init`.
+    pub fn initialize(storage: Arc<dyn Storage>, root_key: &[u8]) -> Result<Barrier, VaultError> {
+        let root =
+            Aes256Gcm::new_from_slice(root_key).map_err(|_| VaultError::Internal("root key is not 32 bytes".into()))?;
+        let mut terms = BTreeMap::new();
+        terms.insert(1, term_of(new_key(), now_unix())?);
+        let b = Barrier {
+            storage,
+            root,
+            keyring: RwLock::new(Keyring { terms, active: 1 }),
+        };
+        b.persist_keyring()?;
+        Ok(b)
+    }
+
+    /// Open the stored keyring with `root_key`. A wrong root key or a tampered keyring is an integrity error.
+    pub fn unseal(storage: Arc<dyn Storage>, root_key: &[u8]) -> Result<Barrier, VaultError> {
+        let root =
+            Aes256Gcm::new_from_slice(root_key).map_err(|_| VaultError::Internal("root key is not 32 bytes".into()))?;
+        let blob = blocking(|| storage.get(KEYRING_PATH))?.ok_or(VaultError::NotInitialized)?;
+        let plain = open_bytes(&root, KEYRING_PATH, &blob)?;
+        let stored: StoredKeyring = serde_json::from_slice(&plain)?;
+        let mut terms = BTreeMap::new();
+        for t in &stored.keys {
+            let key = Zeroizing::new(
+                B64.decode(&t.key)
+                    .map_err(|_| VaultError::Integrity(KEYRING_PATH.into()))?,
+            );
+            terms.insert(t.term, term_of(key, t.installed)?);
+        }
+        if !terms.contains_key(&stored.active) {
+            return Err(VaultError::Integrity(KEYRING_PATH.into()));
+        }
+        Ok(Barrier {
+            storage,
+            root,
+            keyring: RwLock::new(Keyring {
+                terms,
+                active: stored.active,
+            }),
+        })
+    }
+
+    fn persist_keyring(&self) -> Result<(), VaultError> {
+        let ring = self.keyring.read().unwrap_or_else(|e| e.into_inner());
+        let stored = StoredKeyring {
+            active: ring.active,
+            keys: ring
+                .terms
+                .iter()
+                .map(|(n, t)| StoredTerm {
+                    term: *n,
+                    key: B64.encode(&t.key[..]),
+                    installed: t.installed,
+                })
+                .collect(),
+        };
+        drop(ring);
+        let plain = Zeroizing::new(serde_json::to_vec(&stored)?);
+        let blob = seal_bytes(&self.root, 0, KEYRING_PATH, &plain)?;
+        blocking(|| self.storage.put(KEYRING_PATH, &blob))?;
+        Ok(())
+    }
+
+    /// `sys/rotate`: add a new term and make it active; entries written under older terms stay readable.
+    pub fn rotate(&self) -> Result<KeyStatus, VaultError> {
+        {
+            let mut ring = self.keyring.write().unwrap_or_else(|e| e.into_inner());
+            let next = ring.active + 1;
+            ring.terms.insert(next, term_of(new_key(), now_unix())?);
+            ring.active = next;
+        }
+        self.persist_keyring()?;
+        Ok(self.key_status())
+    }
+
+    pub fn key_status(&self) -> KeyStatus {
+        let ring = self.keyring.read().unwrap_or_else(|e| e.into_inner());
+        let t = &ring.terms[&ring.active];
+        KeyStatus {
+            term: ring.active,
+            installed: t.installed,
+            encryptions_hint: 0,
+        }
+    }
+
+    pub fn encrypt(&self, path: &str, plain: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let ring = self.keyring.read().unwrap_or_else(|e| e.into_inner());
+        seal_bytes(&ring.terms[&ring.active].cipher, ring.active, path, plain)
+    }
+
+    pub fn decrypt(&self, path: &str, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let (term, _) = split_entry(path, blob)?;
+        let ring = self.keyring.read().unwrap_or_else(|e| e.into_inner());
+        let t = ring
+            .terms
+            .get(&term)
+            .ok_or_else(|| VaultError::Integrity(path.into()))?;
+        open_bytes(&t.cipher, path, blob)
+    }
+
+    pub fn get(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, VaultError> {
+        match blocking(|| self.storage.get(path))? {
+            None => Ok(None),
+            Some(blob) => self.decrypt(path, &blob).map(Some),
+        }
+    }
+
+    pub fn put(&self, path: &str, plain: &[u8]) -> Result<(), VaultError> {
+        let blob = self.encrypt(path, plain)?;
+        blocking(|| self.storage.put(path, &blob))?;
+        Ok(())
+    }
+
+    pub fn delete(&self, path: &str) -> Result<(), VaultError> {
+        blocking(|| self.storage.delete(path))?;
+        Ok(())
+    }
+
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
+        Ok(blocking(|| self.storage.list(prefix))?)
+    }
+
+    /// Apply plaintext puts and deletes atomically (all encrypted first).
+    pub fn commit(&self, ops: &[BufferedOp]) -> Result<(), VaultError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut txn = Vec::with_capacity(ops.len());
+        for op in ops {
+            txn.push(match op {
+                BufferedOp::Put(k, v) => TxnOp::Put(k.clone(), self.encrypt(k, v)?),
+                BufferedOp::Delete(k) => TxnOp::Delete(k.clone()),
+            });
+        }
+        blocking(|| self.storage.transaction(&txn))?;
+        Ok(())
+    }
+
+    /// Every key under `prefix`, recursively (for unmounting).
+    pub fn list_recursive(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
+        let mut out = Vec::new();
+        let mut stack = vec![prefix.to_string()];
+        while let Some(p) = stack.pop() {
+            for k in self.list(&p)? {
+                let full = format!("{p}{k}");
+                if k.ends_with('/') {
+                    stack.push(full);
+                } else {
+                    out.push(full);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>, VaultError> {
+        match self.get(path)? {
+            None => Ok(None),
+            Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
+        }
+    }
+
+    pub fn put_json<T: Serialize>(&self, path: &str, v: &T) -> Result<(), VaultError> {
+        let bytes = Zeroizing::new(serde_json::to_vec(v)?);
+        self.put(path, &bytes)
+    }
+}
+
+/// A write held back until the request's response is audited (see [`BarrierView`]).
+#[derive(Clone)]
+pub enum BufferedOp {
+    Put(String, Zeroizing<Vec<u8>>),
+    Delete(String),
+}
+
+/// An engine's window on the barrier: its keys live under `prefix`. Writes are buffered in the view and committed
+/// by the core in one transaction once the response is audited, so a request refused for audit changes nothing;
+/// reads see the view's own buffered writes.
+pub struct BarrierView {
+    barrier: Arc<Barrier>,
+    prefix: String,
+    pending: std::sync::Mutex<Vec<BufferedOp>>,
+}
+
+impl BarrierView {
+    pub fn new(barrier: Arc<Barrier>, prefix: impl Into<String>) -> BarrierView {
+        BarrierView {
+            barrier,
+            prefix: prefix.into(),
+            pending: Default::default(),
+        }
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, VaultError> {
+        let full = self.full(key);
+        {
+            let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(op) = pending.iter().rev().find(|op| match op {
+                BufferedOp::Put(k, _) | BufferedOp::Delete(k) => *k == full,
+            }) {
+                return Ok(match op {
+                    BufferedOp::Put(_, v) => Some(v.to_vec()),
+                    BufferedOp::Delete(_) => None,
+                });
+            }
+        }
+        Ok(self.barrier.get(&full)?.map(|z| z.to_vec()))
+    }
+
+    pub async fn put(&self, key: &str, value: &[u8]) -> Result<(), VaultError> {
+        let op = BufferedOp::Put(self.full(key), Zeroizing::new(value.to_vec()));
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+        Ok(())
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), VaultError> {
+        let op = BufferedOp::Delete(self.full(key));
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+        Ok(())
+    }
+
+    /// Committed keys only (buffered writes of the same request are not listed).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
+        self.barrier.list(&self.full(prefix))
+    }
+
+    /// Take the buffered writes (the core commits them).
+    pub fn take_pending(&self) -> Vec<BufferedOp> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leakstop_storage::MemoryStorage;
+
+    fn fresh() -> (Arc<dyn Storage>, Vec<u8>, Barrier) {
+        let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let root = new_key().to_vec();
+        let b = Barrier::initialize(s.clone(), &root).unwrap();
+        (s, root, b)
+    }
+
+    #[test]
+    fn round_trip_and_no_plaintext_in_storage() {
+        let (s, _, b) = fresh();
+        b.put("logical/x/secret", b"hunter2-value").unwrap();
+        assert_eq!(&b.get("logical/x/secret").unwrap().unwrap()[..], b"hunter2-value");
+        let raw = s.get("logical/x/secret").unwrap().unwrap();
+        assert!(!raw.windows(7).any(|w| w == b"hunter2"));
+    }
+
+    #[test]
+    fn a_flipped_byte_or_a_moved_entry_is_an_integrity_error() {
+        let (s, _, b) = fresh();
+        b.put("a/one", b"value").unwrap();
+        let mut raw = s.get("a/one").unwrap().unwrap();
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        s.put("a/one", &raw).unwrap();
+        assert!(matches!(b.get("a/one"), Err(VaultError::Integrity(p)) if p == "a/one"));
+        b.put("a/two", b"value").unwrap();
+        let moved = s.get("a/two").unwrap().unwrap();
+        s.put("a/three", &moved).unwrap();
+        assert!(matches!(b.get("a/three"), Err(VaultError::Integrity(_))));
+    }
+
+    #[test]
+    fn rotation_keeps_old_entries_readable_and_survives_unseal() {
+        let (s, root, b) = fresh();
+        b.put("old", b"1").unwrap();
+        assert_eq!(b.rotate().unwrap().term, 2);
+        b.put("new", b"2").unwrap();
+        let again = Barrier::unseal(s.clone(), &root).unwrap();
+        assert_eq!(again.key_status().term, 2);
+        assert_eq!(&again.get("old").unwrap().unwrap()[..], b"1");
+        assert_eq!(&again.get("new").unwrap().unwrap()[..], b"2");
+        assert_eq!(s.get("new").unwrap().unwrap()[4], 2, "new entries use the new term");
+        let wrong = new_key();
+        assert!(matches!(Barrier::unseal(s, &wrong), Err(VaultError::Integrity(_))));
+    }
+}

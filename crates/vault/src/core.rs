@@ -1,0 +1,913 @@
+//! The core: seal state, the unsealed barrier and everything behind it (mount tables, token store, policies),
+//! and the request pipeline every API call goes through:
+//!
+//! token → route → existence check (create vs update) → policy → audit the request → engine (writes buffered) →
+//! audit the response → commit the writes.
+//!
+//! Committing only after the response is in the audit log means a request the audit device refuses changes
+//! nothing: never served unaudited, never half applied.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use leakstop_seal::{KeySeal, Seal, SealKind, Zeroizing};
+use leakstop_storage::Storage;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::audit::{AuditAuth, AuditBroker, AuditEntry, DeviceConfig, EntryKind, HmacKey};
+use crate::barrier::{Barrier, BarrierView};
+use crate::policy::{Acl, DEFAULT_POLICY, Policy};
+use crate::token::{TokenEntry, TokenRequest, TokenStore, now_unix};
+use crate::{Backend, LogicalRequest, Operation, VaultError};
+
+const SEAL_CONFIG_PATH: &str = "core/seal-config";
+const ROOT_KEY_PATH: &str = "core/root-key";
+const MOUNTS_PATH: &str = "core/mounts";
+const AUTH_PATH: &str = "core/auth";
+const AUDIT_PATH: &str = "core/audit";
+const AUDIT_KEY_PATH: &str = "core/audit-hmac-key";
+const WRITE_STRIPES: usize = 256;
+
+/// The version reported by `sys/seal-status` and `sys/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Stored in clear: says how to unseal, holds no secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealConfigRecord {
+    #[serde(rename = "type")]
+    pub kind: SealKind,
+    pub secret_shares: u8,
+    pub secret_threshold: u8,
+}
+
+/// A mounted secrets engine or auth method, as persisted in the mount tables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MountEntry {
+    /// With trailing slash, e.g. `secret/`.
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub description: String,
+    pub accessor: String,
+    pub uuid: String,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub default_lease_ttl: u64,
+    #[serde(default)]
+    pub max_lease_ttl: u64,
+}
+
+impl MountEntry {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "accessor": self.accessor,
+            "config": {
+                "default_lease_ttl": self.default_lease_ttl,
+                "force_no_cache": false,
+                "max_lease_ttl": self.max_lease_ttl,
+            },
+            "description": self.description,
+            "external_entropy_access": false,
+            "local": false,
+            "options": if self.options.is_empty() { Value::Null } else { json!(self.options) },
+            "plugin_version": "",
+            "running_plugin_version": "",
+            "running_sha256": "",
+            "seal_wrap": false,
+            "type": self.kind,
+            "uuid": self.uuid,
+        })
+    }
+}
+
+/// A live mount: its entry and engine.
+#[derive(Clone)]
+pub struct Mount {
+    pub entry: MountEntry,
+    pub backend: Arc<dyn Backend>,
+}
+
+/// Builds engines by type; the core knows only the trait.
+pub type BackendFactory = Arc<dyn Fn(&MountEntry, &Arc<Core>) -> Result<Arc<dyn Backend>, VaultError> + Send + Sync>;
+
+/// Everything that exists only while unsealed.
+pub struct Unsealed {
+    pub barrier: Arc<Barrier>,
+    pub tokens: TokenStore,
+    pub mounts: RwLock<Vec<Mount>>,
+    pub auth: RwLock<Vec<Mount>>,
+    policies: RwLock<HashMap<String, Arc<Policy>>>,
+    write_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl Unsealed {
+    pub fn policy(&self, name: &str) -> Result<Option<Arc<Policy>>, VaultError> {
+        if let Some(p) = self.policies.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(Some(p.clone()));
+        }
+        let Some(raw) = self.barrier.get(&format!("sys/policy/{name}"))? else {
+            return Ok(None);
+        };
+        let p = Arc::new(Policy::parse(name, &String::from_utf8_lossy(&raw))?);
+        self.policies
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.into(), p.clone());
+        Ok(Some(p))
+    }
+
+    pub fn put_policy(&self, p: Policy) -> Result<(), VaultError> {
+        self.barrier.put(&format!("sys/policy/{}", p.name), p.raw.as_bytes())?;
+        self.policies
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.name.clone(), Arc::new(p));
+        Ok(())
+    }
+
+    pub fn delete_policy(&self, name: &str) -> Result<(), VaultError> {
+        self.barrier.delete(&format!("sys/policy/{name}"))?;
+        self.policies.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        Ok(())
+    }
+
+    pub fn policy_names(&self) -> Result<Vec<String>, VaultError> {
+        let mut names = self.barrier.list("sys/policy/")?;
+        names.push("root".into());
+        names.sort();
+        Ok(names)
+    }
+
+    pub fn acl(&self, policies: &[String]) -> Result<Acl, VaultError> {
+        if policies.iter().any(|p| p == "root") {
+            return Ok(Acl::root());
+        }
+        let mut found = Vec::new();
+        for name in policies {
+            if let Some(p) = self.policy(name)? {
+                found.push(p);
+            }
+        }
+        Ok(Acl::new(found.iter().map(|p| p.as_ref())))
+    }
+
+    fn save_mounts(&self) -> Result<(), VaultError> {
+        let entries: Vec<MountEntry> = self
+            .mounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|m| m.entry.clone())
+            .collect();
+        self.barrier.put_json(MOUNTS_PATH, &entries)
+    }
+
+    fn save_auth(&self) -> Result<(), VaultError> {
+        let entries: Vec<MountEntry> = self
+            .auth
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|m| m.entry.clone())
+            .collect();
+        self.barrier.put_json(AUTH_PATH, &entries)
+    }
+}
+
+/// Settings of the core that do not come from storage.
+#[derive(Debug, Clone)]
+pub struct CoreOptions {
+    pub storage_type: String,
+    pub cluster_name: String,
+    pub audit_deadline: std::time::Duration,
+    /// Audit devices declared in the config file, enabled at every unseal (in addition to those enabled via API).
+    pub audit_devices: Vec<DeviceConfig>,
+}
+
+impl Default for CoreOptions {
+    fn default() -> Self {
+        CoreOptions {
+            storage_type: "inmem".into(),
+            cluster_name: "leakstop-cluster".into(),
+            audit_deadline: crate::audit::DEFAULT_DEADLINE,
+            audit_devices: Vec::new(),
+        }
+    }
+}
+
+/// A request after HTTP decoding.
+pub struct ApiRequest {
+    /// GET/LIST/DELETE/PATCH map directly; POST/PUT arrive as `Update` and become `Create` when the target is new.
+    pub op: Operation,
+    pub path: String,
+    pub data: Map<String, Value>,
+    pub query: HashMap<String, String>,
+    pub token: Option<String>,
+    pub remote_addr: Option<String>,
+}
+
+/// What the HTTP layer turns into a response.
+#[derive(Debug, Default)]
+pub struct Reply {
+    pub status: Option<u16>,
+    pub data: Option<Value>,
+    pub auth: Option<Value>,
+    pub lease_id: String,
+    pub lease_duration: u64,
+    pub renewable: bool,
+    pub warnings: Vec<String>,
+    pub mount_type: String,
+    /// A body sent as is instead of the envelope (sys/seal-status, sys/health, sys/init...).
+    pub raw: Option<Value>,
+}
+
+impl Reply {
+    pub fn data(v: Value) -> Reply {
+        Reply {
+            data: Some(v),
+            ..Default::default()
+        }
+    }
+    pub fn raw(v: Value) -> Reply {
+        Reply {
+            raw: Some(v),
+            ..Default::default()
+        }
+    }
+    pub fn raw_status(status: u16, v: Value) -> Reply {
+        Reply {
+            raw: Some(v),
+            status: Some(status),
+            ..Default::default()
+        }
+    }
+    pub fn empty() -> Reply {
+        Reply {
+            status: Some(204),
+            ..Default::default()
+        }
+    }
+}
+
+pub struct Core {
+    storage: Arc<dyn Storage>,
+    seal_kind: SealKind,
+    /// pkcs11 and dev: the seal itself. Shamir: none until enough shares arrive.
+    auto_seal: Option<Arc<dyn Seal>>,
+    state: RwLock<Option<Arc<Unsealed>>>,
+    unseal_shares: Mutex<Vec<Vec<u8>>>,
+    pub audit: AuditBroker,
+    pub options: CoreOptions,
+    factories: RwLock<HashMap<String, BackendFactory>>,
+    auth_factories: RwLock<HashMap<String, BackendFactory>>,
+}
+
+pub fn uuid() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+fn short_id() -> String {
+    hex::encode(rand::random::<[u8; 4]>())
+}
+
+impl Core {
+    /// A core over `storage`, protected by `seal` (pkcs11 or dev: auto-unseal) or by Shamir shares (`seal = None`).
+    pub fn new(storage: Arc<dyn Storage>, seal: Option<Arc<dyn Seal>>, options: CoreOptions) -> Arc<Core> {
+        let seal_kind = seal.as_ref().map(|s| s.kind()).unwrap_or(SealKind::Shamir);
+        let core = Arc::new(Core {
+            storage,
+            seal_kind,
+            auto_seal: seal,
+            state: RwLock::new(None),
+            unseal_shares: Mutex::new(Vec::new()),
+            audit: AuditBroker::new(options.audit_deadline),
+            options,
+            factories: RwLock::default(),
+            auth_factories: RwLock::default(),
+        });
+        core.register_engine(
+            "kv",
+            Arc::new(|e: &MountEntry, _: &Arc<Core>| {
+                Ok(
+                    crate::engines::kv::KvBackend::new(e.options.get("version").map(String::as_str))
+                        as Arc<dyn Backend>,
+                )
+            }),
+        );
+        core
+    }
+
+    pub fn register_engine(&self, kind: &str, f: BackendFactory) {
+        self.factories
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kind.into(), f);
+    }
+
+    pub fn register_auth(&self, kind: &str, f: BackendFactory) {
+        self.auth_factories
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kind.into(), f);
+    }
+
+    pub fn seal_kind(&self) -> SealKind {
+        self.seal_kind
+    }
+
+    pub fn unsealed(&self) -> Result<Arc<Unsealed>, VaultError> {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(VaultError::Sealed)
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+
+    pub fn seal_config(&self) -> Result<Option<SealConfigRecord>, VaultError> {
+        match self.storage.get(SEAL_CONFIG_PATH)? {
+            None => Ok(None),
+            Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
+        }
+    }
+
+    pub fn is_initialized(&self) -> Result<bool, VaultError> {
+        Ok(self.seal_config()?.is_some())
+    }
+
+    pub fn unseal_progress(&self) -> usize {
+        self.unseal_shares.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// `sys/init`. Shamir: returns the shares (the server stays sealed). Auto seals: unseals at once.
+    /// Returns (unseal key shares, root token).
+    pub async fn init(
+        self: &Arc<Self>,
+        shares: u8,
+        threshold: u8,
+        root_token_id: Option<String>,
+    ) -> Result<(Vec<Zeroizing<Vec<u8>>>, String), VaultError> {
+        if self.is_initialized()? {
+            return Err(VaultError::BadRequest("Vault is already initialized".into()));
+        }
+        let root_key = leakstop_seal::generate_key();
+        let (seal, key_shares, cfg): (Arc<dyn Seal>, _, _) = match &self.auto_seal {
+            Some(s) => (
+                s.clone(),
+                vec![],
+                SealConfigRecord {
+                    kind: s.kind(),
+                    secret_shares: 0,
+                    secret_threshold: 0,
+                },
+            ),
+            None => {
+                if shares == 0 || threshold == 0 || threshold > shares {
+                    return Err(VaultError::BadRequest(format!(
+                        "invalid seal configuration: secret_threshold ({threshold}) must be between 1 and secret_shares ({shares})"
+                    )));
+                }
+                let unseal_key = leakstop_seal::generate_key();
+                let parts = leakstop_seal::shamir::split(&unseal_key, shares, threshold)
+                    .map_err(|e| VaultError::BadRequest(e.to_string()))?;
+                let seal = KeySeal::new(unseal_key).map_err(|e| VaultError::Internal(e.to_string()))?;
+                (
+                    Arc::new(seal),
+                    parts,
+                    SealConfigRecord {
+                        kind: SealKind::Shamir,
+                        secret_shares: shares,
+                        secret_threshold: threshold,
+                    },
+                )
+            }
+        };
+        let wrapped = seal
+            .wrap_root_key(&root_key)
+            .map_err(|e| VaultError::Internal(e.to_string()))?;
+        let barrier = Arc::new(Barrier::initialize(self.storage.clone(), &root_key)?);
+        let state = self.load(barrier.clone()).await?;
+        state.put_policy(Policy::parse("default", DEFAULT_POLICY)?)?;
+        let (root, _) = state.tokens.create(TokenRequest {
+            id: root_token_id,
+            policies: vec!["root".into()],
+            display_name: "root".into(),
+            path: "auth/token/root".into(),
+            ..Default::default()
+        })?;
+        self.storage.put(ROOT_KEY_PATH, &wrapped)?;
+        // Written last: a crash before this point leaves an uninitialized server, not a half-initialized one.
+        self.storage.put(SEAL_CONFIG_PATH, &serde_json::to_vec(&cfg)?)?;
+        if self.auto_seal.is_some() {
+            *self.state.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
+        } else {
+            self.audit_disable_all();
+        }
+        Ok((key_shares, root))
+    }
+
+    /// Unseal with the auto seal (pkcs11, dev). Errors say why (wrong PIN, missing key, tampered blob).
+    pub async fn auto_unseal(self: &Arc<Self>) -> Result<(), VaultError> {
+        let seal = self.auto_seal.clone().ok_or_else(|| {
+            VaultError::BadRequest("this server uses Shamir unseal keys: submit them to sys/unseal".into())
+        })?;
+        self.unseal_with(seal.as_ref()).await
+    }
+
+    async fn unseal_with(self: &Arc<Self>, seal: &dyn Seal) -> Result<(), VaultError> {
+        let wrapped = self.storage.get(ROOT_KEY_PATH)?.ok_or(VaultError::NotInitialized)?;
+        let root_key = seal
+            .unwrap_root_key(&wrapped)
+            .map_err(|e| VaultError::BadRequest(e.to_string()))?;
+        let barrier = Arc::new(Barrier::unseal(self.storage.clone(), &root_key)?);
+        let state = self.load(barrier).await?;
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
+        Ok(())
+    }
+
+    /// `sys/unseal`: add one Shamir share; unseals when the threshold is reached.
+    pub async fn submit_unseal_key(self: &Arc<Self>, share: Vec<u8>) -> Result<(), VaultError> {
+        if !self.is_sealed() {
+            return Ok(());
+        }
+        let cfg = self.seal_config()?.ok_or(VaultError::NotInitialized)?;
+        if self.auto_seal.is_some() {
+            return self.auto_unseal().await;
+        }
+        let ready = {
+            let mut shares = self.unseal_shares.lock().unwrap_or_else(|e| e.into_inner());
+            if !shares.contains(&share) {
+                shares.push(share);
+            }
+            (shares.len() >= cfg.secret_threshold as usize).then(|| std::mem::take(&mut *shares))
+        };
+        let Some(shares) = ready else { return Ok(()) };
+        let seal = KeySeal::from_shares(&shares).map_err(|e| VaultError::BadRequest(e.to_string()))?;
+        self.unseal_with(&seal).await.map_err(|e| match e {
+            VaultError::BadRequest(_) | VaultError::Integrity(_) => VaultError::BadRequest(
+                "the unseal keys did not decrypt the root key: they belong to another init, or one is mistyped".into(),
+            ),
+            e => e,
+        })
+    }
+
+    pub fn reset_unseal(&self) {
+        self.unseal_shares.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// `sys/seal`: drop every key from memory.
+    pub fn seal(&self) {
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.audit_disable_all();
+    }
+
+    fn audit_disable_all(&self) {
+        for d in self.audit.configs() {
+            let _ = self.audit.disable(&d.path);
+        }
+    }
+
+    /// Build the unsealed state from the barrier: mounts, auth methods, audit devices and their HMAC key.
+    async fn load(self: &Arc<Self>, barrier: Arc<Barrier>) -> Result<Arc<Unsealed>, VaultError> {
+        let tokens = TokenStore::open(barrier.clone())?;
+        let key = match barrier.get(AUDIT_KEY_PATH)? {
+            Some(k) => HmacKey::new(k.to_vec()),
+            None => {
+                let k = HmacKey::generate();
+                barrier.put(AUDIT_KEY_PATH, k.as_bytes())?;
+                k
+            }
+        };
+        self.audit.set_key(key);
+        let state = Arc::new(Unsealed {
+            barrier: barrier.clone(),
+            tokens,
+            mounts: RwLock::default(),
+            auth: RwLock::default(),
+            policies: RwLock::default(),
+            write_locks: (0..WRITE_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        });
+        let mounts: Vec<MountEntry> = barrier.get_json(MOUNTS_PATH)?.unwrap_or_default();
+        let mut live = Vec::new();
+        for e in mounts {
+            live.push(Mount {
+                backend: self.build(&e, false)?,
+                entry: e,
+            });
+        }
+        *state.mounts.write().unwrap_or_else(|e| e.into_inner()) = live;
+        let auths: Vec<MountEntry> = barrier.get_json(AUTH_PATH)?.unwrap_or_default();
+        let mut live = Vec::new();
+        for e in auths {
+            live.push(Mount {
+                backend: self.build(&e, true)?,
+                entry: e,
+            });
+        }
+        *state.auth.write().unwrap_or_else(|e| e.into_inner()) = live;
+        let mut devices: Vec<DeviceConfig> = barrier.get_json(AUDIT_PATH)?.unwrap_or_default();
+        for d in &self.options.audit_devices {
+            if !devices.iter().any(|x| x.path == d.path) {
+                devices.push(d.clone());
+            }
+        }
+        for d in devices {
+            if self.audit.configs().iter().any(|x| x.path == d.path) {
+                continue;
+            }
+            let path = d.path.clone();
+            if let Err(e) = self.audit.enable(d).await {
+                // Vault refuses to unseal when a configured device cannot start: serving unaudited is worse.
+                return Err(VaultError::Internal(format!(
+                    "audit device `{path}` could not start: {e}"
+                )));
+            }
+        }
+        Ok(state)
+    }
+
+    fn build(self: &Arc<Self>, e: &MountEntry, auth: bool) -> Result<Arc<dyn Backend>, VaultError> {
+        let table = if auth { &self.auth_factories } else { &self.factories };
+        let f = table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&e.kind)
+            .cloned()
+            .ok_or_else(|| {
+                let kinds: Vec<String> = table
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .keys()
+                    .cloned()
+                    .collect();
+                VaultError::BadRequest(format!(
+                    "unknown {} type {:?}; available: {}",
+                    if auth { "auth method" } else { "secrets engine" },
+                    e.kind,
+                    kinds.join(", ")
+                ))
+            })?;
+        f(e, self)
+    }
+
+    /// Mount a secrets engine (`auth = false`) or an auth method at `path`.
+    pub fn mount(
+        self: &Arc<Self>,
+        auth: bool,
+        path: &str,
+        kind: &str,
+        description: &str,
+        options: BTreeMap<String, String>,
+    ) -> Result<(), VaultError> {
+        let st = self.unsealed()?;
+        let path = format!("{}/", path.trim_matches('/'));
+        if path == "/" || path.contains("//") {
+            return Err(VaultError::BadRequest(
+                "a mount path must be non-empty, e.g. `secret`".into(),
+            ));
+        }
+        if !auth
+            && ["sys/", "auth/", "cubbyhole/", "identity/"]
+                .iter()
+                .any(|r| path.starts_with(r))
+        {
+            return Err(VaultError::BadRequest(format!(
+                "cannot mount at reserved path `{path}`"
+            )));
+        }
+        let entry = MountEntry {
+            path: path.clone(),
+            kind: kind.into(),
+            description: description.into(),
+            accessor: format!(
+                "{}_{}",
+                if auth { format!("auth_{kind}") } else { kind.to_string() },
+                short_id()
+            ),
+            uuid: uuid(),
+            options,
+            default_lease_ttl: 0,
+            max_lease_ttl: 0,
+        };
+        let backend = self.build(&entry, auth)?;
+        let table = if auth { &st.auth } else { &st.mounts };
+        {
+            let mut t = table.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(other) = t
+                .iter()
+                .find(|m| m.entry.path.starts_with(&path) || path.starts_with(&m.entry.path))
+            {
+                return Err(VaultError::BadRequest(format!(
+                    "path is already in use at {}{}",
+                    if auth { "auth/" } else { "" },
+                    other.entry.path
+                )));
+            }
+            t.push(Mount { entry, backend });
+        }
+        if auth { st.save_auth() } else { st.save_mounts() }
+    }
+
+    /// Unmount and delete everything the engine stored.
+    pub fn unmount(&self, auth: bool, path: &str) -> Result<(), VaultError> {
+        let st = self.unsealed()?;
+        let path = format!("{}/", path.trim_matches('/'));
+        let table = if auth { &st.auth } else { &st.mounts };
+        let removed = {
+            let mut t = table.write().unwrap_or_else(|e| e.into_inner());
+            let i = t.iter().position(|m| m.entry.path == path);
+            i.map(|i| t.remove(i))
+        };
+        // Vault answers 204 for a path with nothing mounted.
+        let Some(m) = removed else { return Ok(()) };
+        if auth {
+            st.save_auth()?
+        } else {
+            st.save_mounts()?
+        }
+        let prefix = format!("{}/{}/", if auth { "auth" } else { "logical" }, m.entry.uuid);
+        for k in st.barrier.list_recursive(&prefix)? {
+            st.barrier.delete(&k)?;
+        }
+        Ok(())
+    }
+
+    pub fn enable_audit_persisted(&self) -> Result<(), VaultError> {
+        let st = self.unsealed()?;
+        st.barrier.put_json(AUDIT_PATH, &self.audit.configs())
+    }
+
+    /// The mount serving `path` (longest prefix), with the path relative to it.
+    pub fn route(&self, st: &Unsealed, path: &str) -> Option<(Mount, String)> {
+        let (table, rest) = match path.strip_prefix("auth/") {
+            Some(r) => (&st.auth, r),
+            None => (&st.mounts, path),
+        };
+        let t = table.read().unwrap_or_else(|e| e.into_inner());
+        let with_slash = format!("{rest}/");
+        t.iter()
+            .filter(|m| rest.starts_with(&m.entry.path) || with_slash == m.entry.path)
+            .max_by_key(|m| m.entry.path.len())
+            .map(|m| (m.clone(), rest.get(m.entry.path.len()..).unwrap_or("").to_string()))
+    }
+
+    /// Handle one API request end to end.
+    pub async fn handle(self: &Arc<Self>, mut req: ApiRequest) -> Result<Reply, VaultError> {
+        req.path = req.path.trim_start_matches('/').to_string();
+        if let Some(r) = self.unauthenticated(&req).await {
+            return r;
+        }
+        let st = self.unsealed()?;
+        let login = is_login_path(&req.path);
+        let token = if login {
+            None
+        } else {
+            let t = req
+                .token
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .ok_or(VaultError::PermissionDenied)?;
+            let e = st.tokens.lookup(t)?.ok_or(VaultError::PermissionDenied)?;
+            Some((t.to_string(), e))
+        };
+
+        let route = if req.path.starts_with("sys/") || req.path.starts_with("auth/token/") {
+            None
+        } else {
+            Some(self.route(&st, &req.path).ok_or(VaultError::UnsupportedPath)?)
+        };
+        let view = route.as_ref().map(|(m, _)| {
+            let area = if req.path.starts_with("auth/") {
+                "auth"
+            } else {
+                "logical"
+            };
+            BarrierView::new(st.barrier.clone(), format!("{area}/{}/", m.entry.uuid))
+        });
+        let now = SystemTime::now();
+        let mut logical = LogicalRequest {
+            op: req.op,
+            path: route.as_ref().map(|(_, rest)| rest.clone()).unwrap_or_default(),
+            data: std::mem::take(&mut req.data),
+            query: std::mem::take(&mut req.query),
+            now,
+            mount_path: route.as_ref().map(|(m, _)| m.entry.path.clone()).unwrap_or_default(),
+            token_hash: token.as_ref().map(|(_, e)| e.hash.clone()),
+        };
+        if let (Some((m, _)), Some(view)) = (&route, &view)
+            && req.op == Operation::Update
+            && !login
+            && !m.backend.exists(&logical.path, view).await?
+        {
+            logical.op = Operation::Create;
+        }
+
+        let mut policy_path = req.path.clone();
+        if logical.op == Operation::List && !policy_path.ends_with('/') {
+            policy_path.push('/');
+        }
+        if let Some((_, entry)) = &token {
+            let acl = st.acl(&entry.policies)?;
+            let sudo = needs_sudo(&req.path);
+            let self_service = is_self_service(&req.path);
+            if !self_service && !acl.allows(&policy_path, logical.op, sudo) {
+                return Err(VaultError::PermissionDenied);
+            }
+        }
+
+        // Audit the request before anything happens.
+        let mut entry = AuditEntry::new(EntryKind::Request, now, &uuid(), logical.op.as_str(), &req.path);
+        entry.remote_address = req.remote_addr.clone();
+        if let Some((m, _)) = &route {
+            entry.mount_point = Some(if req.path.starts_with("auth/") {
+                format!("auth/{}", m.entry.path)
+            } else {
+                m.entry.path.clone()
+            });
+            entry.mount_type = Some(m.entry.kind.clone());
+        }
+        entry.auth = token.as_ref().map(|(t, e)| audit_auth(Some(t), e, now_unix()));
+        entry.request_data = (!logical.data.is_empty()).then(|| Value::Object(logical.data.clone()));
+        let audited = self.audit.is_enabled();
+        if audited {
+            self.audit
+                .log(&entry)
+                .await
+                .map_err(|e| VaultError::AuditUnavailable(e.to_string()))?;
+        }
+
+        // Serialize writes to the same key so buffered writes cannot be lost to a concurrent writer.
+        let _guard = match (&route, logical.op.is_write()) {
+            (Some((m, rest)), true) if !login => {
+                Some(st.write_locks[stripe(&m.entry.uuid, rest, &m.entry.kind)].lock().await)
+            }
+            _ => None,
+        };
+        let result = match (&route, &view) {
+            (Some((m, _)), Some(view)) => {
+                let r = m.backend.handle(&logical, view).await;
+                r.map(|lr| Reply {
+                    status: lr.status,
+                    data: lr.data,
+                    auth: lr.auth,
+                    lease_id: lr.lease_id.unwrap_or_default(),
+                    lease_duration: lr.lease_duration,
+                    renewable: lr.renewable,
+                    warnings: lr.warnings,
+                    mount_type: m.entry.kind.clone(),
+                    raw: None,
+                })
+            }
+            _ => self.handle_system(&st, &req, &logical, token.as_ref()).await,
+        };
+        let result = match result {
+            Ok(mut reply) if login => self.finish_login(&st, &mut reply).await.map(|_| reply),
+            other => other,
+        };
+
+        let mut resp = entry.response(SystemTime::now());
+        match &result {
+            Ok(r) => {
+                resp.status = Some(
+                    r.status
+                        .unwrap_or(if r.data.is_some() || r.raw.is_some() { 200 } else { 204 }),
+                );
+                resp.response_data = r.data.clone().or_else(|| r.raw.clone());
+                if let Some(a) = &r.auth
+                    && let Some(t) = a.get("client_token").and_then(Value::as_str)
+                {
+                    resp.response_auth = Some(AuditAuth {
+                        client_token: Some(t.to_string()),
+                        accessor: a.get("accessor").and_then(Value::as_str).map(String::from),
+                        policies: a
+                            .get("policies")
+                            .and_then(Value::as_array)
+                            .map(|p| p.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                            .unwrap_or_default(),
+                        token_type: "service".into(),
+                        ..Default::default()
+                    });
+                }
+            }
+            Err(e) => {
+                resp.status = Some(e.status());
+                resp.error = Some(e.to_string());
+            }
+        }
+        if audited {
+            self.audit
+                .log(&resp)
+                .await
+                .map_err(|e| VaultError::AuditUnavailable(e.to_string()))?;
+        }
+        if let Some(view) = &view {
+            st.barrier.commit(&view.take_pending())?;
+        }
+        if let Some((_, e)) = &token
+            && e.num_uses > 0
+        {
+            st.tokens.use_once(e)?;
+        }
+        result
+    }
+
+    /// A login answered with token parameters: mint the token now (the engine never sees it).
+    async fn finish_login(&self, st: &Unsealed, reply: &mut Reply) -> Result<(), VaultError> {
+        let Some(auth) = reply.auth.take() else { return Ok(()) };
+        let req: LoginSpec = serde_json::from_value(auth).map_err(|e| VaultError::Internal(format!("login: {e}")))?;
+        let mut policies = req.policies;
+        if !req.no_default_policy && !policies.iter().any(|p| p == "default") {
+            policies.push("default".into());
+        }
+        let (token, entry) = st.tokens.create(TokenRequest {
+            policies,
+            meta: req.metadata,
+            display_name: req.display_name,
+            path: req.path,
+            ttl: req.ttl,
+            explicit_max_ttl: req.max_ttl,
+            num_uses: req.num_uses,
+            renewable: true,
+            ..Default::default()
+        })?;
+        reply.auth = Some(entry.auth_json(&token, now_unix()));
+        Ok(())
+    }
+}
+
+/// What an auth method's login returns in `LogicalResponse::auth`: the token to mint.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct LoginSpec {
+    pub policies: Vec<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub display_name: String,
+    pub path: String,
+    #[serde(default)]
+    pub ttl: u64,
+    #[serde(default)]
+    pub max_ttl: u64,
+    #[serde(default)]
+    pub num_uses: u64,
+    #[serde(default)]
+    pub no_default_policy: bool,
+}
+
+fn stripe(uuid: &str, rest: &str, kind: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    // KV v2 addresses one secret through data/, metadata/, delete/, undelete/ and destroy/: lock the secret.
+    let key = if kind == "kv" {
+        rest.split_once('/').map(|(_, r)| r).unwrap_or(rest)
+    } else {
+        rest
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    uuid.hash(&mut h);
+    key.hash(&mut h);
+    (h.finish() as usize) % WRITE_STRIPES
+}
+
+pub fn audit_auth(token: Option<&str>, e: &TokenEntry, now: i64) -> AuditAuth {
+    AuditAuth {
+        client_token: token.map(String::from),
+        accessor: Some(e.accessor.clone()),
+        display_name: e.display_name.clone(),
+        policies: e.policies.clone(),
+        metadata: e.meta.clone(),
+        token_type: "service".into(),
+        ttl_secs: e.expire_time.map(|_| e.ttl(now)),
+    }
+}
+
+fn is_login_path(path: &str) -> bool {
+    path.strip_prefix("auth/")
+        .is_some_and(|r| !r.starts_with("token/") && (r.ends_with("/login") || r.contains("/login/")))
+}
+
+/// Paths a token may always call on itself (Vault lets these through regardless of policy).
+fn is_self_service(path: &str) -> bool {
+    path.starts_with("sys/internal/ui/mounts")
+}
+
+fn needs_sudo(path: &str) -> bool {
+    [
+        "sys/audit",
+        "sys/rotate",
+        "sys/seal",
+        "sys/raw",
+        "auth/token/revoke-orphan",
+        "sys/audit-hash",
+    ]
+    .iter()
+    .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+}

@@ -1,0 +1,69 @@
+//! Errors of the service, each mapped to the status and body a Vault client expects.
+
+use leakstop_storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// 403 `permission denied`: unknown, expired or revoked token, or a policy that does not allow the request.
+    #[error("permission denied")]
+    PermissionDenied,
+    /// 404 with an empty error list (Vault's answer for a missing secret).
+    #[error("not found")]
+    NotFound,
+    /// 404 naming the path: nothing is mounted there or the engine has no such endpoint.
+    #[error("unsupported path")]
+    UnsupportedPath,
+    /// 405 for a method the endpoint does not take.
+    #[error("unsupported operation")]
+    UnsupportedOperation,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Vault is sealed")]
+    Sealed,
+    #[error("Vault is not initialized")]
+    NotInitialized,
+    /// 503: the audit log could not record the request in time, so it is not served.
+    #[error("audit log unavailable: {0}; the request was not served")]
+    AuditUnavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// An integrity failure of a stored entry (tampered or corrupted): never served as data.
+    #[error("integrity check failed for stored entry `{0}`: the storage was modified or corrupted outside leakstop")]
+    Integrity(String),
+}
+
+impl VaultError {
+    pub fn status(&self) -> u16 {
+        match self {
+            VaultError::PermissionDenied => 403,
+            VaultError::NotFound | VaultError::UnsupportedPath => 404,
+            VaultError::UnsupportedOperation => 405,
+            VaultError::BadRequest(_) => 400,
+            VaultError::Sealed | VaultError::AuditUnavailable(_) => 503,
+            VaultError::NotInitialized => 503,
+            VaultError::Internal(_) | VaultError::Integrity(_) => 500,
+        }
+    }
+
+    /// The `errors` list of the body.
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            VaultError::NotFound => vec![],
+            VaultError::UnsupportedPath => vec!["1 error occurred:\n\t* unsupported path\n\n".into()],
+            VaultError::PermissionDenied => vec!["1 error occurred:\n\t* permission denied\n\n".into()],
+            e => vec![e.to_string()],
+        }
+    }
+}
+
+impl From<StorageError> for VaultError {
+    fn from(e: StorageError) -> Self {
+        VaultError::Internal(format!("storage: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for VaultError {
+    fn from(e: serde_json::Error) -> Self {
+        VaultError::Internal(format!("stored record could not be decoded: {e}"))
+    }
+}

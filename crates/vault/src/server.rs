@@ -1,0 +1,422 @@
+//! Running the service: the TOML config, opening storage and the seal, auto-unseal, the listener (rustls TLS, or
+//! plain HTTP only on loopback or when explicitly allowed), dev mode, background expiry, graceful shutdown.
+//!
+//! ```toml
+//! listen_address = "0.0.0.0:8200"
+//! tls_cert_file = "/etc/leakstop/tls/cert.pem"
+//! tls_key_file = "/etc/leakstop/tls/key.pem"
+//! # tls_disable = true                  # plain HTTP: refused on non-loopback addresses unless
+//! # allow_plaintext_http = true         # ... this is set as well
+//! max_request_size = 33554432
+//! audit_deadline_ms = 2000              # a request whose audit line is not durable by then gets 503
+//!
+//! [storage]
+//! type = "sqlite"
+//! path = "/var/lib/leakstop/leakstop.db"
+//!
+//! [seal]
+//! type = "pkcs11"
+//! lib = "/usr/lib/softhsm/libsofthsm2.so"
+//! token_label = "leakstop"
+//! key_label = "leakstop-root"
+//! pin_env = "LEAKSTOP_HSM_PIN"
+//! generate_key = true
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use leakstop_seal::{KeySeal, Pkcs11Seal, Seal, SealConfig};
+use leakstop_storage::StorageConfig;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+use crate::core::{Core, CoreOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("config file {path}: {reason}")]
+    Config { path: String, reason: String },
+    #[error("storage: {0}")]
+    Storage(#[from] leakstop_storage::StorageError),
+    #[error("seal: {0}")]
+    Seal(#[from] leakstop_seal::SealError),
+    #[error("could not unseal at start: {0}")]
+    Unseal(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error(
+        "refusing plain HTTP on non-loopback address {0}: set tls_cert_file and tls_key_file, or set allow_plaintext_http = true if a TLS-terminating proxy sits in front"
+    )]
+    PlaintextRefused(String),
+    #[error("{0}")]
+    Core(String),
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8200".into()
+}
+
+fn default_deadline() -> u64 {
+    crate::audit::DEFAULT_DEADLINE.as_millis() as u64
+}
+
+fn default_max_request() -> usize {
+    crate::http::DEFAULT_MAX_REQUEST_SIZE
+}
+
+/// `leakstop server --config FILE`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen_address: String,
+    #[serde(default)]
+    pub tls_disable: bool,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_plaintext_http: bool,
+    #[serde(default = "default_max_request")]
+    pub max_request_size: usize,
+    #[serde(default = "default_deadline")]
+    pub audit_deadline_ms: u64,
+    #[serde(default)]
+    pub cluster_name: Option<String>,
+    pub storage: StorageConfig,
+    pub seal: Option<SealConfig>,
+    /// File audit devices: `[[audit]]` with `path`, `file_path` (and `type = "file"`).
+    #[serde(default)]
+    pub audit: Vec<AuditToml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditToml {
+    #[serde(default = "default_audit_path")]
+    pub path: String,
+    #[serde(rename = "type", default = "default_audit_type")]
+    pub kind: String,
+    pub file_path: String,
+}
+
+fn default_audit_path() -> String {
+    "file".into()
+}
+
+fn default_audit_type() -> String {
+    "file".into()
+}
+
+impl ServerConfig {
+    pub fn load(path: &Path) -> Result<ServerConfig, ServerError> {
+        let err = |reason: String| ServerError::Config {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| err(e.to_string()))
+    }
+}
+
+/// Options of `leakstop server --dev`.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    pub root_token_id: Option<String>,
+    pub listen_address: String,
+}
+
+/// Where TLS material comes from (None: plain HTTP).
+struct Listen {
+    addr: String,
+    tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Run a server from a config file until SIGINT/SIGTERM.
+pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
+    let storage_type = match &cfg.storage {
+        StorageConfig::Sqlite { .. } => "sqlite",
+        StorageConfig::Memory => "inmem",
+    };
+    let storage = cfg.storage.open()?;
+    let seal: Option<Arc<dyn Seal>> = match &cfg.seal {
+        Some(SealConfig::Pkcs11(p)) => Some(Arc::new(Pkcs11Seal::open(p)?)),
+        Some(SealConfig::Shamir) | None => None,
+    };
+    let mut audit_devices = Vec::new();
+    for a in &cfg.audit {
+        let mut body = serde_json::Map::new();
+        body.insert("type".into(), a.kind.clone().into());
+        body.insert("options".into(), serde_json::json!({ "file_path": a.file_path }));
+        audit_devices.push(
+            crate::audit::DeviceConfig::from_request(&a.path, &body)
+                .map_err(|e| ServerError::Core(format!("[[audit]] {}: {e}", a.path)))?,
+        );
+    }
+    let core = Core::new(
+        storage,
+        seal,
+        CoreOptions {
+            audit_devices,
+            storage_type: storage_type.into(),
+            cluster_name: cfg.cluster_name.clone().unwrap_or_else(|| "leakstop-cluster".into()),
+            audit_deadline: Duration::from_millis(cfg.audit_deadline_ms),
+        },
+    );
+    crate::engines::register_all(&core);
+    let initialized = core.is_initialized().map_err(|e| ServerError::Core(e.to_string()))?;
+    if initialized && core.seal_kind() == leakstop_seal::SealKind::Pkcs11 {
+        core.auto_unseal()
+            .await
+            .map_err(|e| ServerError::Unseal(e.to_string()))?;
+        tracing::info!("unsealed with the PKCS#11 seal");
+    } else if !initialized {
+        tracing::warn!("not initialized: run `leakstop operator init` (or PUT /v1/sys/init)");
+    } else {
+        tracing::warn!("sealed: submit unseal key shares with `leakstop operator unseal` (or PUT /v1/sys/unseal)");
+    }
+    let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file, cfg.tls_disable) {
+        (Some(c), Some(k), false) => Some((c.clone(), k.clone())),
+        (_, _, true) => None,
+        _ => {
+            return Err(ServerError::Tls(
+                "set tls_cert_file and tls_key_file (PEM), or tls_disable = true for plain HTTP on loopback".into(),
+            ));
+        }
+    };
+    let listen = Listen {
+        addr: cfg.listen_address.clone(),
+        tls,
+    };
+    serve(core, listen, cfg.max_request_size, cfg.allow_plaintext_http, None).await
+}
+
+/// `leakstop server --dev`: in memory, unsealed, `secret/` mounted as KV v2, the root token printed.
+pub async fn run_dev(opts: DevOptions) -> Result<(), ServerError> {
+    let storage = StorageConfig::Memory.open()?;
+    let core = Core::new(storage, Some(Arc::new(KeySeal::random_dev())), CoreOptions::default());
+    crate::engines::register_all(&core);
+    let (_, root) = core
+        .init(1, 1, opts.root_token_id.clone())
+        .await
+        .map_err(|e| ServerError::Core(e.to_string()))?;
+    let mut kv = std::collections::BTreeMap::new();
+    kv.insert("version".to_string(), "2".to_string());
+    core.mount(false, "secret", "kv", "key/value secret storage", kv)
+        .map_err(|e| ServerError::Core(e.to_string()))?;
+    let banner = format!(
+        "WARNING! dev mode is enabled! In this mode, leakstop runs entirely in-memory and starts unsealed with a \
+         single root token. Nothing survives a restart. Do not run dev mode in production!\n\n\
+         You may need to set the following environment variables:\n\n    \
+         export VAULT_ADDR='http://{addr}'\n    export LEAKSTOP_ADDR='http://{addr}'\n\n\
+         Root Token: {root}\n\nDevelopment mode should NOT be used in production installations!\n",
+        addr = opts.listen_address
+    );
+    eprintln!("{banner}");
+    let listen = Listen {
+        addr: opts.listen_address,
+        tls: None,
+    };
+    serve(core, listen, crate::http::DEFAULT_MAX_REQUEST_SIZE, false, None).await
+}
+
+/// How often expired tokens and leases are revoked (`LEAKSTOP_EXPIRY_SWEEP_MS` overrides, for tests).
+static EXPIRY_SWEEP: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
+    std::env::var("LEAKSTOP_EXPIRY_SWEEP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(10))
+});
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+async fn serve(
+    core: Arc<Core>,
+    listen: Listen,
+    max_request_size: usize,
+    allow_plain: bool,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), ServerError> {
+    let listener = TcpListener::bind(&listen.addr).await.map_err(|e| ServerError::Listen {
+        addr: listen.addr.clone(),
+        reason: e.to_string(),
+    })?;
+    let local = listener.local_addr().map_err(|e| ServerError::Listen {
+        addr: listen.addr.clone(),
+        reason: e.to_string(),
+    })?;
+    if listen.tls.is_none() && !is_loopback(&local) && !allow_plain {
+        return Err(ServerError::PlaintextRefused(local.to_string()));
+    }
+    spawn_expiry(core.clone());
+    let router = crate::http::router(core.clone(), max_request_size);
+    if let Some(r) = ready {
+        let _ = r.send(local);
+    }
+    match listen.tls {
+        None => {
+            let app = router.into_make_service_with_connect_info::<SocketAddr>();
+            tracing::info!(%local, "listening (plain HTTP)");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(|e| ServerError::Listen {
+                    addr: local.to_string(),
+                    reason: e.to_string(),
+                })
+        }
+        Some((cert, key)) => {
+            let acceptor = tls_acceptor(&cert, &key)?;
+            let app = router.into_make_service_with_connect_info::<PeerAddr>();
+            tracing::info!(%local, "listening (TLS)");
+            axum::serve(TlsListener::new(listener, acceptor), app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(|e| ServerError::Listen {
+                    addr: local.to_string(),
+                    reason: e.to_string(),
+                })
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Expired tokens are refused on sight; this sweep also removes the ones nobody presents again.
+fn spawn_expiry(core: Arc<Core>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(*EXPIRY_SWEEP);
+        loop {
+            tick.tick().await;
+            let Ok(st) = core.unsealed() else { continue };
+            // Expired tokens take their leases with them (revoke_tree returns them).
+            if let Ok(hashes) = st.tokens.all_hashes() {
+                for h in hashes {
+                    if let Ok(Some(e)) = st.tokens.load(&h)
+                        && e.expire_time.is_some_and(|t| t <= crate::token::now_unix())
+                        && let Ok(leases) = st.tokens.revoke_tree(&h)
+                        && let Err(e) = core.revoke_leases(&leases).await
+                    {
+                        tracing::warn!(error = %e, "revoking an expired token's leases failed; retried next sweep");
+                    }
+                }
+            }
+            match crate::leases::revoke_expired(&core, crate::token::now_unix()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(n, "expired leases revoked"),
+                Err(e) => tracing::warn!(error = %e, "lease expiry sweep failed; retried next sweep"),
+            }
+        }
+    });
+}
+
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| ServerError::Tls(format!("tls_cert_file {}: {e}", cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| ServerError::Tls(format!("tls_cert_file {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ServerError::Tls(format!(
+            "tls_cert_file {} holds no certificate",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServerError::Tls(format!("tls_key_file {}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServerError::Tls(format!("certificate and key do not fit together: {e}")))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts TCP connections and completes TLS handshakes off the accept loop, so a slow client cannot stall others.
+struct TlsListener {
+    rx: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    fn new(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> TlsListener {
+        let local = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, peer)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        TlsListener { rx, local }
+    }
+}
+
+/// The peer of a TLS connection (axum's `ConnectInfo` for a custom listener).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The accept task never ends while the listener lives.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}

@@ -1,0 +1,354 @@
+//! The token store. Tokens are `lkss_…` credentials (see `leakstop_proto::token`); only an HMAC-SHA256 of a token
+//! (keyed by a salt kept inside the barrier) is ever stored, so neither storage nor a storage dump yields a usable
+//! token. Accessors identify a token for lookup and revocation without granting anything.
+//!
+//! Layout in the barrier: `sys/token/id/<hash>` (the entry), `sys/token/accessor/<hash(accessor)>` (→ token hash),
+//! `sys/token/parent/<parent hash>/<child hash>` (the tree that revoking a parent walks).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use hmac::{Hmac, Mac};
+use leakstop_proto::token::{Kind, accessor, mint};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::VaultError;
+use crate::barrier::Barrier;
+
+/// Tokens live at most this long unless a shorter max TTL is set (Vault's default of 32 days).
+pub const SYSTEM_MAX_TTL: u64 = 768 * 3600;
+const SALT_PATH: &str = "core/token-salt";
+
+/// A stored token (keyed by the token's hash, which is not part of the record).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenEntry {
+    #[serde(skip)]
+    pub hash: String,
+    pub accessor: String,
+    pub parent: Option<String>,
+    pub policies: Vec<String>,
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    pub display_name: String,
+    pub path: String,
+    pub creation_time: i64,
+    /// The TTL asked for at creation (0: no expiry, root tokens only).
+    pub creation_ttl: u64,
+    pub explicit_max_ttl: u64,
+    /// Unix seconds; `None` never expires.
+    pub expire_time: Option<i64>,
+    pub num_uses: u64,
+    pub renewable: bool,
+    #[serde(default)]
+    pub period: u64,
+    /// Lease ids this token owns, revoked with it.
+    #[serde(default)]
+    pub leases: Vec<String>,
+}
+
+impl TokenEntry {
+    pub fn orphan(&self) -> bool {
+        self.parent.is_none()
+    }
+
+    pub fn ttl(&self, now: i64) -> u64 {
+        self.expire_time.map(|e| (e - now).max(0) as u64).unwrap_or(0)
+    }
+
+    /// The absolute limit renewals cannot pass.
+    pub fn max_expire(&self) -> i64 {
+        let max = if self.explicit_max_ttl > 0 {
+            self.explicit_max_ttl
+        } else {
+            SYSTEM_MAX_TTL
+        };
+        self.creation_time + max as i64
+    }
+
+    /// `lookup` data. `id` is the token itself where the caller holds it, "" otherwise.
+    pub fn lookup_json(&self, id: &str, now: i64) -> Value {
+        let fmt = |t: i64| {
+            time::OffsetDateTime::from_unix_timestamp(t)
+                .ok()
+                .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_default()
+        };
+        json!({
+            "accessor": self.accessor,
+            "creation_time": self.creation_time,
+            "creation_ttl": self.creation_ttl,
+            "display_name": self.display_name,
+            "entity_id": "",
+            "expire_time": self.expire_time.map(fmt),
+            "explicit_max_ttl": self.explicit_max_ttl,
+            "id": id,
+            "issue_time": fmt(self.creation_time),
+            "meta": if self.meta.is_empty() { Value::Null } else { json!(self.meta) },
+            "num_uses": self.num_uses,
+            "orphan": self.orphan(),
+            "path": self.path,
+            "policies": self.policies,
+            "renewable": self.renewable,
+            "ttl": self.ttl(now),
+            "type": "service",
+        })
+    }
+
+    /// The `auth` block of a create or login response.
+    pub fn auth_json(&self, token: &str, now: i64) -> Value {
+        json!({
+            "client_token": token,
+            "accessor": self.accessor,
+            "policies": self.policies,
+            "token_policies": self.policies,
+            "metadata": if self.meta.is_empty() { Value::Null } else { json!(self.meta) },
+            "lease_duration": self.ttl(now),
+            "renewable": self.renewable,
+            "entity_id": "",
+            "token_type": "service",
+            "orphan": self.orphan(),
+            "mfa_requirement": null,
+            "num_uses": self.num_uses,
+        })
+    }
+}
+
+/// What a new token should be.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    /// A caller-chosen id (root and `--dev-root-token-id` only); a fresh `lkss_` token otherwise.
+    pub id: Option<String>,
+    pub policies: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    pub display_name: String,
+    pub path: String,
+    pub ttl: u64,
+    pub explicit_max_ttl: u64,
+    pub num_uses: u64,
+    pub renewable: bool,
+    pub period: u64,
+    pub parent: Option<String>,
+}
+
+pub struct TokenStore {
+    barrier: Arc<Barrier>,
+    salt: Zeroizing<Vec<u8>>,
+    cache: RwLock<HashMap<String, Arc<TokenEntry>>>,
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+impl TokenStore {
+    pub fn open(barrier: Arc<Barrier>) -> Result<TokenStore, VaultError> {
+        let salt = match barrier.get(SALT_PATH)? {
+            Some(s) => s,
+            None => {
+                let s = leakstop_seal::generate_key();
+                barrier.put(SALT_PATH, &s)?;
+                s
+            }
+        };
+        Ok(TokenStore {
+            barrier,
+            salt,
+            cache: RwLock::default(),
+        })
+    }
+
+    /// The keyed hash under which a token (or accessor) is stored.
+    pub fn hash(&self, token: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.salt).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+        mac.update(token.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn save(&self, e: &TokenEntry) -> Result<(), VaultError> {
+        self.barrier.put_json(&format!("sys/token/id/{}", e.hash), e)?;
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(e.hash.clone(), Arc::new(e.clone()));
+        Ok(())
+    }
+
+    /// Create a token; returns it in clear (the only time it exists in clear) with its entry.
+    pub fn create(&self, req: TokenRequest) -> Result<(String, TokenEntry), VaultError> {
+        let token = req.id.clone().unwrap_or_else(|| mint(Kind::Service));
+        let hash = self.hash(&token);
+        if self.barrier.get(&format!("sys/token/id/{hash}"))?.is_some() {
+            return Err(VaultError::BadRequest("a token with this id already exists".into()));
+        }
+        let now = now_unix();
+        let mut policies = req.policies;
+        policies.sort();
+        policies.dedup();
+        let mut e = TokenEntry {
+            hash,
+            accessor: accessor(),
+            parent: req.parent,
+            policies,
+            meta: req.meta,
+            display_name: req.display_name,
+            path: req.path,
+            creation_time: now,
+            creation_ttl: req.ttl,
+            explicit_max_ttl: req.explicit_max_ttl,
+            expire_time: None,
+            num_uses: req.num_uses,
+            renewable: req.renewable,
+            period: req.period,
+            leases: vec![],
+        };
+        if req.ttl > 0 {
+            e.expire_time = Some((now + req.ttl as i64).min(e.max_expire()));
+        }
+        self.save(&e)?;
+        let acc_hash = self.hash(&e.accessor);
+        self.barrier
+            .put(&format!("sys/token/accessor/{acc_hash}"), e.hash.as_bytes())?;
+        if let Some(p) = &e.parent {
+            self.barrier.put(&format!("sys/token/parent/{p}/{}", e.hash), b"")?;
+        }
+        Ok((token, e))
+    }
+
+    /// The live entry for a token hash; an expired one is treated as absent (the expiry sweep revokes it and
+    /// its leases).
+    pub fn get(&self, hash: &str) -> Result<Option<Arc<TokenEntry>>, VaultError> {
+        Ok(self
+            .load(hash)?
+            .filter(|e| e.expire_time.is_none_or(|t| t > now_unix())))
+    }
+
+    /// The stored entry, expired or not.
+    pub fn load(&self, hash: &str) -> Result<Option<Arc<TokenEntry>>, VaultError> {
+        let cached = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(hash).cloned();
+        let entry = match cached {
+            Some(e) => e,
+            None => {
+                let Some(mut e) = self.barrier.get_json::<TokenEntry>(&format!("sys/token/id/{hash}"))? else {
+                    return Ok(None);
+                };
+                e.hash = hash.to_string();
+                let e = Arc::new(e);
+                self.cache
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(hash.to_string(), e.clone());
+                e
+            }
+        };
+        Ok(Some(entry))
+    }
+
+    pub fn lookup(&self, token: &str) -> Result<Option<Arc<TokenEntry>>, VaultError> {
+        self.get(&self.hash(token))
+    }
+
+    pub fn lookup_accessor(&self, acc: &str) -> Result<Option<Arc<TokenEntry>>, VaultError> {
+        let key = format!("sys/token/accessor/{}", self.hash(acc));
+        match self.barrier.get(&key)? {
+            None => Ok(None),
+            Some(h) => self.get(&String::from_utf8_lossy(&h)),
+        }
+    }
+
+    /// Count one use of a limited-use token; the last use revokes it.
+    pub fn use_once(&self, e: &TokenEntry) -> Result<(), VaultError> {
+        if e.num_uses == 0 {
+            return Ok(());
+        }
+        if e.num_uses == 1 {
+            return self.revoke_tree(&e.hash).map(|_| ());
+        }
+        let mut next = e.clone();
+        next.num_uses -= 1;
+        self.save(&next)
+    }
+
+    /// Revoke a token and every token created from it. Returns the lease ids they owned (the caller revokes them).
+    pub fn revoke_tree(&self, hash: &str) -> Result<Vec<String>, VaultError> {
+        let mut leases = Vec::new();
+        let mut stack = vec![hash.to_string()];
+        while let Some(h) = stack.pop() {
+            let prefix = format!("sys/token/parent/{h}/");
+            for child in self.barrier.list(&prefix)? {
+                stack.push(child.trim_end_matches('/').to_string());
+                self.barrier.delete(&format!("{prefix}{child}"))?;
+            }
+            leases.extend(self.revoke_one(&h)?);
+        }
+        Ok(leases)
+    }
+
+    /// Revoke only this token; its children become orphans.
+    pub fn revoke_orphan(&self, hash: &str) -> Result<Vec<String>, VaultError> {
+        let prefix = format!("sys/token/parent/{hash}/");
+        for child in self.barrier.list(&prefix)? {
+            let child = child.trim_end_matches('/').to_string();
+            if let Some(e) = self.get(&child)? {
+                let mut e = (*e).clone();
+                e.parent = None;
+                self.save(&e)?;
+            }
+            self.barrier.delete(&format!("{prefix}{child}"))?;
+        }
+        self.revoke_one(hash)
+    }
+
+    fn revoke_one(&self, hash: &str) -> Result<Vec<String>, VaultError> {
+        let key = format!("sys/token/id/{hash}");
+        let entry: Option<TokenEntry> = self.barrier.get_json(&key)?;
+        self.cache.write().unwrap_or_else(|p| p.into_inner()).remove(hash);
+        let Some(e) = entry else { return Ok(vec![]) };
+        self.barrier
+            .delete(&format!("sys/token/accessor/{}", self.hash(&e.accessor)))?;
+        if let Some(p) = &e.parent {
+            self.barrier.delete(&format!("sys/token/parent/{p}/{hash}"))?;
+        }
+        self.barrier.delete(&key)?;
+        Ok(e.leases)
+    }
+
+    /// Extend a token's life by `increment` (or its creation TTL), never past its max TTL.
+    pub fn renew(&self, hash: &str, increment: Option<u64>) -> Result<TokenEntry, VaultError> {
+        let e = self.get(hash)?.ok_or(VaultError::PermissionDenied)?;
+        if e.expire_time.is_none() {
+            return Ok((*e).clone());
+        }
+        if !e.renewable {
+            return Err(VaultError::BadRequest("this token is not renewable".into()));
+        }
+        let now = now_unix();
+        let inc = increment
+            .filter(|i| *i > 0)
+            .unwrap_or(if e.period > 0 { e.period } else { e.creation_ttl });
+        let mut next = (*e).clone();
+        next.expire_time = Some((now + inc as i64).min(e.max_expire()));
+        self.save(&next)?;
+        Ok(next)
+    }
+
+    /// Record that a lease belongs to a token (revoked with it).
+    pub fn attach_lease(&self, hash: &str, lease_id: &str) -> Result<(), VaultError> {
+        if let Some(e) = self.get(hash)? {
+            let mut e = (*e).clone();
+            e.leases.push(lease_id.to_string());
+            self.save(&e)?;
+        }
+        Ok(())
+    }
+
+    /// Hashes of all stored tokens (for the expiry sweep).
+    pub fn all_hashes(&self) -> Result<Vec<String>, VaultError> {
+        self.barrier.list("sys/token/id/")
+    }
+}

@@ -1,0 +1,197 @@
+//! The PKCS#11 seal end to end on SoftHSM2: a token created by the test with softhsm2-util, a server that
+//! initializes with its root key wrapped by an AES key inside the token, restarts auto-unsealed with its data, and
+//! refuses to start (with a message naming the cause) on a wrong PIN or a missing key. Also Shamir: fewer than T
+//! shares stay sealed, T shares unseal.
+
+mod kvsupport;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kvsupport::{Server, free_port};
+use serde_json::json;
+
+const LIB: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const PIN: &str = "4711-test-pin";
+
+/// A private SoftHSM token directory and config, and the token itself.
+fn softhsm(dir: &Path) -> PathBuf {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    assert!(
+        Path::new(LIB).exists(),
+        "{LIB} missing: install the Debian package softhsm2 (tests/setup.sh does)"
+    );
+    let out = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "leakstop-test",
+            "--pin",
+            PIN,
+            "--so-pin",
+            "99887766",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util must be installed (Debian package softhsm2)");
+    assert!(
+        out.status.success(),
+        "softhsm2-util: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    conf
+}
+
+fn config(dir: &Path, port: u16, key_label: &str, generate: bool) -> PathBuf {
+    let cfg = dir.join(format!("server-{key_label}-{generate}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen_address = \"127.0.0.1:{port}\"\ntls_disable = true\n\n[storage]\ntype = \"sqlite\"\npath = \"{}\"\n\n\
+             [seal]\ntype = \"pkcs11\"\nlib = \"{LIB}\"\ntoken_label = \"leakstop-test\"\nkey_label = \"{key_label}\"\n\
+             pin_env = \"LEAKSTOP_TEST_HSM_PIN\"\ngenerate_key = {generate}\n",
+            dir.join("leakstop.db").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn args(cfg: &Path) -> Vec<String> {
+    vec!["server".into(), "--config".into(), cfg.display().to_string()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pkcs11_seal_auto_unseals_after_restart_and_refuses_a_wrong_pin_or_missing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = softhsm(dir.path());
+    let conf_s = conf.display().to_string();
+    let port = free_port();
+    let cfg = config(dir.path(), port, "leakstop-root", true);
+    let env = [("SOFTHSM2_CONF", conf_s.as_str()), ("LEAKSTOP_TEST_HSM_PIN", PIN)];
+
+    let mut srv = Server::start_env(dir.path(), &args(&cfg), &env, port, "").await;
+    let (status, init) = srv.call("PUT", "sys/init", Some(json!({}))).await;
+    assert_eq!(status, 200, "{init}");
+    let root = init["root_token"].as_str().unwrap().to_string();
+    assert!(
+        init["keys"].as_array().is_none_or(|k| k.is_empty()),
+        "an HSM seal hands out no unseal keys: {init}"
+    );
+    srv.token = root.clone();
+    let status = srv.ok("GET", "sys/seal-status", None).await;
+    assert_eq!(status["sealed"], false, "{status}");
+    assert_eq!(status["type"], "pkcs11");
+    srv.ok(
+        "POST",
+        "sys/mounts/secret",
+        Some(json!({"type": "kv", "options": {"version": "2"}})),
+    )
+    .await;
+    srv.ok(
+        "POST",
+        "secret/data/ci/deploy",
+        Some(json!({"data": {"key": "hsm-protected-value"}})),
+    )
+    .await;
+    drop(srv);
+
+    // Restart: unsealed by the HSM with no operator action, data intact.
+    let mut srv = Server::start_env(dir.path(), &args(&cfg), &env, port, "").await;
+    srv.token = root.clone();
+    let status = srv.ok("GET", "sys/seal-status", None).await;
+    assert_eq!(status["sealed"], false, "auto-unsealed after restart: {status}");
+    let got = srv.ok("GET", "secret/data/ci/deploy", None).await;
+    assert_eq!(got["data"]["data"]["key"], "hsm-protected-value");
+    drop(srv);
+
+    // A wrong PIN: the server does not start, and says why.
+    let out = Command::new(leakstop_tests::leakstop_bin())
+        .args(args(&cfg))
+        .env("SOFTHSM2_CONF", &conf)
+        .env("LEAKSTOP_TEST_HSM_PIN", "0000-wrong")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("PIN"), "the error names the PIN: {err}");
+    assert!(!err.contains("0000-wrong"), "the PIN itself is never printed: {err}");
+
+    // A missing key (another label, not generated): refused with the label named.
+    let missing = config(dir.path(), port, "no-such-key", false);
+    let out = Command::new(leakstop_tests::leakstop_bin())
+        .args(args(&missing))
+        .env("SOFTHSM2_CONF", &conf)
+        .env("LEAKSTOP_TEST_HSM_PIN", PIN)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no-such-key"), "the error names the missing key: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shamir_needs_threshold_shares_to_unseal() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("server.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen_address = \"127.0.0.1:{port}\"\ntls_disable = true\n[storage]\ntype = \"sqlite\"\npath = \"{}\"\n[seal]\ntype = \"shamir\"\n",
+            dir.path().join("leakstop.db").display()
+        ),
+    )
+    .unwrap();
+    let srv = Server::start(dir.path(), &args(&cfg), port, "").await;
+    let (status, health) = srv.call("GET", "sys/health", None).await;
+    assert_eq!(status, 501, "not initialized yet: {health}");
+    let (_, init) = srv
+        .call(
+            "PUT",
+            "sys/init",
+            Some(json!({"secret_shares": 5, "secret_threshold": 3})),
+        )
+        .await;
+    let keys: Vec<String> = init["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys.len(), 5);
+    let root = init["root_token"].as_str().unwrap().to_string();
+    assert!(
+        root.starts_with("lkss_"),
+        "root tokens are scannable leakstop tokens: {root}"
+    );
+
+    for (i, k) in keys.iter().take(2).enumerate() {
+        let (_, st) = srv.call("PUT", "sys/unseal", Some(json!({"key": k}))).await;
+        assert_eq!(st["sealed"], true, "{} of 3 shares must not unseal: {st}", i + 1);
+        assert_eq!(st["progress"], i + 1);
+    }
+    let (status, _) = srv.call_as(&root, "GET", "sys/mounts", None).await;
+    assert_eq!(status, 503, "sealed servers refuse requests");
+    let (_, st) = srv.call("PUT", "sys/unseal", Some(json!({"key": keys[4]}))).await;
+    assert_eq!(st["sealed"], false, "the third share unseals: {st}");
+    let (status, _) = srv.call_as(&root, "GET", "sys/mounts", None).await;
+    assert_eq!(status, 200);
+
+    // Seal again, then a mistyped share is a clear error, not an unseal.
+    let (status, _) = srv.call_as(&root, "PUT", "sys/seal", None).await;
+    assert_eq!(status, 204);
+    let (status, body) = srv.call("PUT", "sys/unseal", Some(json!({"key": "not-a-key!"}))).await;
+    assert_eq!(status, 400, "{body}");
+}
