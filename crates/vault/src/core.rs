@@ -738,11 +738,18 @@ impl Core {
         entry.auth = token.as_ref().map(|(t, e)| audit_auth(Some(t), e, now_unix()));
         entry.request_data = (!logical.data.is_empty()).then(|| Value::Object(logical.data.clone()));
         let audited = self.audit.is_enabled();
+        let audit_err = |e: crate::audit::AuditError| VaultError::AuditUnavailable(e.to_string());
+        // An engine whose every effect is a buffered write cannot change anything before the commit, which waits for
+        // the response line; its request line need not be durable first, so one device flush serves both lines.
+        // Everything else (tokens, logins, leases, sys) waits for the request line before it runs.
+        let pipelined = !login && route.as_ref().is_some_and(|(m, _)| m.backend.effects_buffered());
+        let mut request_ticket = None;
         if audited {
-            self.audit
-                .log(&entry)
-                .await
-                .map_err(|e| VaultError::AuditUnavailable(e.to_string()))?;
+            if pipelined {
+                request_ticket = self.audit.submit(&entry).map_err(audit_err)?;
+            } else {
+                self.audit.log(&entry).await.map_err(audit_err)?;
+            }
         }
 
         // Serialize writes to the same key so buffered writes cannot be lost to a concurrent writer.
@@ -804,10 +811,13 @@ impl Core {
             }
         }
         if audited {
-            self.audit
-                .log(&resp)
-                .await
-                .map_err(|e| VaultError::AuditUnavailable(e.to_string()))?;
+            let response_ticket = self.audit.submit(&resp).map_err(audit_err)?;
+            if let Some(t) = request_ticket {
+                t.wait().await.map_err(audit_err)?;
+            }
+            if let Some(t) = response_ticket {
+                t.wait().await.map_err(audit_err)?;
+            }
         }
         if let Some(view) = &view {
             st.barrier.commit(&view.take_pending())?;

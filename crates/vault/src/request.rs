@@ -80,6 +80,12 @@ pub trait Backend: Send + Sync {
         Box::pin(async { Ok(()) })
     }
 
+    /// True when every effect of a request is a write through the [`BarrierView`] (buffered until the response is
+    /// audited): such requests may run while their request audit line is still being flushed.
+    fn effects_buffered(&self) -> bool {
+        false
+    }
+
     /// Top-level request fields whose values the audit log must HMAC (all strings are HMACed anyway).
     fn sensitive_fields(&self) -> &'static [&'static str] {
         &[]

@@ -16,7 +16,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::VaultError;
-use crate::barrier::Barrier;
+use crate::barrier::{Barrier, BufferedOp};
 
 /// Tokens live at most this long unless a shorter max TTL is set (Vault's default of 32 days).
 pub const SYSTEM_MAX_TTL: u64 = 768 * 3600;
@@ -210,13 +210,22 @@ impl TokenStore {
         if req.ttl > 0 {
             e.expire_time = Some((now + req.ttl as i64).min(e.max_expire()));
         }
-        self.save(&e)?;
-        let acc_hash = self.hash(&e.accessor);
-        self.barrier
-            .put(&format!("sys/token/accessor/{acc_hash}"), e.hash.as_bytes())?;
+        // Entry, accessor index and parent link in one transaction: one durable write, never a half-created token.
+        let mut ops = vec![
+            BufferedOp::Put(format!("sys/token/id/{}", e.hash), Zeroizing::new(serde_json::to_vec(&e)?)),
+            BufferedOp::Put(
+                format!("sys/token/accessor/{}", self.hash(&e.accessor)),
+                Zeroizing::new(e.hash.as_bytes().to_vec()),
+            ),
+        ];
         if let Some(p) = &e.parent {
-            self.barrier.put(&format!("sys/token/parent/{p}/{}", e.hash), b"")?;
+            ops.push(BufferedOp::Put(format!("sys/token/parent/{p}/{}", e.hash), Zeroizing::new(Vec::new())));
         }
+        self.barrier.commit(&ops)?;
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(e.hash.clone(), Arc::new(e.clone()));
         Ok((token, e))
     }
 

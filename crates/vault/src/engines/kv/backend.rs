@@ -94,6 +94,10 @@ impl Backend for KvBackend {
         })
     }
 
+    fn effects_buffered(&self) -> bool {
+        true
+    }
+
     fn sensitive_fields(&self) -> &'static [&'static str] {
         &["data"]
     }
