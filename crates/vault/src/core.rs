@@ -743,6 +743,8 @@ impl Core {
         // the response line; its request line need not be durable first, so one device flush serves both lines.
         // Everything else (tokens, logins, leases, sys) waits for the request line before it runs.
         let pipelined = !login && route.as_ref().is_some_and(|(m, _)| m.backend.effects_buffered());
+        // Reads through a buffered engine change nothing: their lines need not be fsynced before the answer.
+        entry.durable = !(pipelined && !logical.op.is_write());
         let mut request_ticket = None;
         if audited {
             if pipelined {

@@ -240,7 +240,7 @@ impl AuditBroker {
         let mut pending = Vec::with_capacity(devices.len());
         let mut errors = Vec::new();
         for d in &devices {
-            match d.file.submit(line.clone()) {
+            match d.file.submit(line.clone(), entry.durable) {
                 Ok(p) => pending.push(p),
                 Err(e) => errors.push(e.to_string()),
             }
@@ -368,6 +368,9 @@ pub struct AuditEntry {
     pub response_auth: Option<AuditAuth>,
     pub status: Option<u16>,
     pub error: Option<String>,
+    /// Flush to stable storage before acknowledging (default). The core clears it only for requests that cannot
+    /// change state, whose lines are written (ordered, chained) but not fdatasync'ed, as Vault's file device does.
+    pub durable: bool,
 }
 
 impl AuditEntry {
@@ -387,6 +390,7 @@ impl AuditEntry {
             response_auth: None,
             status: None,
             error: None,
+            durable: true,
         }
     }
 

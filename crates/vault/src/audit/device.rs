@@ -43,7 +43,8 @@ pub enum DeviceError {
 type Ack = oneshot::Sender<Result<(), String>>;
 
 enum Job {
-    Line(String, Ack),
+    /// A line, and whether it must be on stable storage (fdatasync) before it is acknowledged.
+    Line(String, Ack, bool),
     /// Answer once the file is open (or opening failed), so `enable` can refuse a device it cannot write.
     Ready(Ack),
 }
@@ -124,9 +125,11 @@ impl FileDevice {
     }
 
     /// Queue one entry (a JSON object without `prev_hash`); never blocks.
-    pub fn submit(&self, entry_json: String) -> Result<Pending, DeviceError> {
+    /// Queue a line. `durable`: acknowledge only after fdatasync (lines of requests that change state);
+    /// otherwise after `write(2)` (the line is in the chain and the kernel's page cache, as Vault's file device).
+    pub fn submit(&self, entry_json: String, durable: bool) -> Result<Pending, DeviceError> {
         let (ack, rx) = oneshot::channel();
-        self.send(Job::Line(entry_json, ack))?;
+        self.send(Job::Line(entry_json, ack, durable))?;
         Ok(self.pending(rx))
     }
 
@@ -184,7 +187,7 @@ impl Writer {
             }
             let result = self.write_batch(&batch).map_err(|e| e.to_string());
             for job in batch.drain(..) {
-                let (Job::Line(_, ack) | Job::Ready(ack)) = job;
+                let (Job::Line(_, ack, _) | Job::Ready(ack)) = job;
                 let _ = ack.send(result.clone());
             }
         }
@@ -196,8 +199,10 @@ impl Writer {
         }
         let mut out = String::new();
         let mut prev = self.prev.clone();
+        let mut durable = false;
         for job in batch {
-            if let Job::Line(entry, _) = job {
+            if let Job::Line(entry, _, d) = job {
+                durable |= *d;
                 let (line, hash) = chain::chain_line(&prev, entry);
                 prev = hash;
                 out.push_str(&line);
@@ -211,7 +216,9 @@ impl Writer {
             .file
             .as_mut()
             .ok_or_else(|| io::Error::other("audit file not open"))?;
-        let res = file.write_all(out.as_bytes()).and_then(|()| sync(file));
+        let res = file
+            .write_all(out.as_bytes())
+            .and_then(|()| if durable { sync(file) } else { Ok(()) });
         match res {
             Ok(()) => {
                 self.prev = prev;
@@ -327,13 +334,13 @@ mod tests {
         let path = dir.join("audit.log");
         {
             let dev = FileDevice::open("file", &path, D).await.unwrap();
-            let waits: Vec<_> = (0..50).map(|i| dev.submit(format!("{{\"n\":{i}}}")).unwrap()).collect();
+            let waits: Vec<_> = (0..50).map(|i| dev.submit(format!("{{\"n\":{i}}}"), true).unwrap()).collect();
             for w in waits {
                 w.wait(D).await.unwrap();
             }
         }
         let dev = FileDevice::open("file", &path, D).await.unwrap();
-        dev.submit("{\"n\":\"after restart\"}".into())
+        dev.submit("{\"n\":\"after restart\"}".into(), true)
             .unwrap()
             .wait(D)
             .await
@@ -349,7 +356,7 @@ mod tests {
         let dev = FileDevice::open("full", Path::new("/dev/full"), D).await;
         let err = match dev {
             Err(e) => e,
-            Ok(dev) => dev.submit("{}".into()).unwrap().wait(D).await.unwrap_err(),
+            Ok(dev) => dev.submit("{}".into(), true).unwrap().wait(D).await.unwrap_err(),
         };
         assert!(matches!(err, DeviceError::Io { .. }), "{err}");
         assert!(err.to_string().contains("/dev/full"), "{err}");
