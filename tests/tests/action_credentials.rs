@@ -15,7 +15,12 @@ const REPO_ID: u64 = 88_001;
 
 async fn setup(srv: &Server, issuer: &Issuer) {
     srv.ok("POST", "sys/auth/jwt", Some(json!({"type": "jwt"}))).await;
-    srv.ok("POST", "auth/jwt/config", Some(json!({"oidc_discovery_url": issuer.url, "bound_issuer": issuer.url}))).await;
+    srv.ok(
+        "POST",
+        "auth/jwt/config",
+        Some(json!({"oidc_discovery_url": issuer.url, "bound_issuer": issuer.url})),
+    )
+    .await;
     srv.ok(
         "PUT",
         "sys/policies/acl/ci",
@@ -90,7 +95,8 @@ async fn secrets_are_masked_then_exported_and_the_token_never_printed_in_clear()
     setup(&srv, &issuer).await;
 
     let env_file = dir.path().join("github_env");
-    let secrets = "secret/ci/deploy password | DEPLOY_PASSWORD\n# a comment\nsecret/data/ci/deploy user | DEPLOY_USER\n";
+    let secrets =
+        "secret/ci/deploy password | DEPLOY_PASSWORD\n# a comment\nsecret/data/ci/deploy user | DEPLOY_USER\n";
     let out = run_action(&srv, &issuer, dir.path(), secrets, &env_file, "true");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -98,7 +104,10 @@ async fn secrets_are_masked_then_exported_and_the_token_never_printed_in_clear()
 
     // The leakstop token is masked first thing, and nothing prints it except the mask command.
     let first = stdout.lines().next().unwrap_or_default();
-    assert!(first.starts_with("::add-mask::lkss_"), "the token is masked before anything else: {stdout}");
+    assert!(
+        first.starts_with("::add-mask::lkss_"),
+        "the token is masked before anything else: {stdout}"
+    );
     let token = first.trim_start_matches("::add-mask::");
     assert_eq!(stdout.matches(token).count(), 1, "{stdout}");
     assert!(!stderr.contains(token));
@@ -107,7 +116,11 @@ async fn secrets_are_masked_then_exported_and_the_token_never_printed_in_clear()
     assert_eq!(stdout.matches("hunter2-deploy-Pw9").count(), 1, "{stdout}");
     assert!(!stderr.contains("hunter2-deploy-Pw9"));
     let env = std::fs::read_to_string(&env_file).unwrap();
-    assert_eq!(exported(&env, "DEPLOY_PASSWORD").as_deref(), Some("hunter2-deploy-Pw9"), "{env}");
+    assert_eq!(
+        exported(&env, "DEPLOY_PASSWORD").as_deref(),
+        Some("hunter2-deploy-Pw9"),
+        "{env}"
+    );
     assert_eq!(exported(&env, "DEPLOY_USER").as_deref(), Some("deployer"), "{env}");
     assert!(stdout.contains("fetched 2 secret(s)"), "{stdout}");
     let outputs = std::fs::read_to_string(dir.path().join("github_output")).unwrap();
@@ -123,16 +136,36 @@ async fn the_mask_is_printed_even_when_the_export_then_fails() {
     // $GITHUB_ENV is a directory: the export must fail, after the mask was already printed.
     let env_dir = dir.path().join("not-a-file");
     std::fs::create_dir(&env_dir).unwrap();
-    let out = run_action(&srv, &issuer, dir.path(), "secret/ci/deploy password | P\n", &env_dir, "true");
+    let out = run_action(
+        &srv,
+        &issuer,
+        dir.path(),
+        "secret/ci/deploy password | P\n",
+        &env_dir,
+        "true",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
-    assert!(stdout.contains("::add-mask::hunter2-deploy-Pw9"), "masked before the export was attempted: {stdout}");
+    assert!(
+        stdout.contains("::add-mask::hunter2-deploy-Pw9"),
+        "masked before the export was attempted: {stdout}"
+    );
     assert!(stdout.contains("::error"), "the failure is annotated: {stdout}");
 
     // A path the role cannot read fails the step with an annotation naming it, and leaks nothing.
     let env_file = dir.path().join("github_env");
-    let out = run_action(&srv, &issuer, dir.path(), "secret/prod/db password | P\n", &env_file, "true");
+    let out = run_action(
+        &srv,
+        &issuer,
+        dir.path(),
+        "secret/prod/db password | P\n",
+        &env_file,
+        "true",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(stdout.contains("::error") && stdout.contains("secret/prod/db"), "{stdout}");
+    assert!(
+        stdout.contains("::error") && stdout.contains("secret/prod/db"),
+        "{stdout}"
+    );
 }

@@ -21,11 +21,17 @@ async fn vault_style_single_dash_flags_start_a_dev_server() {
     let srv = Server::start(dir.path(), &args, port, "root").await;
     let mounts = srv.ok("GET", "sys/mounts", None).await;
     assert_eq!(mounts["data"]["secret/"]["options"]["version"], "2");
-    assert!(srv.log_text().contains("dev mode"), "dev mode warns loudly: {}", srv.log_text());
+    assert!(
+        srv.log_text().contains("dev mode"),
+        "dev mode warns loudly: {}",
+        srv.log_text()
+    );
 
     // A body over the size limit is refused, not buffered.
     let big = "x".repeat(33 << 20);
-    let (status, _) = srv.call("POST", "secret/data/big", Some(json!({"data": {"v": big}}))).await;
+    let (status, _) = srv
+        .call("POST", "secret/data/big", Some(json!({"data": {"v": big}})))
+        .await;
     assert_eq!(status, 413);
 }
 
@@ -39,17 +45,71 @@ async fn tls_serves_with_the_configured_certificate() {
     let csr = dir.path().join("server.csr");
     let cert = dir.path().join("cert.pem");
     let ext = dir.path().join("ext.cnf");
-    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n").unwrap();
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n",
+    )
+    .unwrap();
     let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir.path()).output().expect("openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-        "-subj", "/CN=leakstop test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
-        "-keyout", "key.pem", "-out", "server.csr"]);
-    openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "1", "-extfile", "ext.cnf", "-out", "cert.pem"]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=leakstop test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
     assert!(ca_key.exists() && csr.exists());
     let port = free_port();
     let cfg = dir.path().join("server.toml");
@@ -72,7 +132,11 @@ async fn tls_serves_with_the_configured_certificate() {
     let mut answered = None;
     let mut last = String::new();
     for _ in 0..100 {
-        match client.get(format!("https://localhost:{port}/v1/sys/seal-status")).send().await {
+        match client
+            .get(format!("https://localhost:{port}/v1/sys/seal-status"))
+            .send()
+            .await
+        {
             Ok(r) => {
                 answered = Some(r.json::<serde_json::Value>().await.unwrap());
                 break;
@@ -109,7 +173,10 @@ fn bad_configs_are_refused_with_a_message_naming_the_problem() {
         &format!("listen_address = \"0.0.0.0:{port}\"\ntls_disable = true\n[storage]\ntype = \"memory\"\n"),
     );
     assert!(err.contains("plain HTTP") && err.contains("0.0.0.0"), "{err}");
-    let err = start_fails(dir.path(), "listen_address = \"127.0.0.1:1\"\n[storage]\ntype = \"memory\"\n");
+    let err = start_fails(
+        dir.path(),
+        "listen_address = \"127.0.0.1:1\"\n[storage]\ntype = \"memory\"\n",
+    );
     assert!(err.contains("tls_cert_file"), "{err}");
     let err = start_fails(dir.path(), "[storage]\ntype = \"carrier-pigeon\"\n");
     assert!(err.contains("bad.toml") && err.contains("carrier-pigeon"), "{err}");
@@ -117,5 +184,8 @@ fn bad_configs_are_refused_with_a_message_naming_the_problem() {
         dir.path(),
         "tls_disable = true\n[storage]\ntype = \"memory\"\n[seal]\ntype = \"pkcs11\"\nlib = \"/nonexistent/libhsm.so\"\ntoken_label = \"t\"\nkey_label = \"k\"\npin_env = \"LEAKSTOP_NO_SUCH_PIN_VAR\"\n",
     );
-    assert!(err.contains("LEAKSTOP_NO_SUCH_PIN_VAR"), "the missing PIN source is named: {err}");
+    assert!(
+        err.contains("LEAKSTOP_NO_SUCH_PIN_VAR"),
+        "the missing PIN source is named: {err}"
+    );
 }

@@ -742,7 +742,7 @@ impl Core {
         // An engine whose every effect is a buffered write cannot change anything before the commit, which waits for
         // the response line; its request line need not be durable first, so one device flush serves both lines.
         // Everything else (tokens, logins, leases, sys) waits for the request line before it runs.
-        let pipelined = !login && route.as_ref().is_some_and(|(m, _)| m.backend.effects_buffered());
+        let pipelined = route.as_ref().is_some_and(|(m, _)| m.backend.effects_buffered());
         // Reads through a buffered engine change nothing: their lines need not be fsynced before the answer.
         entry.durable = !(pipelined && !logical.op.is_write());
         let mut request_ticket = None;
@@ -778,8 +778,15 @@ impl Core {
             }
             _ => self.handle_system(&st, &req, &logical, token.as_ref()).await,
         };
+        let mut new_token: Option<(TokenEntry, Vec<crate::barrier::BufferedOp>)> = None;
         let result = match result {
-            Ok(mut reply) if login => self.finish_login(&st, &mut reply).await.map(|_| reply),
+            Ok(mut reply) if login => match self.finish_login(&st, &mut reply) {
+                Ok(t) => {
+                    new_token = t;
+                    Ok(reply)
+                }
+                Err(e) => Err(e),
+            },
             other => other,
         };
 
@@ -821,8 +828,13 @@ impl Core {
                 t.wait().await.map_err(audit_err)?;
             }
         }
-        if let Some(view) = &view {
-            st.barrier.commit(&view.take_pending())?;
+        let mut ops = view.as_ref().map(|v| v.take_pending()).unwrap_or_default();
+        if let Some((_, token_ops)) = &mut new_token {
+            ops.append(token_ops);
+        }
+        st.barrier.commit(&ops)?;
+        if let Some((e, _)) = &new_token {
+            st.tokens.install(e);
         }
         if let Some((_, e)) = &token
             && e.num_uses > 0
@@ -833,14 +845,20 @@ impl Core {
     }
 
     /// A login answered with token parameters: mint the token now (the engine never sees it).
-    async fn finish_login(&self, st: &Unsealed, reply: &mut Reply) -> Result<(), VaultError> {
-        let Some(auth) = reply.auth.take() else { return Ok(()) };
+    /// Returns the new token's entry and the writes that create it (committed with the request's other writes).
+    #[allow(clippy::type_complexity)]
+    fn finish_login(
+        &self,
+        st: &Unsealed,
+        reply: &mut Reply,
+    ) -> Result<Option<(TokenEntry, Vec<crate::barrier::BufferedOp>)>, VaultError> {
+        let Some(auth) = reply.auth.take() else { return Ok(None) };
         let req: LoginSpec = serde_json::from_value(auth).map_err(|e| VaultError::Internal(format!("login: {e}")))?;
         let mut policies = req.policies;
         if !req.no_default_policy && !policies.iter().any(|p| p == "default") {
             policies.push("default".into());
         }
-        let (token, entry) = st.tokens.create(TokenRequest {
+        let (token, entry, ops) = st.tokens.prepare(TokenRequest {
             policies,
             meta: req.metadata,
             display_name: req.display_name,
@@ -852,7 +870,7 @@ impl Core {
             ..Default::default()
         })?;
         reply.auth = Some(entry.auth_json(&token, now_unix()));
-        Ok(())
+        Ok(Some((entry, ops)))
     }
 }
 

@@ -181,6 +181,23 @@ impl TokenStore {
 
     /// Create a token; returns it in clear (the only time it exists in clear) with its entry.
     pub fn create(&self, req: TokenRequest) -> Result<(String, TokenEntry), VaultError> {
+        let (token, e, ops) = self.prepare(req)?;
+        self.barrier.commit(&ops)?;
+        self.install(&e);
+        Ok((token, e))
+    }
+
+    /// Make the cache aware of a token whose `prepare` writes were committed.
+    pub fn install(&self, e: &TokenEntry) {
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(e.hash.clone(), Arc::new(e.clone()));
+    }
+
+    /// Build a token and the writes that create it, without committing them (a login commits them together with
+    /// its other writes, after its response is audited).
+    pub fn prepare(&self, req: TokenRequest) -> Result<(String, TokenEntry, Vec<BufferedOp>), VaultError> {
         let token = req.id.clone().unwrap_or_else(|| mint(Kind::Service));
         let hash = self.hash(&token);
         if self.barrier.get(&format!("sys/token/id/{hash}"))?.is_some() {
@@ -212,21 +229,22 @@ impl TokenStore {
         }
         // Entry, accessor index and parent link in one transaction: one durable write, never a half-created token.
         let mut ops = vec![
-            BufferedOp::Put(format!("sys/token/id/{}", e.hash), Zeroizing::new(serde_json::to_vec(&e)?)),
+            BufferedOp::Put(
+                format!("sys/token/id/{}", e.hash),
+                Zeroizing::new(serde_json::to_vec(&e)?),
+            ),
             BufferedOp::Put(
                 format!("sys/token/accessor/{}", self.hash(&e.accessor)),
                 Zeroizing::new(e.hash.as_bytes().to_vec()),
             ),
         ];
         if let Some(p) = &e.parent {
-            ops.push(BufferedOp::Put(format!("sys/token/parent/{p}/{}", e.hash), Zeroizing::new(Vec::new())));
+            ops.push(BufferedOp::Put(
+                format!("sys/token/parent/{p}/{}", e.hash),
+                Zeroizing::new(Vec::new()),
+            ));
         }
-        self.barrier.commit(&ops)?;
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(e.hash.clone(), Arc::new(e.clone()));
-        Ok((token, e))
+        Ok((token, e, ops))
     }
 
     /// The live entry for a token hash; an expired one is treated as absent (the expiry sweep revokes it and

@@ -334,7 +334,9 @@ mod tests {
         let path = dir.join("audit.log");
         {
             let dev = FileDevice::open("file", &path, D).await.unwrap();
-            let waits: Vec<_> = (0..50).map(|i| dev.submit(format!("{{\"n\":{i}}}"), true).unwrap()).collect();
+            let waits: Vec<_> = (0..50)
+                .map(|i| dev.submit(format!("{{\"n\":{i}}}"), true).unwrap())
+                .collect();
             for w in waits {
                 w.wait(D).await.unwrap();
             }

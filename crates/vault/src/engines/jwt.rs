@@ -14,8 +14,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use super::jwt_sig::{VerifyKey, verify_jwt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::RwLock;
@@ -188,7 +190,7 @@ impl JwtBackend {
 
     /// The key for `kid`: from the cache, refreshed when stale (failures keep the cached keys) or, once per
     /// interval, when the `kid` is unknown (the issuer rotated its keys).
-    async fn key_for(&self, cfg: &JwtConfig, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, VaultError> {
+    async fn key_for(&self, cfg: &JwtConfig, kid: Option<&str>, alg: Algorithm) -> Result<VerifyKey, VaultError> {
         let stale = {
             let j = self.jwks.read().await;
             j.set.is_none() || j.fetched.is_none_or(|t| t.elapsed() > JWKS_MAX_AGE)
@@ -224,7 +226,7 @@ impl JwtBackend {
         )))
     }
 
-    async fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Result<Option<DecodingKey>, VaultError> {
+    async fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Result<Option<VerifyKey>, VaultError> {
         let j = self.jwks.read().await;
         let Some(set) = &j.set else { return Ok(None) };
         let jwk = match kid {
@@ -234,18 +236,8 @@ impl JwtBackend {
             None => None,
         };
         let Some(jwk) = jwk else { return Ok(None) };
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(format!("the issuer's key {kid:?} is unusable: {e}")))?;
-        let family_ok = match alg {
-            Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512 => key.family() == jsonwebtoken::AlgorithmFamily::Rsa,
-            Algorithm::ES256 | Algorithm::ES384 => key.family() == jsonwebtoken::AlgorithmFamily::Ec,
-            _ => false,
-        };
-        if !family_ok {
+        let key = VerifyKey::from_jwk(jwk).map_err(|e| bad(format!("the issuer's key {kid:?} is unusable: {e}")))?;
+        if !key.fits(alg) {
             return Err(bad(format!(
                 "the token's alg {alg:?} does not fit the key {kid:?} it names"
             )));
@@ -369,40 +361,21 @@ impl JwtBackend {
             .map_err(|_| bad(format!("unsupported token algorithm {alg_name}")))?;
         let kid = header.get("kid").and_then(Value::as_str);
 
-        let mut validation = Validation::new(alg);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
         let claims: Map<String, Value> = if !cfg.jwt_validation_pubkeys.is_empty() {
-            let mut last = None;
             let mut found = None;
             for pem in &cfg.jwt_validation_pubkeys {
-                let key = match alg {
-                    Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem.as_bytes()),
-                    _ => DecodingKey::from_rsa_pem(pem.as_bytes()),
-                };
-                let Ok(key) = key else { continue };
-                match jsonwebtoken::decode::<Map<String, Value>>(jwt, &key, &validation) {
-                    Ok(d) => {
-                        found = Some(d.claims);
-                        break;
-                    }
-                    Err(e) => last = Some(e),
+                let Ok(key) = VerifyKey::from_pem(pem) else { continue };
+                if key.fits(alg)
+                    && let Ok(c) = verify_jwt(jwt, &key, alg)
+                {
+                    found = Some(c);
+                    break;
                 }
             }
-            found.ok_or_else(|| {
-                bad(format!(
-                    "signature verification failed: {}",
-                    last.map(|e| e.to_string())
-                        .unwrap_or_else(|| "no configured key fits the token's algorithm".into())
-                ))
-            })?
+            found.ok_or_else(|| bad("signature verification failed: no configured key verifies the token"))?
         } else {
             let key = self.key_for(cfg, kid, alg).await?;
-            jsonwebtoken::decode::<Map<String, Value>>(jwt, &key, &validation)
-                .map_err(|e| bad(format!("signature verification failed: {e}")))?
-                .claims
+            verify_jwt(jwt, &key, alg).map_err(|e| bad(format!("signature verification failed: {e}")))?
         };
 
         if !cfg.bound_issuer.is_empty() {
@@ -522,7 +495,7 @@ impl JwtBackend {
             ));
         }
         for pem in &cfg.jwt_validation_pubkeys {
-            if DecodingKey::from_rsa_pem(pem.as_bytes()).is_err() && DecodingKey::from_ec_pem(pem.as_bytes()).is_err() {
+            if VerifyKey::from_pem(pem).is_err() {
                 return Err(bad(
                     "jwt_validation_pubkeys: an entry is not a PEM RSA or EC public key",
                 ));
@@ -691,6 +664,11 @@ fn glob_match(pattern: &str, s: &str) -> bool {
 }
 
 impl Backend for JwtBackend {
+    // Config, roles and replay records go through the view; the login's token is committed by the core with them.
+    fn effects_buffered(&self) -> bool {
+        true
+    }
+
     fn handle<'a>(&'a self, req: &'a LogicalRequest, store: &'a BarrierView) -> BackendFuture<'a, LogicalResponse> {
         Box::pin(async move {
             use Operation::*;

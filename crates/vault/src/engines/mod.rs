@@ -2,6 +2,7 @@
 
 pub mod github;
 pub mod jwt;
+mod jwt_sig;
 pub mod kv;
 
 use std::sync::Arc;
