@@ -744,7 +744,7 @@ impl Core {
         // Everything else (tokens, logins, leases, sys) waits for the request line before it runs.
         let pipelined = route.as_ref().is_some_and(|(m, _)| m.backend.effects_buffered());
         // Reads through a buffered engine change nothing: their lines need not be fsynced before the answer.
-        entry.durable = !(pipelined && !logical.op.is_write());
+        entry.durable = !pipelined || logical.op.is_write();
         let mut request_ticket = None;
         if audited {
             if pipelined {
