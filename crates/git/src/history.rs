@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Oid, Repository, Sort};
 use leakstop_scan::{Finding, Scanner, is_binary};
-use rayon::prelude::*;
 
 use crate::error::GitError;
 use crate::repo::{commit_info, open, resolve_commit, shallow_commits, workdir_or_path};
@@ -45,6 +44,8 @@ pub struct HistoryReport {
 
 /// Paths a blob is recorded under, beyond its first (bounded: enough to show where a secret lives).
 const MAX_OTHER_PATHS: usize = 16;
+/// Blobs per hand-over from the tree walk to the scan workers.
+const BATCH: usize = 256;
 
 struct BlobSeen {
     commit: u32,
@@ -52,19 +53,59 @@ struct BlobSeen {
     others: Vec<u32>,
 }
 
+/// Object ids are already uniformly random: their first eight bytes are a perfect hash (SipHash over 20 bytes
+/// per lookup was a visible share of the tree walk).
+#[derive(Default, Clone, Copy)]
+struct OidHash(u64);
+
+impl std::hash::Hasher for OidHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        if bytes.len() >= 8 {
+            self.0 = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default());
+        }
+    }
+    fn write_usize(&mut self, _: usize) {}
+}
+
+type OidMap<V> = HashMap<Oid, V, std::hash::BuildHasherDefault<OidHash>>;
+
+/// A blob to scan: its id and the first path it was seen under.
+type Job = (Oid, String);
+
 #[derive(Default)]
 struct Enumeration {
     commits: Vec<Oid>,
     paths: Vec<String>,
     path_ids: HashMap<String, u32>,
-    blobs: HashMap<Oid, BlobSeen>,
-    order: Vec<Oid>,
+    blobs: OidMap<BlobSeen>,
     /// Tree id -> the directory path it was first walked under. A tree is read once; when it shows up again
     /// under another directory (a renamed or copied directory), the pair of directories is kept in `aliases`
     /// so the blob paths it holds can be derived afterwards without re-reading it.
-    trees: HashMap<Oid, u32>,
+    trees: OidMap<u32>,
     aliases: HashSet<(u32, u32)>,
-    submodules: usize,
+    submodules: HashSet<u32>,
+}
+
+/// `full == prefix + "/" + name` (or `name` at the root), without building the joined string.
+fn same_path(full: &str, prefix: &str, name: &str) -> bool {
+    if prefix.is_empty() {
+        return full == name;
+    }
+    full.len() == prefix.len() + 1 + name.len()
+        && full.starts_with(prefix)
+        && full.as_bytes()[prefix.len()] == b'/'
+        && full.ends_with(name)
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    }
 }
 
 impl Enumeration {
@@ -78,41 +119,44 @@ impl Enumeration {
         id
     }
 
-    fn walk_tree(&mut self, repo: &Repository, root: Oid, commit: u32, repo_path: &Path) -> Result<(), GitError> {
-        let mut stack: Vec<(Oid, String)> = vec![(root, String::new())];
-        while let Some((tree_id, prefix)) = stack.pop() {
-            let prefix_id = self.intern(&prefix);
-            if let Some(&first) = self.trees.get(&tree_id) {
-                if first != prefix_id {
-                    self.aliases.insert((first, prefix_id));
-                }
-                continue;
-            }
-            self.trees.insert(tree_id, prefix_id);
+    /// Walk the trees of one commit that were not walked before; new blobs go to `out`.
+    fn walk_tree(
+        &mut self,
+        repo: &Repository,
+        root: Oid,
+        commit: u32,
+        repo_path: &Path,
+        out: &mut Vec<Job>,
+    ) -> Result<(), GitError> {
+        if self.trees.contains_key(&root) {
+            return Ok(());
+        }
+        let root_id = self.intern("");
+        self.trees.insert(root, root_id);
+        let mut stack: Vec<(Oid, u32)> = vec![(root, root_id)];
+        while let Some((tree_id, prefix_id)) = stack.pop() {
+            let prefix = self.paths[prefix_id as usize].clone();
             let tree = repo
                 .find_tree(tree_id)
                 .map_err(GitError::git(repo_path, "reading a tree"))?;
             for entry in tree.iter() {
                 let name = String::from_utf8_lossy(entry.name_bytes());
-                let path = if prefix.is_empty() {
-                    name.into_owned()
-                } else {
-                    format!("{prefix}/{name}")
-                };
+                let id = entry.id();
                 match entry.kind() {
-                    Some(ObjectType::Blob) => {
-                        let id = entry.id();
-                        if let Some(seen) = self.blobs.get(&id) {
-                            let known = seen.path;
-                            let others_full = seen.others.len() >= MAX_OTHER_PATHS;
-                            if !others_full && self.paths[known as usize] != path {
-                                let pid = self.intern(&path);
+                    Some(ObjectType::Blob) => match self.blobs.get(&id) {
+                        Some(seen) => {
+                            if seen.others.len() < MAX_OTHER_PATHS
+                                && !same_path(&self.paths[seen.path as usize], &prefix, &name)
+                            {
+                                let pid = self.intern(&join(&prefix, &name));
                                 let seen = self.blobs.get_mut(&id).expect("present");
                                 if !seen.others.contains(&pid) {
                                     seen.others.push(pid);
                                 }
                             }
-                        } else {
+                        }
+                        None => {
+                            let path = join(&prefix, &name);
                             let pid = self.intern(&path);
                             self.blobs.insert(
                                 id,
@@ -122,12 +166,27 @@ impl Enumeration {
                                     others: Vec::new(),
                                 },
                             );
-                            self.order.push(id);
+                            out.push((id, path));
                         }
-                    }
-                    Some(ObjectType::Tree) => stack.push((entry.id(), path)),
+                    },
+                    Some(ObjectType::Tree) => match self.trees.get(&id) {
+                        Some(&first) => {
+                            if !same_path(&self.paths[first as usize], &prefix, &name) {
+                                let pid = self.intern(&join(&prefix, &name));
+                                self.aliases.insert((first, pid));
+                            }
+                        }
+                        None => {
+                            let pid = self.intern(&join(&prefix, &name));
+                            self.trees.insert(id, pid);
+                            stack.push((id, pid));
+                        }
+                    },
                     // A gitlink: the submodule's history lives in another repository.
-                    Some(ObjectType::Commit) => self.submodules += 1,
+                    Some(ObjectType::Commit) => {
+                        let pid = self.intern(&join(&prefix, &name));
+                        self.submodules.insert(pid);
+                    }
                     _ => {}
                 }
             }
@@ -157,40 +216,9 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             .map_err(GitError::git(&root, "walking history"))?;
     }
 
-    let mut en = Enumeration::default();
-    for oid in walk {
-        let oid = oid.map_err(GitError::git(&root, "walking history"))?;
-        let commit = repo
-            .find_commit(oid)
-            .map_err(GitError::git(&root, "reading a commit"))?;
-        let idx = en.commits.len() as u32;
-        en.commits.push(oid);
-        en.walk_tree(&repo, commit.tree_id(), idx, &root)?;
-    }
-    en.trees = HashMap::new();
-
-    let mut report = HistoryReport {
-        commits: en.commits.len(),
-        blobs: en.order.len(),
-        ..Default::default()
-    };
-    if en.submodules > 0 {
-        report.notes.push(format!(
-            "{} submodule entr{} skipped: scan each submodule's repository on its own",
-            en.submodules,
-            if en.submodules == 1 { "y" } else { "ies" }
-        ));
-    }
-    let shallow = shallow_commits(&repo);
-    if !shallow.is_empty() {
-        report.notes.push(format!(
-            "this is a shallow clone: history before its {} boundary commit(s) is not available, and secrets first \
-             seen at the boundary are attributed to the boundary commit (fetch with --unshallow for exact provenance)",
-            shallow.len()
-        ));
-    }
-
-    // Phase 2: scan blobs in parallel, each with its own repository handle.
+    // Phase 1 (this thread) walks commits and trees and hands new blobs, in batches, to phase 2 (one worker per
+    // core, each with its own libgit2 handle: git2 objects are not `Sync`), so reading trees and scanning blobs
+    // overlap. Only ids and paths travel; contents are read and dropped by the workers.
     let max = scanner.options().max_file_size;
     let include_binary = scanner.options().include_binary;
     #[derive(Default)]
@@ -201,63 +229,132 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
         large: usize,
         errors: Vec<String>,
     }
-    let chunk = 256;
-    let acc = en
-        .order
-        .par_chunks(chunk)
-        .map_init(
-            || Repository::open(&git_dir).ok(),
-            |handle, ids| {
-                let mut acc = Acc::default();
-                let Some(repo) = handle else {
-                    acc.errors
-                        .push("could not open the repository in a worker thread".to_string());
-                    return acc;
-                };
-                for id in ids {
-                    let obj = match repo.find_blob(*id) {
-                        Ok(o) => o,
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<Job>>(workers * 4);
+    let t0 = std::time::Instant::now();
+    let (en, acc) = std::thread::scope(|scope| -> Result<(Enumeration, Acc), GitError> {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let rx = rx.clone();
+                let git_dir = git_dir.clone();
+                scope.spawn(move || {
+                    let mut acc = Acc::default();
+                    let repo = match Repository::open(&git_dir) {
+                        Ok(r) => r,
                         Err(e) => {
-                            acc.errors.push(format!("blob {id}: {}", e.message()));
-                            continue;
+                            acc.errors
+                                .push(format!("could not open the repository in a worker: {}", e.message()));
+                            // Keep draining so phase 1 never blocks on a full channel.
+                            for _ in rx.iter() {}
+                            return acc;
                         }
                     };
-                    let data = obj.content();
-                    if data.len() as u64 > max {
-                        acc.large += 1;
-                        continue;
+                    for batch in rx.iter() {
+                        for (id, path) in batch {
+                            let obj = match repo.find_blob(id) {
+                                Ok(o) => o,
+                                Err(e) => {
+                                    acc.errors.push(format!("blob {id}: {}", e.message()));
+                                    continue;
+                                }
+                            };
+                            let data = obj.content();
+                            if data.len() as u64 > max {
+                                acc.large += 1;
+                                continue;
+                            }
+                            if !include_binary && is_binary(data) {
+                                acc.binary += 1;
+                                continue;
+                            }
+                            acc.bytes += data.len() as u64;
+                            let findings = scanner.scan_blob(data, &path);
+                            if !findings.is_empty() {
+                                acc.found.push((id, findings));
+                            }
+                        }
                     }
-                    if !include_binary && is_binary(data) {
-                        acc.binary += 1;
-                        continue;
-                    }
-                    acc.bytes += data.len() as u64;
-                    if !scanner.might_match(data) {
-                        continue;
-                    }
-                    let seen = &en.blobs[id];
-                    let findings = scanner.scan_blob(data, &en.paths[seen.path as usize]);
-                    if !findings.is_empty() {
-                        acc.found.push((*id, findings));
+                    acc
+                })
+            })
+            .collect();
+        drop(rx);
+        let mut en = Enumeration::default();
+        let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
+        let walked = (|| -> Result<(), GitError> {
+            for oid in walk {
+                let oid = oid.map_err(GitError::git(&root, "walking history"))?;
+                let commit = repo
+                    .find_commit(oid)
+                    .map_err(GitError::git(&root, "reading a commit"))?;
+                let idx = en.commits.len() as u32;
+                en.commits.push(oid);
+                en.walk_tree(&repo, commit.tree_id(), idx, &root, &mut batch)?;
+                if batch.len() >= BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(full).is_err() {
+                        break;
                     }
                 }
-                acc
-            },
-        )
-        .reduce(Acc::default, |mut a, b| {
-            a.found.extend(b.found);
-            a.bytes += b.bytes;
-            a.binary += b.binary;
-            a.large += b.large;
-            a.errors.extend(b.errors);
-            a
-        });
+            }
+            Ok(())
+        })();
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+        drop(tx);
+        tracing::info!(
+            elapsed_ms = t0.elapsed().as_millis() as u64,
+            commits = en.commits.len(),
+            blobs = en.blobs.len(),
+            "history enumerated"
+        );
+        let mut acc = Acc::default();
+        for h in handles {
+            let a = h.join().unwrap_or_else(|_| Acc {
+                errors: vec!["a scan worker panicked".into()],
+                ..Acc::default()
+            });
+            acc.found.extend(a.found);
+            acc.bytes += a.bytes;
+            acc.binary += a.binary;
+            acc.large += a.large;
+            acc.errors.extend(a.errors);
+        }
+        walked?;
+        Ok((en, acc))
+    })?;
+    tracing::info!(
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        bytes = acc.bytes,
+        "blobs scanned"
+    );
     if let Some(first) = acc.errors.first() {
         return Err(GitError::Git {
             repo: root,
             context: "reading blobs",
             message: first.clone(),
         });
+    }
+    let mut report = HistoryReport {
+        commits: en.commits.len(),
+        blobs: en.blobs.len(),
+        ..Default::default()
+    };
+    if !en.submodules.is_empty() {
+        let n = en.submodules.len();
+        report.notes.push(format!(
+            "{n} submodule path{} skipped: scan each submodule's repository on its own",
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+    let shallow = shallow_commits(&repo);
+    if !shallow.is_empty() {
+        report.notes.push(format!(
+            "this is a shallow clone: history before its {} boundary commit(s) is not available, and secrets first \
+             seen at the boundary are attributed to the boundary commit (fetch with --unshallow for exact provenance)",
+            shallow.len()
+        ));
     }
     report.bytes_scanned = acc.bytes;
     report.skipped_binary = acc.binary;

@@ -66,6 +66,60 @@ pub struct Scanner {
     /// Rules with no keywords run on every input (user rules may omit them in imported configs).
     always: Vec<usize>,
     generic: Vec<bool>,
+    /// Rules whose matches contain one of their keywords and stay within a line or two: their regex runs only on
+    /// the lines around keyword hits instead of the whole input (most of a large file is never regex-searched).
+    windowed: Vec<bool>,
+}
+
+/// Where a rule's regex must run for one input.
+#[derive(Clone)]
+enum Hit {
+    No,
+    Whole,
+    At(Vec<usize>),
+}
+
+/// Beyond this many keyword hits in one input, a rule's regex runs once over all of it.
+const MAX_WINDOWS: usize = 48;
+
+/// A rule's regex may only run near keyword hits when a match necessarily contains a keyword (the keyword is a
+/// literal of the pattern) and cannot span many lines (no key blocks, `(?s)`, explicit newlines).
+fn windowable(rule: &leakstop_rules::Rule) -> bool {
+    let src = rule.regex_source.to_ascii_lowercase().replace('\\', "");
+    let multiline = ["(?s", "(?m", "[\\s\\s]", "\\n", "\\r", "begin", "-----"]
+        .iter()
+        .any(|m| rule.regex_source.to_ascii_lowercase().contains(m));
+    !multiline && !rule.keywords.is_empty() && rule.keywords.iter().all(|k| src.contains(&k.to_ascii_lowercase()))
+}
+
+/// Lines searched before and after a keyword hit's line (`\s` in a pattern may cross a line break or two).
+const WINDOW_BEFORE: usize = 1;
+const WINDOW_AFTER: usize = 3;
+
+/// The byte ranges to search around keyword hits: the hit's line with a few lines around it, merged.
+fn windows(data: &[u8], hits: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    for &p in hits {
+        let mut start = memchr::memrchr(b'\n', &data[..p]).map_or(0, |i| i + 1);
+        for _ in 0..WINDOW_BEFORE {
+            if start == 0 {
+                break;
+            }
+            start = memchr::memrchr(b'\n', &data[..start - 1]).map_or(0, |i| i + 1);
+        }
+        let mut end = p;
+        for _ in 0..=WINDOW_AFTER {
+            if end >= data.len() {
+                break;
+            }
+            end = memchr::memchr(b'\n', &data[end..]).map_or(data.len(), |i| end + i + 1);
+        }
+        match out.last_mut() {
+            Some(last) if start <= last.end => last.end = last.end.max(end),
+            _ => out.push(start..end),
+        }
+    }
+    out
 }
 
 impl std::fmt::Debug for Scanner {
@@ -121,8 +175,7 @@ impl Scanner {
                     .match_kind(MatchKind::Standard)
                     // A full DFA: the fastest search for a few hundred short keywords (a few MB at most).
                     .kind(Some(AhoCorasickKind::DFA))
-                    // One table lookup per byte instead of two; the table stays small (keywords are few).
-                    .byte_classes(false)
+                    .byte_classes(true)
                     .build(&keywords)
                     .map_err(|e| ScanError::Prefilter(e.to_string()))?,
             )
@@ -138,6 +191,7 @@ impl Scanner {
             })
             .collect();
         let generic = rules.rules().iter().map(is_generic).collect();
+        let windowed = rules.rules().iter().map(windowable).collect();
         Ok(Scanner {
             rules,
             opts,
@@ -146,6 +200,7 @@ impl Scanner {
             requires,
             always,
             generic,
+            windowed,
         })
     }
 
@@ -181,10 +236,24 @@ impl Scanner {
         let hit = self.rules_hit(data);
         let mut cands: Vec<Candidate> = Vec::new();
         for (i, rule) in all.iter().enumerate() {
-            if !hit[i] || !rule_applies_to_path(rule, path) {
+            if matches!(hit[i], Hit::No) || !rule_applies_to_path(rule, path) {
                 continue;
             }
-            for m in rule.find_iter(data) {
+            let found = match &hit[i] {
+                Hit::At(positions) => {
+                    let mut found = Vec::new();
+                    for w in windows(data, positions) {
+                        for mut m in rule.find_iter(&data[w.clone()]) {
+                            m.span = m.span.start + w.start..m.span.end + w.start;
+                            m.secret = m.secret.start + w.start..m.secret.end + w.start;
+                            found.push(m);
+                        }
+                    }
+                    found
+                }
+                _ => rule.find_iter(data),
+            };
+            for m in found {
                 let secret = &data[m.secret.clone()];
                 let matched = &data[m.span.clone()];
                 let line = line_of(data, m.secret.start);
@@ -266,30 +335,32 @@ impl Scanner {
         });
     }
 
-    fn rules_hit(&self, data: &[u8]) -> Vec<bool> {
+    fn rules_hit(&self, data: &[u8]) -> Vec<Hit> {
         let n = self.rules.rules().len();
-        let mut hit = vec![false; n];
-        let mut remaining = n;
+        let mut hit = vec![Hit::No; n];
         for &i in &self.always {
-            hit[i] = true;
-            remaining -= 1;
+            hit[i] = Hit::Whole;
         }
         let Some(ac) = &self.prefilter else { return hit };
-        let mut pattern_seen = vec![false; self.pattern_rules.len()];
         for m in ac.find_overlapping_iter(data) {
-            let p = m.pattern().as_usize();
-            if pattern_seen[p] {
-                continue;
-            }
-            pattern_seen[p] = true;
-            for &r in &self.pattern_rules[p] {
-                if !hit[r] {
-                    hit[r] = true;
-                    remaining -= 1;
+            for &r in &self.pattern_rules[m.pattern().as_usize()] {
+                match &mut hit[r] {
+                    Hit::Whole => {}
+                    h @ Hit::No => {
+                        *h = if self.windowed[r] {
+                            Hit::At(vec![m.start()])
+                        } else {
+                            Hit::Whole
+                        };
+                    }
+                    Hit::At(ps) => {
+                        if ps.len() >= MAX_WINDOWS {
+                            hit[r] = Hit::Whole;
+                        } else if ps.last() != Some(&m.start()) {
+                            ps.push(m.start());
+                        }
+                    }
                 }
-            }
-            if remaining == 0 {
-                break;
             }
         }
         hit
@@ -416,5 +487,24 @@ mod tests {
         assert!(line_has_allow_marker(data, 8));
         assert!(!line_has_allow_marker(data, 33));
         assert!(!line_has_allow_marker(data, 2));
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::windows;
+
+    #[test]
+    fn windows_cover_a_line_before_and_three_after_and_merge() {
+        let data = b"l1\nl2\nl3 key\nl4\nl5\nl6\nl7\nl8\nl9 key\nl10\n";
+        let hit1 = 6; // in l3
+        let w = windows(data, &[hit1]);
+        assert_eq!(w.len(), 1);
+        assert_eq!(&data[w[0].clone()], b"l2\nl3 key\nl4\nl5\nl6\n");
+        let hit2 = 28; // in l9
+        assert_eq!(windows(data, &[hit1, hit2]), vec![3..22, 25..39], "apart: two windows");
+        let hit3 = 16; // in l5
+        assert_eq!(windows(data, &[hit1, hit3]), vec![3..28], "overlapping windows merge");
+        assert_eq!(windows(b"key", &[0]), vec![0..3], "no newline at all");
     }
 }
