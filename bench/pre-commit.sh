@@ -34,8 +34,11 @@ hooks=$repo/.git/hooks
 mkdir -p "$hooks"
 
 commit_cmd="git -C $repo commit -q -m bench && git -C $repo reset -q --soft HEAD~"
-gitleaks_bin=$(command -v gitleaks || true)
-betterleaks_bin=$(command -v betterleaks || true)
+# shellcheck source=bench/peers.sh
+. "$root/bench/peers.sh"
+gitleaks_bin=$GITLEAKS
+betterleaks_bin=$BETTERLEAKS
+kingfisher_bin=$KINGFISHER
 
 run_hooked() { # name, hook body
     printf '#!/bin/sh\n%s\n' "$2" > "$hooks/pre-commit"; chmod +x "$hooks/pre-commit"
@@ -55,6 +58,8 @@ if [ -n "$gitleaks_bin" ]; then
     args+=(-n "gitleaks git --staged" "$gitleaks_bin git --staged --no-banner $repo")
 fi
 [ -n "$betterleaks_bin" ] && args+=(-n "betterleaks git --staged" "$betterleaks_bin git --staged --no-banner $repo")
+# kingfisher has no staged mode: its closest is scanning the repository without history.
+[ -n "$kingfisher_bin" ] && args+=(-n "kingfisher scan --git-history none" "$kingfisher_bin scan --no-validate --git-history none $repo")
 hyperfine -i "${args[@]}" >/dev/null
 
 python3 - "$out" <<'PY'
