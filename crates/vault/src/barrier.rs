@@ -123,6 +123,72 @@ pub struct Barrier {
     storage: Arc<dyn Storage>,
     root: Aes256Gcm,
     keyring: RwLock<Keyring>,
+    cache: ReadCache,
+}
+
+/// Entries most recently read or written, as stored (encrypted: a hit is still decrypted and its AAD checked).
+/// The server is the storage's only writer, so every write passes here and keeps the cache exact; a write epoch
+/// stops a read that raced a write from caching the older value. Bounded: when full it starts over.
+struct ReadCache {
+    map: RwLock<std::collections::HashMap<String, Arc<[u8]>>>,
+    epoch: std::sync::atomic::AtomicU64,
+    capacity: usize,
+}
+
+/// Entries kept by the read cache (a full cache is emptied and refills with what is read next).
+const READ_CACHE_ENTRIES: usize = 64 * 1024;
+
+impl ReadCache {
+    fn new(capacity: usize) -> ReadCache {
+        ReadCache {
+            map: RwLock::default(),
+            epoch: Default::default(),
+            capacity,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+        if self.capacity == 0 {
+            return None;
+        }
+        self.map.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Cache what a read found, unless a write happened since the read began.
+    fn fill(&self, key: &str, blob: &[u8], epoch_before: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut m = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if self.epoch() != epoch_before {
+            return;
+        }
+        if m.len() >= self.capacity {
+            m.clear();
+        }
+        m.insert(key.to_string(), Arc::from(blob));
+    }
+
+    /// After a write: the new value (or its absence) replaces whatever was cached.
+    fn written(&self, key: &str, blob: Option<&[u8]>) {
+        let mut m = self.map.write().unwrap_or_else(|e| e.into_inner());
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match blob {
+            Some(b) if self.capacity > 0 => {
+                if m.len() >= self.capacity {
+                    m.clear();
+                }
+                m.insert(key.to_string(), Arc::from(b));
+            }
+            _ => {
+                m.remove(key);
+            }
+        }
+    }
 }
 
 /// Key status for `sys/key-status`.
@@ -151,6 +217,7 @@ impl Barrier {
             storage,
             root,
             keyring: RwLock::new(Keyring { terms, active: 1 }),
+            cache: ReadCache::new(READ_CACHE_ENTRIES),
         };
         b.persist_keyring()?;
         Ok(b)
@@ -181,6 +248,7 @@ impl Barrier {
                 terms,
                 active: stored.active,
             }),
+            cache: ReadCache::new(READ_CACHE_ENTRIES),
         })
     }
 
@@ -242,21 +310,40 @@ impl Barrier {
         open_bytes(&t.cipher, path, blob)
     }
 
+    /// Turn the read cache off (for tests that modify storage behind the barrier's back).
+    pub fn without_cache(mut self) -> Barrier {
+        self.cache = ReadCache::new(0);
+        self
+    }
+
     pub fn get(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, VaultError> {
+        if let Some(blob) = self.cache.get(path) {
+            return self.decrypt(path, &blob).map(Some);
+        }
+        let epoch = self.cache.epoch();
         match blocking(|| self.storage.get(path))? {
             None => Ok(None),
-            Some(blob) => self.decrypt(path, &blob).map(Some),
+            Some(blob) => {
+                let plain = self.decrypt(path, &blob)?;
+                self.cache.fill(path, &blob, epoch);
+                Ok(Some(plain))
+            }
         }
     }
 
     pub fn put(&self, path: &str, plain: &[u8]) -> Result<(), VaultError> {
         let blob = self.encrypt(path, plain)?;
-        blocking(|| self.storage.put(path, &blob))?;
+        let r = blocking(|| self.storage.put(path, &blob));
+        // Success or not, the cache must not keep a value storage may no longer hold.
+        self.cache.written(path, r.is_ok().then_some(&blob[..]));
+        r?;
         Ok(())
     }
 
     pub fn delete(&self, path: &str) -> Result<(), VaultError> {
-        blocking(|| self.storage.delete(path))?;
+        let r = blocking(|| self.storage.delete(path));
+        self.cache.written(path, None);
+        r?;
         Ok(())
     }
 
@@ -276,7 +363,14 @@ impl Barrier {
                 BufferedOp::Delete(k) => TxnOp::Delete(k.clone()),
             });
         }
-        blocking(|| self.storage.transaction(&txn))?;
+        let r = blocking(|| self.storage.transaction(&txn));
+        for op in &txn {
+            match (op, r.is_ok()) {
+                (TxnOp::Put(k, v), true) => self.cache.written(k, Some(v)),
+                _ => self.cache.written(op.key(), None),
+            }
+        }
+        r?;
         Ok(())
     }
 
@@ -386,7 +480,7 @@ mod tests {
     fn fresh() -> (Arc<dyn Storage>, Vec<u8>, Barrier) {
         let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let root = new_key().to_vec();
-        let b = Barrier::initialize(s.clone(), &root).unwrap();
+        let b = Barrier::initialize(s.clone(), &root).unwrap().without_cache();
         (s, root, b)
     }
 
@@ -420,12 +514,46 @@ mod tests {
         b.put("old", b"1").unwrap();
         assert_eq!(b.rotate().unwrap().term, 2);
         b.put("new", b"2").unwrap();
-        let again = Barrier::unseal(s.clone(), &root).unwrap();
+        let again = Barrier::unseal(s.clone(), &root).unwrap().without_cache();
         assert_eq!(again.key_status().term, 2);
         assert_eq!(&again.get("old").unwrap().unwrap()[..], b"1");
         assert_eq!(&again.get("new").unwrap().unwrap()[..], b"2");
         assert_eq!(s.get("new").unwrap().unwrap()[4], 2, "new entries use the new term");
         let wrong = new_key();
         assert!(matches!(Barrier::unseal(s, &wrong), Err(VaultError::Integrity(_))));
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use leakstop_storage::MemoryStorage;
+
+    #[test]
+    fn the_read_cache_follows_every_write_and_is_bounded() {
+        let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let root = new_key().to_vec();
+        let b = Barrier::initialize(s.clone(), &root).unwrap();
+        b.put("k", b"one").unwrap();
+        assert_eq!(&b.get("k").unwrap().unwrap()[..], b"one");
+        b.commit(&[BufferedOp::Put("k".into(), Zeroizing::new(b"two".to_vec()))])
+            .unwrap();
+        assert_eq!(
+            &b.get("k").unwrap().unwrap()[..],
+            b"two",
+            "a committed write replaces the cached value"
+        );
+        b.commit(&[BufferedOp::Delete("k".into())]).unwrap();
+        assert!(b.get("k").unwrap().is_none(), "a delete removes it");
+        // A read that raced a write does not cache the older value.
+        let c = ReadCache::new(4);
+        let before = c.epoch();
+        c.written("x", Some(b"new"));
+        c.fill("x", b"old", before);
+        assert_eq!(&c.get("x").unwrap()[..], b"new");
+        for i in 0..10 {
+            c.fill(&format!("k{i}"), b"v", c.epoch());
+        }
+        assert!(c.map.read().unwrap().len() <= 4, "bounded");
     }
 }
