@@ -30,7 +30,8 @@ fn duration(data: &Map<String, Value>, field: &str) -> Result<Option<u64>, Vault
     }
 }
 
-fn string_list(data: &Map<String, Value>, field: &str) -> Result<Option<Vec<String>>, VaultError> {
+/// A list field as Vault takes it: a JSON array of strings or one comma-separated string (the CLI's form).
+pub(crate) fn string_list(data: &Map<String, Value>, field: &str) -> Result<Option<Vec<String>>, VaultError> {
     match data.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(

@@ -24,6 +24,7 @@ use tokio::sync::RwLock;
 
 use crate::core::LoginSpec;
 use crate::engines::kv::model::parse_duration;
+use crate::sys::string_list as list;
 use crate::{Backend, BackendFuture, BarrierView, LogicalRequest, LogicalResponse, Operation, VaultError};
 
 /// How often cached keys are refreshed even when every `kid` is known.
@@ -590,29 +591,6 @@ impl JwtBackend {
             return Err(bad("token_ttl cannot be longer than token_max_ttl"));
         }
         store.put(&format!("role/{name}"), &serde_json::to_vec(&role)?).await
-    }
-}
-
-fn list(data: &Map<String, Value>, k: &str) -> Result<Option<Vec<String>>, VaultError> {
-    match data.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(
-            s.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
-        )),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(String::from)
-                    .ok_or_else(|| bad(format!("{k} must be a list of strings")))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(bad(format!("{k} must be a list of strings"))),
     }
 }
 
