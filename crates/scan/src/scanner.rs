@@ -68,7 +68,8 @@ pub struct Scanner {
     generic: Vec<bool>,
     /// Rules whose matches contain one of their keywords and stay within a line or two: their regex runs only on
     /// the lines around keyword hits instead of the whole input (most of a large file is never regex-searched).
-    windowed: Vec<bool>,
+    /// Decided on a rule's first hit (its regex is compiled then anyway), from its own examples.
+    windowed: Vec<std::sync::OnceLock<bool>>,
 }
 
 /// Where a rule's regex must run for one input.
@@ -82,14 +83,29 @@ enum Hit {
 /// Beyond this many keyword hits in one input, a rule's regex runs once over all of it.
 const MAX_WINDOWS: usize = 48;
 
-/// A rule's regex may only run near keyword hits when a match necessarily contains a keyword (the keyword is a
-/// literal of the pattern) and cannot span many lines (no key blocks, `(?s)`, explicit newlines).
+/// A rule's regex may only run near keyword hits when its matches contain a keyword and stay within a few lines.
+/// Both are checked on the rule's own examples (every match of every positive example must contain one of its
+/// keywords) and on its pattern (no key blocks, `(?s)`/`(?m)`, explicit newlines). Rules without examples (imported
+/// configs) always search the whole input.
 fn windowable(rule: &leakstop_rules::Rule) -> bool {
-    let src = rule.regex_source.to_ascii_lowercase().replace('\\', "");
+    let src = rule.regex_source.to_ascii_lowercase();
     let multiline = ["(?s", "(?m", "[\\s\\s]", "\\n", "\\r", "begin", "-----"]
         .iter()
-        .any(|m| rule.regex_source.to_ascii_lowercase().contains(m));
-    !multiline && !rule.keywords.is_empty() && rule.keywords.iter().all(|k| src.contains(&k.to_ascii_lowercase()))
+        .any(|m| src.contains(m));
+    if multiline || rule.keywords.is_empty() || rule.examples.is_empty() {
+        return false;
+    }
+    let keywords: Vec<String> = rule.keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
+    rule.examples.iter().all(|ex| {
+        let found = rule.find_iter(ex.as_bytes());
+        !found.is_empty()
+            && found.iter().all(|m| {
+                let span = ex.as_bytes()[m.span.clone()].to_ascii_lowercase();
+                keywords
+                    .iter()
+                    .any(|k| memchr::memmem::find(&span, k.as_bytes()).is_some())
+            })
+    })
 }
 
 /// Lines searched before and after a keyword hit's line (`\s` in a pattern may cross a line break or two).
@@ -191,7 +207,7 @@ impl Scanner {
             })
             .collect();
         let generic = rules.rules().iter().map(is_generic).collect();
-        let windowed = rules.rules().iter().map(windowable).collect();
+        let windowed = rules.rules().iter().map(|_| std::sync::OnceLock::new()).collect();
         Ok(Scanner {
             rules,
             opts,
@@ -347,7 +363,7 @@ impl Scanner {
                 match &mut hit[r] {
                     Hit::Whole => {}
                     h @ Hit::No => {
-                        *h = if self.windowed[r] {
+                        *h = if *self.windowed[r].get_or_init(|| windowable(&self.rules.rules()[r])) {
                             Hit::At(vec![m.start()])
                         } else {
                             Hit::Whole

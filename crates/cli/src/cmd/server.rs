@@ -24,7 +24,10 @@ pub struct ServerArgs {
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     // Request-handling threads (default: one per core); LEAKSTOP_WORKER_THREADS overrides.
-    if let Some(n) = std::env::var("LEAKSTOP_WORKER_THREADS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("LEAKSTOP_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         rt.worker_threads(n);
     }
     let rt = rt.enable_all().build().context("cannot start the async runtime")?;
