@@ -15,7 +15,14 @@ runs=${2:-3}
 [ -d "$repo" ] || { echo "bench: $repo missing; clone one, e.g. git clone --single-branch -b master <git/git> $repo" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "bench: /usr/bin/time missing: apt-get install time" >&2; exit 2; }
 leakstop=${LEAKSTOP:-$root/target/release/leakstop}
-[ -x "$leakstop" ] || (cd "$root" && cargo build --release --locked --bin leakstop >&2)
+if [ -z "${LEAKSTOP:-}" ]; then
+    # zlib-ng inflates faster than the system zlib; it needs cmake to build.
+    features=()
+    if command -v cmake >/dev/null; then features=(--features zlib-ng); else
+        echo "bench: cmake not found, building without zlib-ng (apt-get install cmake for faster inflate)" >&2
+    fi
+    (cd "$root" && cargo build --release --locked --bin leakstop "${features[@]}" >&2)
+fi
 # shellcheck source=bench/peers.sh
 . "$root/bench/peers.sh"
 
