@@ -8,9 +8,6 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(name = "leakstop", version, about = "Keep secrets from leaking through Git and CI", long_about = None)]
 struct Cli {
