@@ -14,17 +14,10 @@ use serde_json::json;
 const REPO_ID: u64 = 88_001;
 
 async fn setup(srv: &Server, issuer: &Issuer) {
-    srv.ok("POST", "sys/auth/jwt", Some(json!({"type": "jwt"}))).await;
-    srv.ok(
-        "POST",
-        "auth/jwt/config",
-        Some(json!({"oidc_discovery_url": issuer.url, "bound_issuer": issuer.url})),
-    )
-    .await;
-    srv.ok(
-        "PUT",
-        "sys/policies/acl/ci",
-        Some(json!({"policy": "path \"secret/data/ci/*\" { capabilities = [\"read\"] }"})),
+    srv.enable_jwt_with_policy(
+        &issuer.url,
+        "ci",
+        "path \"secret/data/ci/*\" { capabilities = [\"read\"] }",
     )
     .await;
     srv.ok(

@@ -22,15 +22,7 @@ path "sys/internal/ui/mounts/*" { capabilities = ["read"] }
 "#;
 
 async fn setup(srv: &Server, issuer: &Issuer, gh: &GithubStandIn, ttl: &str) {
-    srv.ok("POST", "sys/auth/jwt", Some(json!({"type": "jwt"}))).await;
-    srv.ok(
-        "POST",
-        "auth/jwt/config",
-        Some(json!({"oidc_discovery_url": issuer.url, "bound_issuer": issuer.url})),
-    )
-    .await;
-    srv.ok("PUT", "sys/policies/acl/ci", Some(json!({"policy": CI_POLICY})))
-        .await;
+    srv.enable_jwt_with_policy(&issuer.url, "ci", CI_POLICY).await;
     srv.ok(
         "POST",
         "auth/jwt/role/deploy",

@@ -13,17 +13,10 @@ use serde_json::{Value, json};
 const REPO_ID: u64 = 1_296_269;
 
 async fn setup(srv: &Server, issuer: &Issuer) {
-    srv.ok("POST", "sys/auth/jwt", Some(json!({"type": "jwt"}))).await;
-    srv.ok(
-        "POST",
-        "auth/jwt/config",
-        Some(json!({"oidc_discovery_url": issuer.url, "bound_issuer": issuer.url})),
-    )
-    .await;
-    srv.ok(
-        "PUT",
-        "sys/policies/acl/ci-read",
-        Some(json!({"policy": "path \"secret/data/ci/*\" { capabilities = [\"read\"] }"})),
+    srv.enable_jwt_with_policy(
+        &issuer.url,
+        "ci-read",
+        "path \"secret/data/ci/*\" { capabilities = [\"read\"] }",
     )
     .await;
     // GitHub Actions: bind on the immutable repository id and the branch, map claims into token metadata.

@@ -138,4 +138,23 @@ impl Server {
         );
         v
     }
+
+    /// Enable the JWT auth method at `jwt/` trusting the OIDC issuer at `issuer_url` (discovery + bound issuer), and
+    /// write ACL policy `name` (HCL).
+    pub async fn enable_jwt_with_policy(&self, issuer_url: &str, name: &str, policy_hcl: &str) {
+        self.ok("POST", "sys/auth/jwt", Some(serde_json::json!({"type": "jwt"})))
+            .await;
+        self.ok(
+            "POST",
+            "auth/jwt/config",
+            Some(serde_json::json!({"oidc_discovery_url": issuer_url, "bound_issuer": issuer_url})),
+        )
+        .await;
+        self.ok(
+            "PUT",
+            &format!("sys/policies/acl/{name}"),
+            Some(serde_json::json!({ "policy": policy_hcl })),
+        )
+        .await;
+    }
 }
