@@ -131,7 +131,10 @@ fn windows(data: &[u8], hits: &[usize]) -> Vec<std::ops::Range<usize>> {
             end = memchr::memchr(b'\n', &data[end..]).map_or(data.len(), |i| end + i + 1);
         }
         match out.last_mut() {
-            Some(last) if start <= last.end => last.end = last.end.max(end),
+            Some(last) if start <= last.end => {
+                last.start = last.start.min(start);
+                last.end = last.end.max(end);
+            }
             _ => out.push(start..end),
         }
     }

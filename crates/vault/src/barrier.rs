@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::VaultError;
+use crate::token::now_unix;
+use leakstop_seal::generate_key as new_key;
 
 const ENTRY_VERSION: u8 = 1;
 const HEADER: usize = 1 + 4 + 12;
@@ -53,19 +55,6 @@ impl Drop for StoredTerm {
 struct Keyring {
     terms: BTreeMap<u32, Term>,
     active: u32,
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
-fn new_key() -> Zeroizing<Vec<u8>> {
-    let mut k = Zeroizing::new(vec![0u8; 32]);
-    rand::rngs::OsRng.fill_bytes(&mut k);
-    k
 }
 
 fn term_of(key: Zeroizing<Vec<u8>>, installed: i64) -> Result<Term, VaultError> {

@@ -84,10 +84,10 @@ impl MountEntry {
     }
 }
 
-/// A live mount: its entry and engine.
+/// A live mount: its entry and engine (both shared: routing hands out a copy per request).
 #[derive(Clone)]
 pub struct Mount {
-    pub entry: MountEntry,
+    pub entry: Arc<MountEntry>,
     pub backend: Arc<dyn Backend>,
 }
 
@@ -155,26 +155,20 @@ impl Unsealed {
         Ok(Acl::new(found.iter().map(|p| p.as_ref())))
     }
 
-    fn save_mounts(&self) -> Result<(), VaultError> {
-        let entries: Vec<MountEntry> = self
-            .mounts
+    /// Persist the secrets-engine table (`auth = false`) or the auth-method table.
+    fn save_table(&self, auth: bool) -> Result<(), VaultError> {
+        let (table, path) = if auth {
+            (&self.auth, AUTH_PATH)
+        } else {
+            (&self.mounts, MOUNTS_PATH)
+        };
+        let entries: Vec<MountEntry> = table
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|m| m.entry.clone())
+            .map(|m| (*m.entry).clone())
             .collect();
-        self.barrier.put_json(MOUNTS_PATH, &entries)
-    }
-
-    fn save_auth(&self) -> Result<(), VaultError> {
-        let entries: Vec<MountEntry> = self
-            .auth
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|m| m.entry.clone())
-            .collect();
-        self.barrier.put_json(AUTH_PATH, &entries)
+        self.barrier.put_json(path, &entries)
     }
 }
 
@@ -501,7 +495,7 @@ impl Core {
         for e in mounts {
             live.push(Mount {
                 backend: self.build(&e, false)?,
-                entry: e,
+                entry: Arc::new(e),
             });
         }
         *state.mounts.write().unwrap_or_else(|e| e.into_inner()) = live;
@@ -510,7 +504,7 @@ impl Core {
         for e in auths {
             live.push(Mount {
                 backend: self.build(&e, true)?,
-                entry: e,
+                entry: Arc::new(e),
             });
         }
         *state.auth.write().unwrap_or_else(|e| e.into_inner()) = live;
@@ -612,9 +606,12 @@ impl Core {
                     other.entry.path
                 )));
             }
-            t.push(Mount { entry, backend });
+            t.push(Mount {
+                entry: Arc::new(entry),
+                backend,
+            });
         }
-        if auth { st.save_auth() } else { st.save_mounts() }
+        st.save_table(auth)
     }
 
     /// Unmount and delete everything the engine stored.
@@ -629,11 +626,7 @@ impl Core {
         };
         // Vault answers 204 for a path with nothing mounted.
         let Some(m) = removed else { return Ok(()) };
-        if auth {
-            st.save_auth()?
-        } else {
-            st.save_mounts()?
-        }
+        st.save_table(auth)?;
         let prefix = format!("{}/{}/", if auth { "auth" } else { "logical" }, m.entry.uuid);
         for k in st.barrier.list_recursive(&prefix)? {
             st.barrier.delete(&k)?;
@@ -939,5 +932,8 @@ fn needs_sudo(path: &str) -> bool {
         "sys/audit-hash",
     ]
     .iter()
-    .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    .any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }

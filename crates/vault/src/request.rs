@@ -64,6 +64,32 @@ pub struct LogicalResponse {
     pub warnings: Vec<String>,
 }
 
+impl LogicalResponse {
+    /// 200 with `data`.
+    pub fn data(data: Value) -> LogicalResponse {
+        LogicalResponse {
+            data: Some(data),
+            ..Default::default()
+        }
+    }
+
+    /// 204.
+    pub fn no_content() -> LogicalResponse {
+        LogicalResponse {
+            status: Some(204),
+            ..Default::default()
+        }
+    }
+
+    /// A LIST answer (`{"keys": [...]}`), or Vault's 404 when there is nothing to list.
+    pub fn keys(keys: Vec<String>) -> Result<LogicalResponse, VaultError> {
+        if keys.is_empty() {
+            return Err(VaultError::NotFound);
+        }
+        Ok(LogicalResponse::data(serde_json::json!({ "keys": keys })))
+    }
+}
+
 pub type BackendFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, VaultError>> + Send + 'a>>;
 
 /// A secrets engine mounted at a path.

@@ -424,7 +424,7 @@ impl Core {
                 .ok_or_else(|| bad("field `token` is required"))
         };
         let accessor_arg = || str_field(data, "accessor").ok_or_else(|| bad("field `accessor` is required"));
-        let lookup_or_403 = |t: &str| st.tokens.lookup(t)?.ok_or_else(|| bad("bad token"));
+        let lookup_token = |t: &str| st.tokens.lookup(t)?.ok_or_else(|| bad("bad token"));
         match (rest, op) {
             ("create" | "create-orphan", Create | Update) => {
                 self.create_token(st, &caller, data, rest == "create-orphan").await
@@ -432,7 +432,7 @@ impl Core {
             ("lookup-self", Read | Update | Create) => Ok(Reply::data(caller.lookup_json(caller_token, now))),
             ("lookup", Read | Update | Create) => {
                 let t = token_arg()?;
-                Ok(Reply::data(lookup_or_403(t)?.lookup_json(t, now)))
+                Ok(Reply::data(lookup_token(t)?.lookup_json(t, now)))
             }
             ("lookup-accessor", Update | Create) => {
                 let e = st
@@ -450,7 +450,7 @@ impl Core {
             }
             ("renew", Update | Create) => {
                 let t = token_arg()?;
-                let e = lookup_or_403(t)?;
+                let e = lookup_token(t)?;
                 let e = st.tokens.renew(&e.hash, duration(data, "increment")?)?;
                 Ok(Reply {
                     auth: Some(e.auth_json(t, now)),

@@ -265,52 +265,30 @@ impl Backend for GithubBackend {
             match (path, req.op) {
                 ("config", Create | Update) => {
                     self.write_config(&req.data, store).await?;
-                    Ok(LogicalResponse {
-                        status: Some(204),
-                        ..Default::default()
-                    })
+                    Ok(LogicalResponse::no_content())
                 }
                 ("config", Read) => {
                     let c = self.config(store).await?;
-                    Ok(LogicalResponse {
-                        data: Some(json!({ "app_id": c.app_id, "base_url": c.base_url })),
-                        ..Default::default()
-                    })
+                    Ok(LogicalResponse::data(
+                        json!({ "app_id": c.app_id, "base_url": c.base_url }),
+                    ))
                 }
-                ("role", List) => {
-                    let keys = store.list("role/").await?;
-                    if keys.is_empty() {
-                        return Err(VaultError::NotFound);
-                    }
-                    Ok(LogicalResponse {
-                        data: Some(json!({ "keys": keys })),
-                        ..Default::default()
-                    })
-                }
+                ("role", List) => LogicalResponse::keys(store.list("role/").await?),
                 (p, op) if p.starts_with("role/") => {
                     let name = &p[5..];
                     match op {
                         Create | Update => {
                             self.write_role(name, &req.data, store).await?;
-                            Ok(LogicalResponse {
-                                status: Some(204),
-                                ..Default::default()
-                            })
+                            Ok(LogicalResponse::no_content())
                         }
                         Read => {
                             let b = store.get(&format!("role/{name}")).await?.ok_or(VaultError::NotFound)?;
                             let r: Value = serde_json::from_slice(&b)?;
-                            Ok(LogicalResponse {
-                                data: Some(r),
-                                ..Default::default()
-                            })
+                            Ok(LogicalResponse::data(r))
                         }
                         Delete => {
                             store.delete(&format!("role/{name}")).await?;
-                            Ok(LogicalResponse {
-                                status: Some(204),
-                                ..Default::default()
-                            })
+                            Ok(LogicalResponse::no_content())
                         }
                         _ => Err(VaultError::UnsupportedOperation),
                     }

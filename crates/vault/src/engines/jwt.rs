@@ -146,6 +146,19 @@ impl JwtBackend {
         }
     }
 
+    /// GET `url` and decode it; errors name `what` and the URL.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str, what: &str) -> Result<T, VaultError> {
+        self.http
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| bad(format!("cannot fetch {what} {url}: {e}")))?
+            .json()
+            .await
+            .map_err(|e| bad(format!("{what} at {url} could not be decoded: {e}")))
+    }
+
     async fn resolve_jwks_url(&self, cfg: &JwtConfig) -> Result<String, VaultError> {
         if !cfg.jwks_url.is_empty() {
             return Ok(cfg.jwks_url.clone());
@@ -154,16 +167,7 @@ impl JwtBackend {
             "{}/.well-known/openid-configuration",
             cfg.oidc_discovery_url.trim_end_matches('/')
         );
-        let doc: Value = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| bad(format!("cannot fetch the OIDC discovery document {url}: {e}")))?
-            .json()
-            .await
-            .map_err(|e| bad(format!("the OIDC discovery document {url} is not JSON: {e}")))?;
+        let doc: Value = self.get_json(&url, "the OIDC discovery document").await?;
         doc.get("jwks_uri")
             .and_then(Value::as_str)
             .map(String::from)
@@ -172,16 +176,7 @@ impl JwtBackend {
 
     async fn fetch_jwks(&self, cfg: &JwtConfig) -> Result<(), VaultError> {
         let url = self.resolve_jwks_url(cfg).await?;
-        let set: JwkSet = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| bad(format!("cannot fetch the JWKS {url}: {e}")))?
-            .json()
-            .await
-            .map_err(|e| bad(format!("the JWKS at {url} is not a JSON Web Key Set: {e}")))?;
+        let set: JwkSet = self.get_json(&url, "the JWKS").await?;
         let mut j = self.jwks.write().await;
         j.url = url;
         j.set = Some(set);
@@ -655,28 +650,13 @@ impl Backend for JwtBackend {
                 ("login", Create | Update) => self.login(req, store).await,
                 ("config", Create | Update) => {
                     self.write_config(&req.data, store).await?;
-                    Ok(LogicalResponse {
-                        status: Some(204),
-                        ..Default::default()
-                    })
+                    Ok(LogicalResponse::no_content())
                 }
                 ("config", Read) => {
                     let cfg = self.config(store).await?;
-                    Ok(LogicalResponse {
-                        data: Some(serde_json::to_value(cfg)?),
-                        ..Default::default()
-                    })
+                    Ok(LogicalResponse::data(serde_json::to_value(cfg)?))
                 }
-                ("role", List) => {
-                    let keys = store.list("role/").await?;
-                    if keys.is_empty() {
-                        return Err(VaultError::NotFound);
-                    }
-                    Ok(LogicalResponse {
-                        data: Some(json!({ "keys": keys })),
-                        ..Default::default()
-                    })
-                }
+                ("role", List) => LogicalResponse::keys(store.list("role/").await?),
                 (p, op) if p.starts_with("role/") => {
                     let name = &p[5..];
                     if name.is_empty() || name.contains('/') {
@@ -685,26 +665,17 @@ impl Backend for JwtBackend {
                     match op {
                         Create | Update => {
                             self.write_role(name, &req.data, store).await?;
-                            Ok(LogicalResponse {
-                                status: Some(204),
-                                ..Default::default()
-                            })
+                            Ok(LogicalResponse::no_content())
                         }
                         Read => {
                             let role = self.role(store, name).await?.ok_or(VaultError::NotFound)?;
                             let mut v = serde_json::to_value(&role)?;
                             v["policies"] = json!(role.token_policies);
-                            Ok(LogicalResponse {
-                                data: Some(v),
-                                ..Default::default()
-                            })
+                            Ok(LogicalResponse::data(v))
                         }
                         Delete => {
                             store.delete(&format!("role/{name}")).await?;
-                            Ok(LogicalResponse {
-                                status: Some(204),
-                                ..Default::default()
-                            })
+                            Ok(LogicalResponse::no_content())
                         }
                         _ => Err(VaultError::UnsupportedOperation),
                     }
