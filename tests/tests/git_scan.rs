@@ -108,6 +108,43 @@ fn a_blob_is_reported_once_with_every_path_and_marked_live_at_head() {
     assert_eq!(f["in_head"], true);
 }
 
+/// A directory copied whole is one tree under two paths (read once): its files' other paths are derived from
+/// that, and only for the version of a file the copy really holds.
+#[test]
+fn a_copied_directory_gives_other_paths_only_for_the_files_it_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init_repo(&tmp.path().join("r"));
+    let old = secrets::github_pat();
+    commit_file(&repo, "app/deploy.env", &format!("TOKEN={old}\n"), "add app");
+    commit_file(&repo, "app/README", "app\n", "readme");
+    std::fs::create_dir_all(repo.join("vendor")).unwrap();
+    git(&repo, &["read-tree", "--prefix=vendor/app/", "HEAD:app"]);
+    git(&repo, &["checkout", "--", "vendor"]);
+    git(&repo, &["commit", "-q", "-m", "vendor a copy of app"]);
+    let new = secrets::github_pat();
+    commit_file(&repo, "app/deploy.env", &format!("TOKEN={new}\n"), "rotate");
+
+    let fs = findings(&scan(&repo, &["--git", "--show-secrets"]));
+    assert_eq!(fs.len(), 2, "{fs:?}");
+    let by_secret = |s: &str| {
+        fs.iter()
+            .find(|f| f["secret"] == s)
+            .unwrap_or_else(|| panic!("no finding: {fs:?}"))
+    };
+    let others = |f: &Value| -> Vec<String> {
+        f["other_paths"]
+            .as_array()
+            .map(|a| a.iter().map(|p| p.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(others(by_secret(&old)), ["vendor/app/deploy.env"]);
+    assert!(
+        others(by_secret(&new)).is_empty(),
+        "the copy holds the old version, not the new one: {:?}",
+        by_secret(&new)
+    );
+}
+
 #[test]
 fn merges_branches_and_bare_clones_are_scanned() {
     let tmp = tempfile::tempdir().unwrap();

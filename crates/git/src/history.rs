@@ -50,6 +50,8 @@ const BATCH: usize = 256;
 struct BlobSeen {
     commit: u32,
     path: u32,
+    /// The directory `path` is in, to tell cheaply whether a later sighting is under the same path.
+    dir: u32,
     others: Vec<u32>,
 }
 
@@ -57,6 +59,17 @@ struct BlobSeen {
 /// per lookup was a visible share of the tree walk).
 #[derive(Default, Clone, Copy)]
 struct OidHash(u64);
+
+/// An object id as a map key. `git2::Oid` compares through a call into libgit2 (`git_oid_equal`, an eighth of
+/// the tree walk); plain bytes compare inline.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key([u8; 20]);
+
+impl From<Oid> for Key {
+    fn from(id: Oid) -> Key {
+        Key(id.as_bytes().try_into().unwrap_or([0; 20]))
+    }
+}
 
 impl std::hash::Hasher for OidHash {
     fn finish(&self) -> u64 {
@@ -70,7 +83,7 @@ impl std::hash::Hasher for OidHash {
     fn write_usize(&mut self, _: usize) {}
 }
 
-type OidMap<V> = HashMap<Oid, V, std::hash::BuildHasherDefault<OidHash>>;
+type OidMap<V> = HashMap<Key, V, std::hash::BuildHasherDefault<OidHash>>;
 
 /// A blob to scan: its id and the first path it was seen under.
 type Job = (Oid, String);
@@ -81,28 +94,30 @@ struct Enumeration {
     paths: Vec<String>,
     path_ids: HashMap<String, u32>,
     blobs: OidMap<BlobSeen>,
-    /// Tree id -> the directory path it was first walked under. A tree is read once; when it shows up again
+    /// Tree id -> the directory path it was first walked under, and that path's parent. A tree is read once; when it shows up again
     /// under another directory (a renamed or copied directory), the pair of directories is kept in `aliases`
     /// so the blob paths it holds can be derived afterwards without re-reading it.
-    trees: OidMap<u32>,
-    aliases: HashSet<(u32, u32)>,
+    trees: OidMap<(u32, u32)>,
+    /// (first path, other path, tree id), ordered so that reports are the same from run to run.
+    aliases: std::collections::BTreeSet<(u32, u32, Key)>,
     submodules: HashSet<u32>,
+    /// The last tree walked at each directory path, to walk only what the next version there changed.
+    last_tree: HashMap<u32, TreeEntries>,
+    last_tree_bytes: usize,
 }
 
-/// `full == prefix + "/" + name` (or `name` at the root), without building the joined string.
-fn same_path(full: &str, prefix: &str, name: &str) -> bool {
-    if prefix.is_empty() {
-        return full == name;
-    }
-    full.len() == prefix.len() + 1 + name.len()
-        && full.starts_with(prefix)
-        && full.as_bytes()[prefix.len()] == b'/'
-        && full.ends_with(name)
+/// Whether `full`, a path in directory `full_dir`, is `name` in directory `dir` (`prefix` being `dir`'s path),
+/// without building the joined string: equal directory ids leave only the file name to compare.
+fn same_path(full: &str, full_dir: u32, dir: u32, prefix: &str, name: &[u8]) -> bool {
+    full_dir == dir
+        && full.len() == name.len() + if prefix.is_empty() { 0 } else { prefix.len() + 1 }
+        && full.as_bytes().ends_with(name)
 }
 
-fn join(prefix: &str, name: &str) -> String {
+fn join(prefix: &str, name: &[u8]) -> String {
+    let name = String::from_utf8_lossy(name);
     if prefix.is_empty() {
-        name.to_string()
+        name.into_owned()
     } else {
         format!("{prefix}/{name}")
     }
@@ -122,76 +137,168 @@ impl Enumeration {
     /// Walk the trees of one commit that were not walked before; new blobs go to `out`.
     fn walk_tree(
         &mut self,
-        repo: &Repository,
+        odb: &git2::Odb<'_>,
         root: Oid,
         commit: u32,
         repo_path: &Path,
         out: &mut Vec<Job>,
     ) -> Result<(), GitError> {
-        if self.trees.contains_key(&root) {
+        if self.trees.contains_key(&Key::from(root)) {
             return Ok(());
         }
         let root_id = self.intern("");
-        self.trees.insert(root, root_id);
+        self.trees.insert(root.into(), (root_id, u32::MAX));
         let mut stack: Vec<(Oid, u32)> = vec![(root, root_id)];
         while let Some((tree_id, prefix_id)) = stack.pop() {
             let prefix = self.paths[prefix_id as usize].clone();
-            let tree = repo
-                .find_tree(tree_id)
-                .map_err(GitError::git(repo_path, "reading a tree"))?;
-            for entry in tree.iter() {
-                let name = String::from_utf8_lossy(entry.name_bytes());
-                let id = entry.id();
-                match entry.kind() {
-                    Some(ObjectType::Blob) => match self.blobs.get(&id) {
+            let raw = odb.read(tree_id).map_err(GitError::git(repo_path, "reading a tree"))?;
+            let entries = TreeEntries::parse(raw.data()).ok_or_else(|| GitError::Git {
+                repo: repo_path.to_path_buf(),
+                context: "reading a tree",
+                message: format!("tree {tree_id} is malformed"),
+            })?;
+            let changed = match self.last_tree.get(&prefix_id) {
+                Some(prev) => entries.changed_since(prev),
+                None => 0..entries.len(),
+            };
+            for e in changed {
+                let (mode, name, id) = entries.entry(e);
+                let key = Key(id);
+                let id = Oid::from_bytes(&id).map_err(GitError::git(repo_path, "reading a tree"))?;
+                match entry_kind(mode) {
+                    ObjectType::Blob => match self.blobs.get(&key) {
                         Some(seen) => {
                             if seen.others.len() < MAX_OTHER_PATHS
-                                && !same_path(&self.paths[seen.path as usize], &prefix, &name)
+                                && !same_path(&self.paths[seen.path as usize], seen.dir, prefix_id, &prefix, name)
                             {
-                                let pid = self.intern(&join(&prefix, &name));
-                                let seen = self.blobs.get_mut(&id).expect("present");
+                                let pid = self.intern(&join(&prefix, name));
+                                let seen = self.blobs.get_mut(&key).expect("present");
                                 if !seen.others.contains(&pid) {
                                     seen.others.push(pid);
                                 }
                             }
                         }
                         None => {
-                            let path = join(&prefix, &name);
+                            let path = join(&prefix, name);
                             let pid = self.intern(&path);
                             self.blobs.insert(
-                                id,
+                                key,
                                 BlobSeen {
                                     commit,
                                     path: pid,
+                                    dir: prefix_id,
                                     others: Vec::new(),
                                 },
                             );
                             out.push((id, path));
                         }
                     },
-                    Some(ObjectType::Tree) => match self.trees.get(&id) {
-                        Some(&first) => {
-                            if !same_path(&self.paths[first as usize], &prefix, &name) {
-                                let pid = self.intern(&join(&prefix, &name));
-                                self.aliases.insert((first, pid));
+                    ObjectType::Tree => match self.trees.get(&key) {
+                        Some(&(first, first_dir)) => {
+                            if !same_path(&self.paths[first as usize], first_dir, prefix_id, &prefix, name) {
+                                let pid = self.intern(&join(&prefix, name));
+                                self.aliases.insert((first, pid, key));
                             }
                         }
                         None => {
-                            let pid = self.intern(&join(&prefix, &name));
-                            self.trees.insert(id, pid);
+                            let pid = self.intern(&join(&prefix, name));
+                            self.trees.insert(key, (pid, prefix_id));
                             stack.push((id, pid));
                         }
                     },
                     // A gitlink: the submodule's history lives in another repository.
-                    Some(ObjectType::Commit) => {
-                        let pid = self.intern(&join(&prefix, &name));
+                    _ => {
+                        let pid = self.intern(&join(&prefix, name));
                         self.submodules.insert(pid);
                     }
-                    _ => {}
                 }
+            }
+            self.last_tree_bytes += entries.raw.len();
+            if self.last_tree_bytes > LAST_TREE_BUDGET {
+                // Forgetting only costs speed: the next version of each directory is walked in full.
+                self.last_tree.clear();
+                self.last_tree_bytes = entries.raw.len();
+            }
+            if let Some(old) = self.last_tree.insert(prefix_id, entries) {
+                self.last_tree_bytes -= old.raw.len();
             }
         }
         Ok(())
+    }
+}
+
+/// Bytes of previous tree versions kept to skip unchanged entries (bounded for repositories with huge trees).
+const LAST_TREE_BUDGET: usize = 64 << 20;
+
+/// The kind of a tree entry, from its mode (`40000` tree, `160000` gitlink, regular files and symlinks blobs).
+fn entry_kind(mode: &[u8]) -> ObjectType {
+    match mode {
+        b"40000" | b"040000" => ObjectType::Tree,
+        b"160000" => ObjectType::Commit,
+        _ => ObjectType::Blob,
+    }
+}
+
+/// A raw tree object (`<mode> <name>\0<20-byte id>` repeated) with its entry boundaries.
+///
+/// Reading trees raw instead of through `git2::Tree` skips libgit2's per-entry parsing, and keeping the previous
+/// version of each directory lets a walk skip the entries a commit did not change: a new tree usually differs from
+/// the last one at its path in an entry or two, so only those are looked up.
+struct TreeEntries {
+    raw: Vec<u8>,
+    /// Start offset of each entry, then the end of the last.
+    bounds: Vec<u32>,
+}
+
+impl TreeEntries {
+    fn parse(raw: &[u8]) -> Option<TreeEntries> {
+        let mut bounds = vec![0u32];
+        let mut at = 0;
+        while at < raw.len() {
+            let nul = at + memchr::memchr(0, &raw[at..])?;
+            memchr::memchr(b' ', &raw[at..nul])?;
+            at = nul + 21;
+            if at > raw.len() {
+                return None;
+            }
+            bounds.push(at as u32);
+        }
+        Some(TreeEntries {
+            raw: raw.to_vec(),
+            bounds,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.bounds.len() - 1
+    }
+
+    fn bytes(&self, i: usize) -> &[u8] {
+        &self.raw[self.bounds[i] as usize..self.bounds[i + 1] as usize]
+    }
+
+    /// Mode, name and id of entry `i` (`parse` checked the space, the NUL and the id's length).
+    fn entry(&self, i: usize) -> (&[u8], &[u8], [u8; 20]) {
+        let e = self.bytes(i);
+        let sp = memchr::memchr(b' ', e).unwrap_or(0);
+        let nul = e.len() - 21;
+        let id: [u8; 20] = e[nul + 1..].try_into().unwrap_or([0; 20]);
+        (&e[..sp], &e[sp + 1..nul], id)
+    }
+
+    /// The entries of `self` not identical to `prev`'s at the same distance from the start or from the end: the
+    /// span a commit changed (entries are sorted by name, so an insertion or removal shifts only what follows it).
+    fn changed_since(&self, prev: &TreeEntries) -> std::ops::Range<usize> {
+        let (n, m) = (self.len(), prev.len());
+        let mut lo = 0;
+        while lo < n && lo < m && self.bytes(lo) == prev.bytes(lo) {
+            lo += 1;
+        }
+        let mut hi = n;
+        while hi > lo && m - (n - hi) > lo && self.bytes(hi - 1) == prev.bytes(m - (n - hi) - 1) {
+            hi -= 1;
+        }
+        lo..hi
     }
 }
 
@@ -280,6 +387,9 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             .collect();
         drop(rx);
         let mut en = Enumeration::default();
+        let odb = repo
+            .odb()
+            .map_err(GitError::git(&root, "opening the object database"))?;
         let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
         let walked = (|| -> Result<(), GitError> {
             for oid in walk {
@@ -289,7 +399,7 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
                     .map_err(GitError::git(&root, "reading a commit"))?;
                 let idx = en.commits.len() as u32;
                 en.commits.push(oid);
-                en.walk_tree(&repo, commit.tree_id(), idx, &root, &mut batch)?;
+                en.walk_tree(&odb, commit.tree_id(), idx, &root, &mut batch)?;
                 if batch.len() >= BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                     if tx.send(full).is_err() {
@@ -364,9 +474,9 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
     let head_tree = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
     let mut infos = HashMap::new();
     let mut found = acc.found;
-    found.sort_by_key(|(id, _)| (en.blobs[id].commit, en.blobs[id].path));
+    found.sort_by_key(|(id, _)| (en.blobs[&Key::from(*id)].commit, en.blobs[&Key::from(*id)].path));
     for (id, findings) in found {
-        let seen = &en.blobs[&id];
+        let seen = &en.blobs[&Key::from(id)];
         let info = match infos.get(&seen.commit) {
             Some(i) => Clone::clone(i),
             None => {
@@ -378,7 +488,7 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
                 i
             }
         };
-        let others = other_paths(&en, seen);
+        let others = other_paths(&repo, &en, id, seen);
         for mut f in findings {
             f.commit = Some(info.clone());
             f.other_paths = others.clone();
@@ -411,14 +521,15 @@ fn push_all_refs(repo: &Repository, walk: &mut git2::Revwalk<'_>, root: &Path) -
 }
 
 /// Every other path of a blob: those seen directly, plus those inside directories that are copies or renames
-/// of one it was seen in (derived from the tree aliases, since each tree is read only once).
-fn other_paths(en: &Enumeration, seen: &BlobSeen) -> Vec<String> {
+/// of one it was seen in (derived from the tree aliases, since each tree is read only once). A derived path is
+/// kept only when the aliased tree really holds the blob at that relative path.
+fn other_paths(repo: &Repository, en: &Enumeration, blob: Oid, seen: &BlobSeen) -> Vec<String> {
     let first = &en.paths[seen.path as usize];
     let mut out: Vec<String> = seen.others.iter().map(|p| en.paths[*p as usize].clone()).collect();
     let mut frontier = vec![first.clone()];
     frontier.extend(out.iter().cloned());
     while let Some(path) = frontier.pop() {
-        for (from, to) in &en.aliases {
+        for (from, to, tree) in &en.aliases {
             let (from, to) = (&en.paths[*from as usize], &en.paths[*to as usize]);
             let rest = if from.is_empty() {
                 Some(path.as_str())
@@ -431,7 +542,14 @@ fn other_paths(en: &Enumeration, seen: &BlobSeen) -> Vec<String> {
             } else {
                 format!("{to}/{rest}")
             };
-            if derived != *first && !out.contains(&derived) && out.len() < MAX_OTHER_PATHS {
+            if derived == *first || out.contains(&derived) || out.len() >= MAX_OTHER_PATHS {
+                continue;
+            }
+            let holds = Oid::from_bytes(&tree.0)
+                .and_then(|t| repo.find_tree(t))
+                .and_then(|t| t.get_path(Path::new(rest)))
+                .is_ok_and(|e| e.id() == blob);
+            if holds {
                 out.push(derived.clone());
                 frontier.push(derived);
             }

@@ -15,8 +15,6 @@ pub enum ScanError {
     Baseline { path: PathBuf, line: usize, reason: String },
     #[error("{}: cannot write: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
-    #[error("building the keyword prefilter: {0}")]
-    Prefilter(String),
     #[error("starting the scan thread pool: {0}")]
     ThreadPool(String),
 }

@@ -5,6 +5,7 @@
 pub mod baseline;
 pub mod error;
 pub mod finding;
+mod keywords;
 pub mod report;
 pub mod scanner;
 pub mod secret;

@@ -1,14 +1,15 @@
-//! The detection engine: one case-insensitive aho-corasick pass over the input decides which rules run; only those
-//! rules' regexes run; line/column are computed only for what matched.
+//! The detection engine: one case-insensitive keyword pass over the input (`keywords.rs`) decides which rules run;
+//! only those rules' regexes run, near the keyword hits when a rule allows it; line/column are computed only for
+//! what matched.
 
 use std::io::Read;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use leakstop_rules::{Rule, RuleMatch, RuleSet};
 
 use crate::baseline::Baseline;
 use crate::error::ScanError;
 use crate::finding::{DEFAULT_FINGERPRINT_KEY, Finding, fingerprint};
+use crate::keywords::KeywordIndex;
 use crate::secret::Secret;
 
 /// Markers that allow a finding when they appear on the secret's line. Besides our own, the ones teams already
@@ -57,7 +58,7 @@ pub struct Scanner {
     rules: RuleSet,
     pub(crate) opts: ScanOptions,
     /// All rules' keywords, deduplicated, ASCII case-insensitive. `None` when no rule has keywords.
-    prefilter: Option<AhoCorasick>,
+    prefilter: Option<KeywordIndex>,
     /// Prefilter pattern id -> indices of the rules that keyword enables.
     pattern_rules: Vec<Vec<usize>>,
     /// Rule index -> index of the rule it `requires` nearby (`None` if no requirement; `Some(None)` if the required
@@ -85,11 +86,11 @@ const MAX_WINDOWS: usize = 48;
 
 /// A rule's regex may only run near keyword hits when its matches contain a keyword and stay within a few lines.
 /// Both are checked on the rule's own examples (every match of every positive example must contain one of its
-/// keywords) and on its pattern (no key blocks, `(?s)`/`(?m)`, explicit newlines). Rules without examples (imported
-/// configs) always search the whole input.
+/// keywords) and on its pattern (no key blocks, `(?s)`, line breaks it could match). Rules without examples
+/// (imported configs) always search the whole input.
 fn windowable(rule: &leakstop_rules::Rule) -> bool {
-    let src = rule.regex_source.to_ascii_lowercase();
-    let multiline = ["(?s", "(?m", "[\\s\\s]", "\\n", "\\r", "begin", "-----"]
+    let src = line_local_removed(&rule.regex_source).to_ascii_lowercase();
+    let multiline = ["(?s", "[\\s\\s]", "\\n", "\\r", "begin", "-----"]
         .iter()
         .any(|m| src.contains(m));
     if multiline || rule.keywords.is_empty() || rule.examples.is_empty() {
@@ -106,6 +107,38 @@ fn windowable(rule: &leakstop_rules::Rule) -> bool {
                     .any(|k| memchr::memmem::find(&span, k.as_bytes()).is_some())
             })
     })
+}
+
+/// `pattern` without the parts that cannot take a match across a line: negated classes (`[^...\r\n]` excludes
+/// line breaks rather than matching them) and an optional carriage return before an end of line (`\r?$`). `(?m)`
+/// needs no removal: windows start and end at line boundaries, so `^` and `$` mean the same inside them.
+fn line_local_removed(pattern: &str) -> String {
+    let pattern = pattern.replace("\\r?$", "");
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.push(c);
+            out.extend(chars.next());
+        } else if c == '[' && chars.peek() == Some(&'^') {
+            // Skip to the closing bracket (a `]` right after `[^` is a literal, as are escaped ones).
+            chars.next();
+            let mut first = true;
+            while let Some(d) = chars.next() {
+                match d {
+                    '\\' => {
+                        chars.next();
+                    }
+                    ']' if !first => break,
+                    _ => {}
+                }
+                first = false;
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Lines searched before and after a keyword hit's line (`\s` in a pattern may cross a line break or two).
@@ -188,16 +221,7 @@ impl Scanner {
         let prefilter = if keywords.is_empty() {
             None
         } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    // A full DFA: the fastest search for a few hundred short keywords (a few MB at most).
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .byte_classes(true)
-                    .build(&keywords)
-                    .map_err(|e| ScanError::Prefilter(e.to_string()))?,
-            )
+            Some(KeywordIndex::new(&keywords))
         };
         let requires = rules
             .rules()
@@ -360,14 +384,14 @@ impl Scanner {
         for &i in &self.always {
             hit[i] = Hit::Whole;
         }
-        let Some(ac) = &self.prefilter else { return hit };
-        for m in ac.find_overlapping_iter(data) {
-            for &r in &self.pattern_rules[m.pattern().as_usize()] {
+        let Some(index) = &self.prefilter else { return hit };
+        index.for_each(data, |pattern, start| {
+            for &r in &self.pattern_rules[pattern] {
                 match &mut hit[r] {
                     Hit::Whole => {}
                     h @ Hit::No => {
                         *h = if *self.windowed[r].get_or_init(|| windowable(&self.rules.rules()[r])) {
-                            Hit::At(vec![m.start()])
+                            Hit::At(vec![start])
                         } else {
                             Hit::Whole
                         };
@@ -375,11 +399,19 @@ impl Scanner {
                     Hit::At(ps) => {
                         if ps.len() >= MAX_WINDOWS {
                             hit[r] = Hit::Whole;
-                        } else if ps.last() != Some(&m.start()) {
-                            ps.push(m.start());
+                        } else if ps.last() != Some(&start) {
+                            ps.push(start);
                         }
                     }
                 }
+            }
+            true
+        });
+        // Keywords are reported in order of their filter gram, not of their start.
+        for h in &mut hit {
+            if let Hit::At(ps) = h {
+                ps.sort_unstable();
+                ps.dedup();
             }
         }
         hit
@@ -511,7 +543,14 @@ mod tests {
 
 #[cfg(test)]
 mod window_tests {
-    use super::windows;
+    use super::{line_local_removed, windows};
+
+    #[test]
+    fn line_local_parts_of_patterns_are_recognised() {
+        assert_eq!(line_local_removed(r"a[^;\r\n]{1,9}b\r?$"), "a{1,9}b");
+        assert_eq!(line_local_removed(r"x[^]\n]y\[^z"), r"xy\[^z");
+        assert_eq!(line_local_removed(r"-----BEGIN[\s\S]*?\n"), r"-----BEGIN[\s\S]*?\n");
+    }
 
     #[test]
     fn windows_cover_a_line_before_and_three_after_and_merge() {
