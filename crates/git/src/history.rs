@@ -1,10 +1,11 @@
 //! Whole-history scans: every blob reachable from the selected refs, each scanned exactly once.
 //!
 //! Two phases keep memory bounded and the cores busy:
-//! 1. one thread walks commits oldest first and their trees (each tree id read once) and records, per new blob
-//!    id, the first commit and path it appeared under (ids and small integers only, never contents);
+//! 1. one thread walks commits oldest first and their trees (each tree id read once, and of each tree only the
+//!    entries that differ from the previous tree at its path) and records, per new blob id, the first commit and
+//!    path it appeared under (ids and small integers only, never contents);
 //! 2. worker threads (one libgit2 handle each: git2 objects are not `Sync`) read and scan those blobs; the
-//!    keyword prefilter rejects most blobs before any per-line work.
+//!    keyword pass decides which rules run, and where (`leakstop_scan::Scanner`).
 //!
 //! Provenance (commit details, other paths, presence at HEAD) is computed afterwards, only for blobs that
 //! produced findings.
@@ -152,15 +153,12 @@ impl Enumeration {
         while let Some((tree_id, prefix_id)) = stack.pop() {
             let prefix = self.paths[prefix_id as usize].clone();
             let raw = odb.read(tree_id).map_err(GitError::git(repo_path, "reading a tree"))?;
-            let entries = TreeEntries::parse(raw.data()).ok_or_else(|| GitError::Git {
-                repo: repo_path.to_path_buf(),
-                context: "reading a tree",
-                message: format!("tree {tree_id} is malformed"),
-            })?;
-            let changed = match self.last_tree.get(&prefix_id) {
-                Some(prev) => entries.changed_since(prev),
-                None => 0..entries.len(),
-            };
+            let (entries, changed) =
+                TreeEntries::parse(raw.data(), self.last_tree.get(&prefix_id)).ok_or_else(|| GitError::Git {
+                    repo: repo_path.to_path_buf(),
+                    context: "reading a tree",
+                    message: format!("tree {tree_id} is malformed"),
+                })?;
             for e in changed {
                 let (mode, name, id) = entries.entry(e);
                 let key = Key(id);
@@ -251,10 +249,39 @@ struct TreeEntries {
 }
 
 impl TreeEntries {
-    fn parse(raw: &[u8]) -> Option<TreeEntries> {
-        let mut bounds = vec![0u32];
-        let mut at = 0;
-        while at < raw.len() {
+    /// Parses `raw`, reusing what it shares with `prev` (the previous tree at the same path): bytes equal at the
+    /// start or at the end hold the same entries, so only the span between them is parsed. Returns the entries and
+    /// the range of those not in `prev` (all of them without a `prev`); `None` if the tree is malformed.
+    fn parse(raw: &[u8], prev: Option<&TreeEntries>) -> Option<(TreeEntries, std::ops::Range<usize>)> {
+        let empty = TreeEntries {
+            raw: Vec::new(),
+            bounds: vec![0],
+        };
+        let prev = prev.unwrap_or(&empty);
+        let old = &prev.raw[..];
+        let same_start = common_prefix(raw, old);
+        // Old entries that end within the common start are entries of the new tree as well.
+        let lo = prev.bounds[1..].partition_point(|&e| e as usize <= same_start);
+        // The common end may reach back to where the first changed entry starts, not further.
+        let room = raw.len().min(old.len()) - prev.bounds[lo] as usize;
+        let same_end = common_prefix_rev(raw, old).min(room);
+        // New entries are parsed from the first changed one until they line up with an old entry boundary inside
+        // the common end; from there on, the old entries (shifted) are the new ones.
+        let shift = raw.len() as i64 - old.len() as i64;
+        let mut tail = prev.bounds.partition_point(|&b| (b as usize) < old.len() - same_end);
+        let mut bounds: Vec<u32> = prev.bounds[..=lo].to_vec();
+        let mut at = prev.bounds[lo] as usize;
+        loop {
+            while tail < prev.bounds.len() - 1 && (prev.bounds[tail] as i64 + shift) < at as i64 {
+                tail += 1;
+            }
+            if tail < prev.bounds.len() - 1 && prev.bounds[tail] as i64 + shift == at as i64 {
+                break;
+            }
+            if at >= raw.len() {
+                tail = prev.bounds.len() - 1;
+                break;
+            }
             let nul = at + memchr::memchr(0, &raw[at..])?;
             memchr::memchr(b' ', &raw[at..nul])?;
             at = nul + 21;
@@ -263,14 +290,15 @@ impl TreeEntries {
             }
             bounds.push(at as u32);
         }
-        Some(TreeEntries {
-            raw: raw.to_vec(),
-            bounds,
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.bounds.len() - 1
+        let changed = lo..bounds.len() - 1;
+        bounds.extend(prev.bounds[tail + 1..].iter().map(|&b| (b as i64 + shift) as u32));
+        Some((
+            TreeEntries {
+                raw: raw.to_vec(),
+                bounds,
+            },
+            changed,
+        ))
     }
 
     fn bytes(&self, i: usize) -> &[u8] {
@@ -285,21 +313,33 @@ impl TreeEntries {
         let id: [u8; 20] = e[nul + 1..].try_into().unwrap_or([0; 20]);
         (&e[..sp], &e[sp + 1..nul], id)
     }
+}
 
-    /// The entries of `self` not identical to `prev`'s at the same distance from the start or from the end: the
-    /// span a commit changed (entries are sorted by name, so an insertion or removal shifts only what follows it).
-    fn changed_since(&self, prev: &TreeEntries) -> std::ops::Range<usize> {
-        let (n, m) = (self.len(), prev.len());
-        let mut lo = 0;
-        while lo < n && lo < m && self.bytes(lo) == prev.bytes(lo) {
-            lo += 1;
-        }
-        let mut hi = n;
-        while hi > lo && m - (n - hi) > lo && self.bytes(hi - 1) == prev.bytes(m - (n - hi) - 1) {
-            hi -= 1;
-        }
-        lo..hi
+/// Length of the longest common prefix of `a` and `b`, compared 32 bytes at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 32 <= n && a[i..i + 32] == b[i..i + 32] {
+        i += 32;
     }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// Length of the longest common suffix of `a` and `b`.
+fn common_prefix_rev(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
+    let mut i = 0;
+    while i + 32 <= n && a[n - i - 32..n - i] == b[n - i - 32..n - i] {
+        i += 32;
+    }
+    while i < n && a[n - i - 1] == b[n - i - 1] {
+        i += 1;
+    }
+    i
 }
 
 /// Scans every unique blob reachable from the selection, attributing findings to the commit that introduced
@@ -565,4 +605,79 @@ fn present_at(repo: &Repository, tree: &git2::Tree<'_>, path: &str, secret: &[u8
         .ok()
         .and_then(|e| repo.find_blob(e.id()).ok())
         .is_some_and(|b| memchr::memmem::find(b.content(), secret).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TreeEntries;
+
+    /// A raw tree from (mode, name, id byte) entries; ids made of one repeated byte, NUL and space included,
+    /// so entry boundaries cannot be guessed from the bytes alone.
+    fn tree(entries: &[(&str, &str, u8)]) -> Vec<u8> {
+        let mut raw = Vec::new();
+        for (mode, name, id) in entries {
+            raw.extend_from_slice(format!("{mode} {name}\0").as_bytes());
+            raw.extend_from_slice(&[*id; 20]);
+        }
+        raw
+    }
+
+    fn names(t: &TreeEntries, range: std::ops::Range<usize>) -> Vec<String> {
+        range
+            .map(|i| String::from_utf8_lossy(t.entry(i).1).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn only_the_entries_a_tree_changed_are_reported_and_boundaries_match_a_full_parse() {
+        let base = [
+            ("100644", "a.txt", b' '),
+            ("40000", "dir", 0),
+            ("100644", "m.txt", 7),
+            ("100755", "run.sh", 0),
+            ("100644", "z.txt", b' '),
+        ];
+        let (old, all) = TreeEntries::parse(&tree(&base), None).unwrap();
+        assert_eq!(all, 0..5);
+        let cases: Vec<(Vec<(&str, &str, u8)>, Vec<&str>)> = vec![
+            // One id changed in the middle.
+            (
+                vec![base[0], base[1], ("100644", "m.txt", 8), base[3], base[4]],
+                vec!["m.txt"],
+            ),
+            // An entry added, one removed, first and last changed.
+            (
+                vec![base[0], base[1], ("100644", "n.txt", 0), base[2], base[3], base[4]],
+                vec!["n.txt"],
+            ),
+            (vec![base[0], base[1], base[3], base[4]], vec![]),
+            (
+                vec![("100644", "a.txt", 1), base[1], base[2], base[3], base[4]],
+                vec!["a.txt"],
+            ),
+            (
+                vec![base[0], base[1], base[2], base[3], ("100644", "z.txt", 0)],
+                vec!["z.txt"],
+            ),
+            // A name that shares its end with the old one (`m.txt` -> `xm.txt`): bytes equal at the end, entries not.
+            (
+                vec![base[0], base[1], ("100644", "xm.txt", 7), base[3], base[4]],
+                vec!["xm.txt"],
+            ),
+            (vec![], vec![]),
+        ];
+        for (entries, expect) in cases {
+            let raw = tree(&entries);
+            let (fresh, _) = TreeEntries::parse(&raw, None).unwrap();
+            let (incremental, changed) = TreeEntries::parse(&raw, Some(&old)).unwrap();
+            assert_eq!(incremental.bounds, fresh.bounds, "{entries:?}");
+            assert_eq!(names(&incremental, changed), expect, "{entries:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_trees_are_refused() {
+        assert!(TreeEntries::parse(b"100644 a.txt\0short", None).is_none());
+        assert!(TreeEntries::parse(b"no-space-here\0aaaaaaaaaaaaaaaaaaaa", None).is_none());
+    }
 }
