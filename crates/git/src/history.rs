@@ -613,7 +613,7 @@ mod tests {
 
     /// A raw tree from (mode, name, id byte) entries; ids made of one repeated byte, NUL and space included,
     /// so entry boundaries cannot be guessed from the bytes alone.
-    fn tree(entries: &[(&str, &str, u8)]) -> Vec<u8> {
+    fn tree(entries: &[Entry<'_>]) -> Vec<u8> {
         let mut raw = Vec::new();
         for (mode, name, id) in entries {
             raw.extend_from_slice(format!("{mode} {name}\0").as_bytes());
@@ -621,6 +621,8 @@ mod tests {
         }
         raw
     }
+
+    type Entry<'a> = (&'a str, &'a str, u8);
 
     fn names(t: &TreeEntries, range: std::ops::Range<usize>) -> Vec<String> {
         range
@@ -639,7 +641,7 @@ mod tests {
         ];
         let (old, all) = TreeEntries::parse(&tree(&base), None).unwrap();
         assert_eq!(all, 0..5);
-        let cases: Vec<(Vec<(&str, &str, u8)>, Vec<&str>)> = vec![
+        let cases: Vec<(Vec<Entry<'_>>, Vec<&str>)> = vec![
             // One id changed in the middle.
             (
                 vec![base[0], base[1], ("100644", "m.txt", 8), base[3], base[4]],
