@@ -738,8 +738,11 @@ impl Core {
         let pipelined = route.as_ref().is_some_and(|(m, _)| m.backend.effects_buffered());
         // Reads through a buffered engine change nothing: their lines need not be fsynced before the answer.
         entry.durable = !pipelined || logical.op.is_write();
+        // A read's request line waits to be written with its response line: one hand-over to the device, and the
+        // answer still leaves only after both are in the log.
+        let deferred = audited && pipelined && !entry.durable;
         let mut request_ticket = None;
-        if audited {
+        if audited && !deferred {
             if pipelined {
                 request_ticket = self.audit.submit(&entry).map_err(audit_err)?;
             } else {
@@ -813,7 +816,12 @@ impl Core {
             }
         }
         if audited {
-            let response_ticket = self.audit.submit(&resp).map_err(audit_err)?;
+            let response_ticket = if deferred {
+                self.audit.submit_all(&[&entry, &resp])
+            } else {
+                self.audit.submit(&resp)
+            }
+            .map_err(audit_err)?;
             if let Some(t) = request_ticket {
                 t.wait().await.map_err(audit_err)?;
             }

@@ -232,15 +232,29 @@ impl AuditBroker {
 
     /// Queue an entry on every device without waiting. `None` when no device is enabled.
     pub fn submit(&self, entry: &AuditEntry) -> Result<Option<Ticket>, AuditError> {
+        self.submit_all(&[entry])
+    }
+
+    /// Queue entries on every device, adjacent and in this order, with one wake-up of each device's writer (a
+    /// read's request and response lines go together). Durable if any entry is.
+    pub fn submit_all(&self, entries: &[&AuditEntry]) -> Result<Option<Ticket>, AuditError> {
         let devices = self.snapshot();
         if devices.is_empty() {
             return Ok(None);
         }
-        let line = entry.to_json(&self.key()?).to_string();
+        let key = self.key()?;
+        let lines: Vec<String> = entries.iter().map(|e| e.to_json(&key).to_string()).collect();
+        let durable = entries.iter().any(|e| e.durable);
         let mut pending = Vec::with_capacity(devices.len());
         let mut errors = Vec::new();
-        for d in &devices {
-            match d.file.submit(line.clone(), entry.durable) {
+        let mut lines = Some(lines);
+        for (i, d) in devices.iter().enumerate() {
+            let these = if i + 1 == devices.len() {
+                lines.take().unwrap_or_default()
+            } else {
+                lines.clone().unwrap_or_default()
+            };
+            match d.file.submit(these, durable) {
                 Ok(p) => pending.push(p),
                 Err(e) => errors.push(e.to_string()),
             }

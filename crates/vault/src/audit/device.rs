@@ -43,8 +43,9 @@ pub enum DeviceError {
 type Ack = oneshot::Sender<Result<(), String>>;
 
 enum Job {
-    /// A line, and whether it must be on stable storage (fdatasync) before it is acknowledged.
-    Line(String, Ack, bool),
+    /// Lines written together in this order, and whether they must be on stable storage (fdatasync) before they
+    /// are acknowledged.
+    Lines(Vec<String>, Ack, bool),
     /// Answer once the file is open (or opening failed), so `enable` can refuse a device it cannot write.
     Ready(Ack),
 }
@@ -124,12 +125,12 @@ impl FileDevice {
         &self.path
     }
 
-    /// Queue one entry (a JSON object without `prev_hash`); never blocks.
-    /// Queue a line. `durable`: acknowledge only after fdatasync (lines of requests that change state);
-    /// otherwise after `write(2)` (the line is in the chain and the kernel's page cache, as Vault's file device).
-    pub fn submit(&self, entry_json: String, durable: bool) -> Result<Pending, DeviceError> {
+    /// Queue entries (JSON objects without `prev_hash`), chained in this order with one acknowledgement; never
+    /// blocks. `durable`: acknowledge only after fdatasync (lines of requests that change state); otherwise after
+    /// `write(2)` (the lines are in the chain and the kernel's page cache, as Vault's file device).
+    pub fn submit(&self, entries_json: Vec<String>, durable: bool) -> Result<Pending, DeviceError> {
         let (ack, rx) = oneshot::channel();
-        self.send(Job::Line(entry_json, ack, durable))?;
+        self.send(Job::Lines(entries_json, ack, durable))?;
         Ok(self.pending(rx))
     }
 
@@ -187,7 +188,7 @@ impl Writer {
             }
             let result = self.write_batch(&batch).map_err(|e| e.to_string());
             for job in batch.drain(..) {
-                let (Job::Line(_, ack, _) | Job::Ready(ack)) = job;
+                let (Job::Lines(_, ack, _) | Job::Ready(ack)) = job;
                 let _ = ack.send(result.clone());
             }
         }
@@ -201,12 +202,14 @@ impl Writer {
         let mut prev = self.prev.clone();
         let mut durable = false;
         for job in batch {
-            if let Job::Line(entry, _, d) = job {
+            if let Job::Lines(entries, _, d) = job {
                 durable |= *d;
-                let (line, hash) = chain::chain_line(&prev, entry);
-                prev = hash;
-                out.push_str(&line);
-                out.push('\n');
+                for entry in entries {
+                    let (line, hash) = chain::chain_line(&prev, entry);
+                    prev = hash;
+                    out.push_str(&line);
+                    out.push('\n');
+                }
             }
         }
         if out.is_empty() {
@@ -335,14 +338,14 @@ mod tests {
         {
             let dev = FileDevice::open("file", &path, D).await.unwrap();
             let waits: Vec<_> = (0..50)
-                .map(|i| dev.submit(format!("{{\"n\":{i}}}"), true).unwrap())
+                .map(|i| dev.submit(vec![format!("{{\"n\":{i}}}")], true).unwrap())
                 .collect();
             for w in waits {
                 w.wait(D).await.unwrap();
             }
         }
         let dev = FileDevice::open("file", &path, D).await.unwrap();
-        dev.submit("{\"n\":\"after restart\"}".into(), true)
+        dev.submit(vec!["{\"n\":\"after restart\"}".into()], true)
             .unwrap()
             .wait(D)
             .await
@@ -358,7 +361,7 @@ mod tests {
         let dev = FileDevice::open("full", Path::new("/dev/full"), D).await;
         let err = match dev {
             Err(e) => e,
-            Ok(dev) => dev.submit("{}".into(), true).unwrap().wait(D).await.unwrap_err(),
+            Ok(dev) => dev.submit(vec!["{}".into()], true).unwrap().wait(D).await.unwrap_err(),
         };
         assert!(matches!(err, DeviceError::Io { .. }), "{err}");
         assert!(err.to_string().contains("/dev/full"), "{err}");
