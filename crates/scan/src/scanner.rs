@@ -86,8 +86,8 @@ const MAX_WINDOWS: usize = 48;
 
 /// A rule's regex may only run near keyword hits when its matches contain a keyword and stay within a few lines.
 /// Both are checked on the rule's own examples (every match of every positive example must contain one of its
-/// keywords) and on its pattern (no key blocks, `(?s)`, line breaks it could match). Rules without examples
-/// (imported configs) always search the whole input.
+/// keywords and stay on one line) and on its pattern (no key blocks, `(?s)`, line breaks it could match). Rules
+/// without examples (imported configs) always search the whole input.
 fn windowable(rule: &leakstop_rules::Rule) -> bool {
     let src = line_local_removed(&rule.regex_source).to_ascii_lowercase();
     let multiline = ["(?s", "[\\s\\s]", "\\n", "\\r", "begin", "-----"]
@@ -102,9 +102,12 @@ fn windowable(rule: &leakstop_rules::Rule) -> bool {
         !found.is_empty()
             && found.iter().all(|m| {
                 let span = ex.as_bytes()[m.span.clone()].to_ascii_lowercase();
-                keywords
-                    .iter()
-                    .any(|k| memchr::memmem::find(&span, k.as_bytes()).is_some())
+                // A match that takes several lines in the examples (`\s+` between the lines of a key file) may take
+                // more than a window's worth of them in the wild.
+                !span.contains(&b'\n')
+                    && keywords
+                        .iter()
+                        .any(|k| memchr::memmem::find(&span, k.as_bytes()).is_some())
             })
     })
 }
