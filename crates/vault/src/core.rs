@@ -917,6 +917,7 @@ pub fn audit_auth(token: Option<&str>, e: &TokenEntry, now: i64) -> AuditAuth {
         metadata: e.meta.clone(),
         token_type: "service".into(),
         ttl_secs: e.expire_time.map(|_| e.ttl(now)),
+        ..Default::default()
     }
 }
 

@@ -167,7 +167,7 @@ impl TokenStore {
     pub fn hash(&self, token: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.salt).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
         mac.update(token.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        crate::audit::hash::prefixed_hex("", &mac.finalize().into_bytes())
     }
 
     fn save(&self, e: &TokenEntry) -> Result<(), VaultError> {

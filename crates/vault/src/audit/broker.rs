@@ -129,8 +129,9 @@ struct Device {
 
 /// The devices and the key; cheap to share (`Arc`).
 pub struct AuditBroker {
-    devices: RwLock<Vec<Arc<Device>>>,
-    key: RwLock<Option<HmacKey>>,
+    /// Replaced whole on enable/disable, so each request takes the table with one reference count.
+    devices: RwLock<Arc<Vec<Arc<Device>>>>,
+    key: RwLock<Option<Arc<HmacKey>>>,
     deadline: Duration,
 }
 
@@ -155,10 +156,10 @@ impl AuditBroker {
 
     /// Install the HMAC key (loaded from, or first generated into, the barrier at unseal).
     pub fn set_key(&self, key: HmacKey) {
-        *self.key.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
+        *self.key.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(key));
     }
 
-    fn key(&self) -> Result<HmacKey, AuditError> {
+    fn key(&self) -> Result<Arc<HmacKey>, AuditError> {
         self.key
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -170,7 +171,7 @@ impl AuditBroker {
         !self.snapshot().is_empty()
     }
 
-    fn snapshot(&self) -> Vec<Arc<Device>> {
+    fn snapshot(&self) -> Arc<Vec<Arc<Device>>> {
         self.devices.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -192,7 +193,7 @@ impl AuditBroker {
                 config.path
             )));
         }
-        devices.push(Arc::new(Device { config, file }));
+        Arc::make_mut(&mut devices).push(Arc::new(Device { config, file }));
         Ok(())
     }
 
@@ -203,7 +204,7 @@ impl AuditBroker {
             .iter()
             .position(|d| d.config.path == path)
             .ok_or(AuditError::UnknownDevice(path))?;
-        Ok(devices.remove(i).config.clone())
+        Ok(Arc::make_mut(&mut devices).remove(i).config.clone())
     }
 
     /// The device table, to persist.
@@ -243,7 +244,7 @@ impl AuditBroker {
             return Ok(None);
         }
         let key = self.key()?;
-        let lines: Vec<String> = entries.iter().map(|e| e.to_json(&key).to_string()).collect();
+        let lines: Vec<String> = entries.iter().map(|e| e.to_line(&key)).collect();
         let durable = entries.iter().any(|e| e.durable);
         let mut pending = Vec::with_capacity(devices.len());
         let mut errors = Vec::new();
@@ -333,30 +334,126 @@ pub struct AuditAuth {
     pub metadata: BTreeMap<String, String>,
     pub token_type: String,
     pub ttl_secs: Option<u64>,
+    /// HMACs of the token and accessor, computed once: each appears twice per line and again in the response line.
+    pub(crate) hmacs: std::sync::OnceLock<(Option<String>, Option<String>)>,
 }
 
 impl AuditAuth {
-    fn to_json(&self, key: &HmacKey) -> Value {
-        let mut m = Map::new();
-        if let Some(t) = &self.client_token {
-            m.insert("client_token".into(), key.hash(t).into());
+    /// HMACs of (client token, accessor).
+    fn hashed(&self, key: &HmacKey) -> &(Option<String>, Option<String>) {
+        self.hmacs.get_or_init(|| {
+            (
+                self.client_token.as_deref().map(|t| key.hash(t)),
+                self.accessor.as_deref().map(|a| key.hash(a)),
+            )
+        })
+    }
+
+    fn view<'a>(&'a self, key: &HmacKey) -> AuthLine<'a> {
+        let (client_token, accessor) = self.hashed(key);
+        AuthLine {
+            client_token: client_token.as_deref(),
+            accessor: accessor.as_deref(),
+            display_name: &self.display_name,
+            policies: &self.policies,
+            token_policies: &self.policies,
+            metadata: &self.metadata,
+            token_type: &self.token_type,
+            token_ttl: self.ttl_secs,
         }
-        if let Some(a) = &self.accessor {
-            m.insert("accessor".into(), key.hash(a).into());
+    }
+}
+
+// The shape of an audit line (Vault's), serialized straight from borrowed fields: building a `serde_json::Value`
+// tree first cost as much as the rest of a KV read.
+
+#[derive(Serialize)]
+struct AuthLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accessor: Option<&'a str>,
+    display_name: &'a str,
+    policies: &'a [String],
+    token_policies: &'a [String],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    metadata: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    token_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_ttl: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct RequestLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_token_accessor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Hashed<'a>>,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mount_point: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mount_type: Option<&'a str>,
+    operation: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_address: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ResponseLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<AuthLine<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Hashed<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mount_point: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<AuthLine<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    request: RequestLine<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<ResponseLine<'a>>,
+    time: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// A JSON value serialized with every string replaced by its HMAC (object keys kept), as Vault does for request
+/// and response data: values of unknown meaning are treated as secret.
+struct Hashed<'a>(&'a Value, &'a HmacKey);
+
+impl Serialize for Hashed<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::String(v) => s.serialize_str(&self.1.hash(v)),
+            Value::Array(a) => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for v in a {
+                    seq.serialize_element(&Hashed(v, self.1))?;
+                }
+                seq.end()
+            }
+            Value::Object(m) => {
+                let mut map = s.serialize_map(Some(m.len()))?;
+                for (k, v) in m {
+                    map.serialize_entry(k, &Hashed(v, self.1))?;
+                }
+                map.end()
+            }
+            other => other.serialize(s),
         }
-        m.insert("display_name".into(), self.display_name.clone().into());
-        m.insert("policies".into(), json!(self.policies));
-        m.insert("token_policies".into(), json!(self.policies));
-        if !self.metadata.is_empty() {
-            m.insert("metadata".into(), json!(self.metadata));
-        }
-        if !self.token_type.is_empty() {
-            m.insert("token_type".into(), self.token_type.clone().into());
-        }
-        if let Some(ttl) = self.ttl_secs {
-            m.insert("token_ttl".into(), ttl.into());
-        }
-        Value::Object(m)
     }
 }
 
@@ -418,72 +515,43 @@ impl AuditEntry {
     }
 
     /// Vault's audit JSON with sensitive values HMACed.
-    pub fn to_json(&self, key: &HmacKey) -> Value {
-        let time = time::OffsetDateTime::from(self.time)
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let mut request = Map::new();
-        request.insert("id".into(), self.request_id.clone().into());
-        request.insert("operation".into(), self.operation.clone().into());
-        if let Some(m) = &self.mount_point {
-            request.insert("mount_point".into(), m.clone().into());
-        }
-        if let Some(m) = &self.mount_type {
-            request.insert("mount_type".into(), m.clone().into());
-        }
-        if let Some(a) = &self.auth {
-            if let Some(t) = &a.client_token {
-                request.insert("client_token".into(), key.hash(t).into());
-            }
-            if let Some(t) = &a.accessor {
-                request.insert("client_token_accessor".into(), key.hash(t).into());
-            }
-        }
-        request.insert("path".into(), self.path.clone().into());
-        if let Some(d) = &self.request_data {
-            let mut d = d.clone();
-            key.hash_strings(&mut d);
-            request.insert("data".into(), d);
-        }
-        if let Some(r) = &self.remote_address {
-            request.insert("remote_address".into(), r.clone().into());
-        }
-        let mut out = Map::new();
-        out.insert("time".into(), time.into());
-        out.insert(
-            "type".into(),
-            match self.kind {
+    /// The line for this entry (without `prev_hash`, which the device adds), sensitive values HMACed.
+    pub fn to_line(&self, key: &HmacKey) -> String {
+        let line = Line {
+            auth: self.auth.as_ref().map(|a| a.view(key)),
+            error: self.error.as_deref(),
+            request: RequestLine {
+                client_token: self.auth.as_ref().and_then(|a| a.hashed(key).0.as_deref()),
+                client_token_accessor: self.auth.as_ref().and_then(|a| a.hashed(key).1.as_deref()),
+                data: self.request_data.as_ref().map(|d| Hashed(d, key)),
+                id: &self.request_id,
+                mount_point: self.mount_point.as_deref(),
+                mount_type: self.mount_type.as_deref(),
+                operation: &self.operation,
+                path: &self.path,
+                remote_address: self.remote_address.as_deref(),
+            },
+            response: (self.kind == EntryKind::Response).then(|| ResponseLine {
+                auth: self.response_auth.as_ref().map(|a| a.view(key)),
+                data: self.response_data.as_ref().map(|d| Hashed(d, key)),
+                mount_point: self.mount_point.as_deref(),
+                status: self.status,
+            }),
+            time: time::OffsetDateTime::from(self.time)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            kind: match self.kind {
                 EntryKind::Request => "request",
                 EntryKind::Response => "response",
-            }
-            .into(),
-        );
-        if let Some(a) = &self.auth {
-            out.insert("auth".into(), a.to_json(key));
-        }
-        out.insert("request".into(), Value::Object(request));
-        if self.kind == EntryKind::Response {
-            let mut response = Map::new();
-            if let Some(m) = &self.mount_point {
-                response.insert("mount_point".into(), m.clone().into());
-            }
-            if let Some(s) = self.status {
-                response.insert("status".into(), s.into());
-            }
-            if let Some(d) = &self.response_data {
-                let mut d = d.clone();
-                key.hash_strings(&mut d);
-                response.insert("data".into(), d);
-            }
-            if let Some(a) = &self.response_auth {
-                response.insert("auth".into(), a.to_json(key));
-            }
-            out.insert("response".into(), Value::Object(response));
-        }
-        if let Some(e) = &self.error {
-            out.insert("error".into(), e.clone().into());
-        }
-        Value::Object(out)
+            },
+        };
+        // Serializing borrowed strings and numbers into a String cannot fail.
+        serde_json::to_string(&line).unwrap_or_default()
+    }
+
+    /// The line as JSON (for tests and tools).
+    pub fn to_json(&self, key: &HmacKey) -> Value {
+        serde_json::from_str(&self.to_line(key)).unwrap_or(Value::Null)
     }
 }
 

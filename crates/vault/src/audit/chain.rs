@@ -15,7 +15,7 @@ const HASH_FIELD: &str = ",\"hash\":\"";
 
 /// `sha256:<hex>` of some bytes.
 pub fn digest(bytes: &[u8]) -> String {
-    format!("{HASH_PREFIX}{}", hex::encode(Sha256::digest(bytes)))
+    super::hash::prefixed_hex(HASH_PREFIX, &Sha256::digest(bytes))
 }
 
 /// Chain an entry serialized as a JSON object: returns the line (without newline) and its hash.
