@@ -160,7 +160,13 @@ struct Writer {
     path: PathBuf,
     file: Option<File>,
     prev: String,
+    /// Bytes written since the last fdatasync.
+    unsynced: usize,
 }
+
+/// Unsynced bytes after which even a batch of read lines is synced: otherwise the first durable line after a long
+/// run of reads waits for the kernel to flush all of them (hundreds of MB), a stall every writer would see.
+const SYNC_BACKLOG: usize = 8 << 20;
 
 impl Writer {
     fn new(device: String, path: PathBuf) -> Self {
@@ -169,6 +175,7 @@ impl Writer {
             path,
             file: None,
             prev: String::new(),
+            unsynced: 0,
         }
     }
 
@@ -219,12 +226,14 @@ impl Writer {
             .file
             .as_mut()
             .ok_or_else(|| io::Error::other("audit file not open"))?;
+        let sync_now = durable || self.unsynced + out.len() > SYNC_BACKLOG;
         let res = file
             .write_all(out.as_bytes())
-            .and_then(|()| if durable { sync(file) } else { Ok(()) });
+            .and_then(|()| if sync_now { sync(file) } else { Ok(()) });
         match res {
             Ok(()) => {
                 self.prev = prev;
+                self.unsynced = if sync_now { 0 } else { self.unsynced + out.len() };
                 Ok(())
             }
             Err(e) => {
