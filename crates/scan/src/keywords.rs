@@ -379,10 +379,15 @@ mod tests {
     fn agrees_with_the_naive_search_on_pseudo_random_text() {
         let w = words(&["sk", "pat", "password", "q~", "re_", "xoxb-", "aiza", "eyj", "^~", "@`"]);
         let idx = KeywordIndex::new(&w);
+        // The portable loop on its own, whatever this CPU has.
+        let scalar = KeywordIndex {
+            avx2: false,
+            ..KeywordIndex::new(&w)
+        };
         // A small alphabet makes keywords (and near misses like `^` vs `~`) frequent.
         let alphabet = b"skpatPASSWORDq~re_xoxb-AIZAeyj^@`~ \n";
         let mut x = 0x2545_F491_4F6C_DD1Du64;
-        for len in [0usize, 1, 2, 3, 7, 8, 9, 13, 64, 1000] {
+        for len in [0usize, 1, 2, 3, 7, 8, 9, 13, 15, 16, 17, 64, 1000, 4099] {
             let data: Vec<u8> = (0..len)
                 .map(|_| {
                     x ^= x << 13;
@@ -391,7 +396,9 @@ mod tests {
                     alphabet[(x % alphabet.len() as u64) as usize]
                 })
                 .collect();
-            assert_eq!(all(&idx, &data), naive(&w, &data), "len {len}");
+            let expect = naive(&w, &data);
+            assert_eq!(all(&idx, &data), expect, "len {len}");
+            assert_eq!(all(&scalar, &data), expect, "scalar loop, len {len}");
         }
     }
 
