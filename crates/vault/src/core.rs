@@ -733,21 +733,14 @@ impl Core {
         let audited = self.audit.is_enabled();
         let audit_err = |e: crate::audit::AuditError| VaultError::AuditUnavailable(e.to_string());
         // An engine whose every effect is a buffered write cannot change anything before the commit, which waits for
-        // the response line; its request line need not be durable first, so one device flush serves both lines.
-        // Everything else (tokens, logins, leases, sys) waits for the request line before it runs.
+        // both lines: its request line goes to the device together with the response line, so one flush serves
+        // both (sent on its own, the request line would get a flush of its own, the writer being idle when it
+        // arrives). Everything else (tokens, logins, leases, sys) waits for the request line before it runs.
         let pipelined = route.as_ref().is_some_and(|(m, _)| m.backend.effects_buffered());
         // Reads through a buffered engine change nothing: their lines need not be fsynced before the answer.
         entry.durable = !pipelined || logical.op.is_write();
-        // A read's request line waits to be written with its response line: one hand-over to the device, and the
-        // answer still leaves only after both are in the log.
-        let deferred = audited && pipelined && !entry.durable;
-        let mut request_ticket = None;
-        if audited && !deferred {
-            if pipelined {
-                request_ticket = self.audit.submit(&entry).map_err(audit_err)?;
-            } else {
-                self.audit.log(&entry).await.map_err(audit_err)?;
-            }
+        if audited && !pipelined {
+            self.audit.log(&entry).await.map_err(audit_err)?;
         }
 
         // Serialize writes to the same key so buffered writes cannot be lost to a concurrent writer.
@@ -816,16 +809,13 @@ impl Core {
             }
         }
         if audited {
-            let response_ticket = if deferred {
+            let ticket = if pipelined {
                 self.audit.submit_all(&[&entry, &resp])
             } else {
                 self.audit.submit(&resp)
             }
             .map_err(audit_err)?;
-            if let Some(t) = request_ticket {
-                t.wait().await.map_err(audit_err)?;
-            }
-            if let Some(t) = response_ticket {
+            if let Some(t) = ticket {
                 t.wait().await.map_err(audit_err)?;
             }
         }
