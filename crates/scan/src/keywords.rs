@@ -3,10 +3,10 @@
 //! An Aho-Corasick DFA follows one transition per input byte, each load depending on the previous one. That chain
 //! held the keyword pass to ~0.5 GB/s and made it the largest share of a history scan's CPU. Keywords are short
 //! literals, so a test on the three bytes starting at each position rejects nearly every position, and those tests
-//! are independent of each other (the CPU overlaps them): the case-folded trigram is hashed into a 64 Kibit table
-//! that stays in L1 (the first four bytes for longer keywords). Only positions whose bit is set look up the
-//! keywords starting there and compare them. The result is the same set of (keyword, start) pairs as an
-//! overlapping Aho-Corasick search.
+//! are independent of each other (the CPU overlaps them, eight at a time with AVX2): the case-folded trigram is
+//! hashed into a 64 Kibit table that stays in L1 (four bytes from inside longer keywords, in a second table). Only
+//! positions whose bit is set look up the keywords there and compare them. The result is the same set of
+//! (keyword, start) pairs as an overlapping Aho-Corasick search.
 
 /// Bits of each filter's hash: 64 Kibit = 8 KiB per filter.
 const HASH_BITS: u32 = 16;
@@ -60,8 +60,9 @@ impl Filter {
     }
 }
 
-/// Keywords of four bytes or more are filtered on their first four (folded) bytes, which almost never occur by
-/// chance; shorter ones on their first three, the third a wildcard over every folded byte for two-byte keywords.
+/// Keywords of four bytes or more are filtered on four of their (folded) bytes (see [`anchor`]), which almost never
+/// occur by chance; shorter ones on their first three, the third a wildcard over every folded byte for two-byte
+/// keywords.
 /// Both filters are tested at every position without branching; only the rare positions where one fires compare
 /// keywords.
 #[derive(Debug)]
