@@ -95,9 +95,9 @@ struct Enumeration {
     paths: Vec<String>,
     path_ids: HashMap<String, u32>,
     blobs: OidMap<BlobSeen>,
-    /// Tree id -> the directory path it was first walked under, and that path's parent. A tree is read once; when it shows up again
-    /// under another directory (a renamed or copied directory), the pair of directories is kept in `aliases`
-    /// so the blob paths it holds can be derived afterwards without re-reading it.
+    /// Tree id -> the directory path it was first walked under, and that path's parent. A tree is read once; when
+    /// it shows up again under another directory (a renamed or copied directory), the pair of directories is kept
+    /// in `aliases` so the blob paths it holds can be derived afterwards without re-reading it.
     trees: OidMap<(u32, u32)>,
     /// (first path, other path, tree id), ordered so that reports are the same from run to run.
     aliases: std::collections::BTreeSet<(u32, u32, Key)>,
@@ -171,7 +171,9 @@ impl Enumeration {
                             {
                                 let pid = self.intern(&join(&prefix, name));
                                 let seen = self.blobs.get_mut(&key).expect("present");
-                                if !seen.others.contains(&pid) {
+                                // `same_path` compares raw name bytes; a name that is not UTF-8 only matches
+                                // once decoded, here.
+                                if pid != seen.path && !seen.others.contains(&pid) {
                                     seen.others.push(pid);
                                 }
                             }
@@ -195,7 +197,9 @@ impl Enumeration {
                         Some(&(first, first_dir)) => {
                             if !same_path(&self.paths[first as usize], first_dir, prefix_id, &prefix, name) {
                                 let pid = self.intern(&join(&prefix, name));
-                                self.aliases.insert((first, pid, key));
+                                if pid != first {
+                                    self.aliases.insert((first, pid, key));
+                                }
                             }
                         }
                         None => {

@@ -144,40 +144,40 @@ impl KeywordIndex {
     /// Calls `f(keyword id, start)` for every occurrence until `f` returns false. Occurrences come in order of
     /// the position of their filter gram: starts are in order only up to a keyword's anchor offset.
     pub(crate) fn for_each(&self, data: &[u8], mut f: impl FnMut(usize, usize) -> bool) {
-        if !self.single.is_empty() {
-            return self.for_each_slow(data, f);
-        }
         let n = data.len();
         let mut i = 0;
-        if self.avx2 {
-            match simd::for_each_avx2(self, data, &mut f) {
-                Some(done) => i = done,
-                None => return,
-            }
-        }
-        while i + 8 <= n {
-            let w = u64::from_le_bytes(data[i..i + 8].try_into().expect("8 bytes")) | FOLD8;
-            let mut fired = 0u64;
-            for k in 0..STRIDE {
-                let g = (w >> (8 * k)) as u32;
-                fired |= (self.long.test(hash(g)) | self.short.test(hash(g & 0x00FF_FFFF))) << k;
-            }
-            while fired != 0 {
-                let k = fired.trailing_zeros() as usize;
-                fired &= fired - 1;
-                if !self.verify(data, i + k, (w >> (8 * k)) as u32, &mut f) {
-                    return;
+        // One-byte keywords make every position a candidate: then only the position-by-position loop below runs.
+        if self.single.is_empty() {
+            if self.avx2 {
+                match simd::for_each_avx2(self, data, &mut f) {
+                    Some(done) => i = done,
+                    None => return,
                 }
             }
-            i += STRIDE;
+            while i + 8 <= n {
+                let w = u64::from_le_bytes(data[i..i + 8].try_into().expect("8 bytes")) | FOLD8;
+                let mut fired = 0u64;
+                for k in 0..STRIDE {
+                    let g = (w >> (8 * k)) as u32;
+                    fired |= (self.long.test(hash(g)) | self.short.test(hash(g & 0x00FF_FFFF))) << k;
+                }
+                while fired != 0 {
+                    let k = fired.trailing_zeros() as usize;
+                    fired &= fired - 1;
+                    if !self.verify(data, i + k, (w >> (8 * k)) as u32, &mut f) {
+                        return;
+                    }
+                }
+                i += STRIDE;
+            }
         }
-        // The last positions: pad past the end with zero bytes (folded like any other, so wildcards cover them).
+        // The remaining positions, each verified: pad past the end with zero bytes (folded like any other, so
+        // wildcards cover them).
         while i < n {
             let mut tail = [0u8; 4];
             let avail = (n - i).min(4);
             tail[..avail].copy_from_slice(&data[i..i + avail]);
-            let g = u32::from_le_bytes(tail) | FOLD8 as u32;
-            if !self.verify(data, i, g, &mut f) {
+            if !self.verify(data, i, u32::from_le_bytes(tail) | FOLD8 as u32, &mut f) {
                 return;
             }
             i += 1;
@@ -212,18 +212,6 @@ impl KeywordIndex {
             }
         }
         true
-    }
-
-    /// With one-byte keywords every position is a candidate.
-    fn for_each_slow(&self, data: &[u8], mut f: impl FnMut(usize, usize) -> bool) {
-        for at in 0..data.len() {
-            let mut tail = [0u8; 4];
-            let avail = (data.len() - at).min(4);
-            tail[..avail].copy_from_slice(&data[at..at + avail]);
-            if !self.verify(data, at, u32::from_le_bytes(tail) | FOLD8 as u32, &mut f) {
-                return;
-            }
-        }
     }
 }
 

@@ -156,6 +156,11 @@ impl ReadCache {
         if self.epoch() != epoch_before {
             return;
         }
+        self.insert(&mut m, key, blob);
+    }
+
+    /// Insert into a held map, starting over when it is full.
+    fn insert(&self, m: &mut std::collections::HashMap<String, Arc<[u8]>>, key: &str, blob: &[u8]) {
         if m.len() >= self.capacity {
             m.clear();
         }
@@ -167,12 +172,7 @@ impl ReadCache {
         let mut m = self.map.write().unwrap_or_else(|e| e.into_inner());
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         match blob {
-            Some(b) if self.capacity > 0 => {
-                if m.len() >= self.capacity {
-                    m.clear();
-                }
-                m.insert(key.to_string(), Arc::from(b));
-            }
+            Some(b) if self.capacity > 0 => self.insert(&mut m, key, b),
             _ => {
                 m.remove(key);
             }

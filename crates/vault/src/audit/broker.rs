@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::device::{DeviceError, FileDevice, Pending};
-use super::hash::HmacKey;
+use super::hash::{Hashed, HmacKey};
 
 /// Default time a request may wait for its audit line before it is refused.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
@@ -244,16 +244,16 @@ impl AuditBroker {
             return Ok(None);
         }
         let key = self.key()?;
-        let lines: Vec<String> = entries.iter().map(|e| e.to_line(&key)).collect();
+        let mut lines: Vec<String> = entries.iter().map(|e| e.to_line(&key)).collect();
         let durable = entries.iter().any(|e| e.durable);
         let mut pending = Vec::with_capacity(devices.len());
         let mut errors = Vec::new();
-        let mut lines = Some(lines);
         for (i, d) in devices.iter().enumerate() {
+            // The last device takes the lines themselves; any before it get copies.
             let these = if i + 1 == devices.len() {
-                lines.take().unwrap_or_default()
+                std::mem::take(&mut lines)
             } else {
-                lines.clone().unwrap_or_default()
+                lines.clone()
             };
             match d.file.submit(these, durable) {
                 Ok(p) => pending.push(p),
@@ -429,34 +429,6 @@ struct Line<'a> {
     kind: &'static str,
 }
 
-/// A JSON value serialized with every string replaced by its HMAC (object keys kept), as Vault does for request
-/// and response data: values of unknown meaning are treated as secret.
-struct Hashed<'a>(&'a Value, &'a HmacKey);
-
-impl Serialize for Hashed<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeSeq};
-        match self.0 {
-            Value::String(v) => s.serialize_str(&self.1.hash(v)),
-            Value::Array(a) => {
-                let mut seq = s.serialize_seq(Some(a.len()))?;
-                for v in a {
-                    seq.serialize_element(&Hashed(v, self.1))?;
-                }
-                seq.end()
-            }
-            Value::Object(m) => {
-                let mut map = s.serialize_map(Some(m.len()))?;
-                for (k, v) in m {
-                    map.serialize_entry(k, &Hashed(v, self.1))?;
-                }
-                map.end()
-            }
-            other => other.serialize(s),
-        }
-    }
-}
-
 /// One audit record, built by the core for the request and again for its response. Raw values go in; the line
 /// that comes out has every token, accessor and data string replaced by its HMAC.
 #[derive(Clone)]
@@ -514,7 +486,6 @@ impl AuditEntry {
         }
     }
 
-    /// Vault's audit JSON with sensitive values HMACed.
     /// The line for this entry (without `prev_hash`, which the device adds), sensitive values HMACed.
     pub fn to_line(&self, key: &HmacKey) -> String {
         let line = Line {

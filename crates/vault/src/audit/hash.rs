@@ -54,15 +54,33 @@ impl HmacKey {
         mac.update(s.as_bytes());
         prefixed_hex(HMAC_PREFIX, &mac.finalize().into_bytes())
     }
+}
 
-    /// Replace every string in `v` (recursively, keys kept) by its HMAC, as Vault does for request and response
-    /// data: values of unknown meaning are treated as secret.
-    pub fn hash_strings(&self, v: &mut Value) {
-        match v {
-            Value::String(s) => *s = self.hash(s),
-            Value::Array(a) => a.iter_mut().for_each(|x| self.hash_strings(x)),
-            Value::Object(m) => m.values_mut().for_each(|x| self.hash_strings(x)),
-            _ => {}
+/// A JSON value that serializes with every string replaced by its HMAC (recursively, object keys kept), as Vault does
+/// for request and response data: values of unknown meaning are treated as secret. Serialized in place, without a
+/// hashed copy of the value.
+pub(crate) struct Hashed<'a>(pub &'a Value, pub &'a HmacKey);
+
+impl serde::Serialize for Hashed<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::String(v) => s.serialize_str(&self.1.hash(v)),
+            Value::Array(a) => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for v in a {
+                    seq.serialize_element(&Hashed(v, self.1))?;
+                }
+                seq.end()
+            }
+            Value::Object(m) => {
+                let mut map = s.serialize_map(Some(m.len()))?;
+                for (k, v) in m {
+                    map.serialize_entry(k, &Hashed(v, self.1))?;
+                }
+                map.end()
+            }
+            other => other.serialize(s),
         }
     }
 }
@@ -74,8 +92,8 @@ mod tests {
     #[test]
     fn strings_are_replaced_recursively_and_other_values_kept() {
         let k = HmacKey::new(b"k".to_vec());
-        let mut v = serde_json::json!({"data": {"pw": "hunter2", "n": 3, "list": ["a"], "ok": true}});
-        k.hash_strings(&mut v);
+        let plain = serde_json::json!({"data": {"pw": "hunter2", "n": 3, "list": ["a"], "ok": true}});
+        let v = serde_json::to_value(Hashed(&plain, &k)).unwrap();
         let text = v.to_string();
         assert!(!text.contains("hunter2"));
         assert_eq!(v["data"]["pw"], k.hash("hunter2"));
