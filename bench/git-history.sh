@@ -45,6 +45,8 @@ measure() { # name runs command...
 git -C "$repo" cat-file --batch-all-objects --batch-check >/dev/null
 measure git-cat-file 1 sh -c "git -C '$repo' cat-file --batch-all-objects --batch >/dev/null"
 measure leakstop "$runs" "$leakstop" scan --git "$repo" --format json --output "$work/leakstop.json" --quiet
+# The same scan reading every blob through libgit2 instead of the packs' delta forests (the pre-pack-reader path).
+measure leakstop-libgit2 1 "$leakstop" scan --git "$repo" --no-pack-reader --format json --output "$work/leakstop-libgit2.json" --quiet
 measure betterleaks 1 "$BETTERLEAKS" git "$repo" --no-banner --log-level error --exit-code 0 -o "$work/betterleaks.json"
 measure gitleaks 1 "$GITLEAKS" git "$repo" --no-banner --log-level error --exit-code 0 -f json -r "$work/gitleaks.json"
 measure kingfisher 1 "$KINGFISHER" scan "$repo" --no-validate --git-history full -f json -o "$work/kingfisher.json"
@@ -69,13 +71,15 @@ def findings(name):
                 return len(v[k])
     return len(v) if isinstance(v, list) else "?"
 rows = {}
-for name in ["git-cat-file", "leakstop", "betterleaks", "gitleaks", "kingfisher"]:
+for name in ["git-cat-file", "leakstop", "leakstop-libgit2", "betterleaks", "gitleaks", "kingfisher"]:
     ts = [tuple(map(float, l.split())) for l in open(os.path.join(work, name + ".times")) if l.strip()]
     rows[name] = (statistics.median(t[0] for t in ts), max(t[1] for t in ts) / 1024, len(ts))
 base = rows["leakstop"][0]
-print(f"\n{'tool':14} {'wall s (median)':>16} {'runs':>5} {'peak RSS MB':>12} {'findings':>9} {'vs leakstop':>12}")
+print(f"\n{'tool':16} {'wall s (median)':>16} {'runs':>5} {'peak RSS MB':>12} {'findings':>9} {'vs leakstop':>12}")
 for name, (wall, rss, n) in rows.items():
-    ratio = f"{wall / base:.1f}x" if name != "leakstop" else "1.0x"
-    print(f"{name:14} {wall:16.1f} {n:5} {rss:12.0f} {str(findings(name)) if name != 'git-cat-file' else '':>9} {ratio:>12}")
+    ratio = f"{wall / base:.2f}x" if name != "leakstop" else "1.00x"
+    print(f"{name:16} {wall:16.2f} {n:5} {rss:12.0f} {str(findings(name)) if name != 'git-cat-file' else '':>9} {ratio:>12}")
+same = open(os.path.join(work, "leakstop.json")).read() == open(os.path.join(work, "leakstop-libgit2.json")).read()
+print(f"leakstop reports identical with and without the pack reader: {same}")
 print("targets: leakstop <= 15 s, <= 300 MB; >= 4.5x betterleaks, >= 8x kingfisher")
 PY

@@ -280,3 +280,136 @@ fn shallow_clone_range_past_the_boundary_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("shallow clone"));
     let _ = git_output(&shallow, &["status"], &[]);
 }
+
+/// Runs a history scan with the pack reader's progress logged; returns the report's findings and stderr.
+fn history_scan(repo: &Path, extra: &[&str]) -> (Vec<Value>, String) {
+    let mut cmd = Command::new(leakstop_bin());
+    isolate(&mut cmd);
+    let out = cmd
+        .current_dir(repo)
+        .env("LEAKSTOP_LOG", "leakstop_git=info")
+        .env("NO_COLOR", "1")
+        .args(["scan", "--git", ".", "--format", "json", "--max-file-size", "20000"])
+        .args(extra)
+        .output()
+        .expect("run leakstop");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (findings(&out), stderr)
+}
+
+/// The summary line (`N commit(s), M unique blob(s), ... scanned (B binary, L over --max-file-size skipped)`).
+fn summary(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.contains("unique blob(s)"))
+        .unwrap_or_else(|| panic!("no summary line in:\n{stderr}"))
+}
+
+#[test]
+fn packed_history_gives_exactly_what_reading_every_blob_gives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init_repo(&tmp.path().join("r"));
+    // One file in many versions, so packing stores most of them as deltas: secrets come and go, one is built up
+    // over two versions (its halves in different delta instructions), one sits right after an edited line.
+    let mut lines: Vec<String> = (0..80)
+        .map(|i| format!("setting_{i} = value number {i} for the service\n"))
+        .collect();
+    let kept = secrets::github_pat();
+    let removed = secrets::github_pat();
+    let split = secrets::github_pat();
+    let (aws_id, aws_secret) = secrets::aws_key_pair();
+    let mut introduced = std::collections::HashMap::new();
+    for v in 0..40 {
+        lines[(v * 7) % 80] = format!("setting_{v} = changed in version {v}\n");
+        match v {
+            5 => lines[10] = format!("github_token = {removed}\n"),
+            9 => lines[10] = "github_token = (moved to the vault)\n".into(),
+            12 => lines[40] = format!("token: {}\n", &split[..20]),
+            13 => lines[40] = format!("token: {split}\n"),
+            20 => lines[60] = format!("aws_access_key_id = {aws_id}\naws_secret_access_key = {aws_secret}\n"),
+            25 => lines[3] = format!("deploy_token = {kept}\n"),
+            _ => {}
+        }
+        let id = commit_file(&repo, "config/app.ini", &lines.concat(), &format!("version {v}"));
+        introduced.insert(v, id);
+    }
+    // A binary file, a file over --max-file-size, and a copy of the config under another path.
+    std::fs::write(repo.join("logo.bin"), [0u8, 159, 146, 150, 0, 1, 2, 3].repeat(64)).unwrap();
+    stage(
+        &repo,
+        "big.txt",
+        &"filler line for a file over the size limit\n".repeat(800),
+    );
+    git(&repo, &["add", "logo.bin"]);
+    stage(&repo, "vendor/app.ini", &lines.concat());
+    git(&repo, &["commit", "-q", "--no-verify", "-m", "assets"]);
+
+    // First pack with deltas by object id (REF_DELTA), a second with offset deltas, then loose objects.
+    git(
+        &repo,
+        &[
+            "-c",
+            "repack.useDeltaBaseOffset=false",
+            "repack",
+            "-q",
+            "-a",
+            "-d",
+            "-f",
+            "--depth=20",
+        ],
+    );
+    for v in 40..46 {
+        lines[(v * 5) % 80] = format!("setting_{v} = later change {v}\n");
+        commit_file(&repo, "config/app.ini", &lines.concat(), &format!("version {v}"));
+    }
+    git(&repo, &["repack", "-q", "-d"]);
+    let late = secrets::github_pat();
+    lines[70] = format!("ci_token = {late}\n");
+    let late_commit = commit_file(&repo, "config/app.ini", &lines.concat(), "late");
+    let packs = std::fs::read_dir(repo.join(".git/objects/pack"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pack"))
+        .count();
+    assert_eq!(packs, 2, "two packs to read");
+
+    let (direct, log) = history_scan(&repo, &[]);
+    let (legacy, legacy_log) = history_scan(&repo, &["--no-pack-reader"]);
+    assert!(
+        log.contains("packs scanned") && !log.contains("through_libgit2=0"),
+        "the packs were read directly and the loose objects through libgit2:\n{log}"
+    );
+    assert!(!legacy_log.contains("packs scanned"), "{legacy_log}");
+    assert_eq!(direct, legacy, "same findings, provenance and order both ways");
+    assert_eq!(summary(&log), summary(&legacy_log));
+    assert!(
+        summary(&log).contains("(1 binary, 1 over --max-file-size skipped)"),
+        "{}",
+        summary(&log)
+    );
+
+    let by_line = |line: u64| -> Vec<&Value> { direct.iter().filter(|f| f["line"] == line).collect() };
+    assert!(
+        by_line(11).iter().any(|f| commit_of(f) == introduced[&5]),
+        "the removed token, at the commit that added it: {direct:?}"
+    );
+    assert!(
+        by_line(41).iter().any(|f| commit_of(f) == introduced[&13]),
+        "the token completed in version 13: {direct:?}"
+    );
+    assert!(
+        by_line(4)
+            .iter()
+            .any(|f| commit_of(f) == introduced[&25] && f["in_head"] == true),
+        "the token still at HEAD: {direct:?}"
+    );
+    assert!(
+        direct.iter().any(|f| commit_of(f) == late_commit),
+        "the loose object's token: {direct:?}"
+    );
+    assert!(
+        direct
+            .iter()
+            .any(|f| commit_of(f) == introduced[&20] && f["rule_id"].as_str().is_some_and(|r| r.contains("aws"))),
+        "the AWS key pair: {direct:?}"
+    );
+}

@@ -441,3 +441,29 @@ keywords = ["isk_"]
         run.stderr
     );
 }
+
+#[test]
+fn a_report_to_a_named_pipe_goes_through_it_and_leaves_it_a_pipe() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let (tmp, token) = tree_with_token();
+    let pipe = tmp.path().join("report.pipe");
+    let made = Command::new("mkfifo").arg(&pipe).status().expect("mkfifo (coreutils)");
+    assert!(made.success());
+    // The reader must be open before the writer's open returns: read on a thread.
+    let reader = {
+        let pipe = pipe.clone();
+        std::thread::spawn(move || std::fs::read_to_string(pipe).unwrap())
+    };
+    let pipe_arg = pipe.to_string_lossy().into_owned();
+    let run = scan_in(tmp.path(), &["src", "--format", "json", "-o", &pipe_arg], None);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    // Checked before joining: had the pipe been replaced, the reader would wait on it forever.
+    assert!(
+        std::fs::symlink_metadata(&pipe).unwrap().file_type().is_fifo(),
+        "a rename over the pipe would have replaced it with a file (as it once did to /dev/null)"
+    );
+    let report = reader.join().unwrap();
+    let v: Vec<Value> = serde_json::from_str(&report).unwrap_or_else(|e| panic!("{e}: {report}"));
+    assert_eq!(v.len(), 1, "{report}");
+    assert!(!report.contains(&token), "redacted");
+}

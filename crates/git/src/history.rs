@@ -1,22 +1,28 @@
 //! Whole-history scans: every blob reachable from the selected refs, each scanned exactly once.
 //!
-//! Two phases keep memory bounded and the cores busy:
+//! Two tasks run side by side and keep memory bounded:
 //! 1. one thread walks commits oldest first and their trees (each tree id read once, and of each tree only the
 //!    entries that differ from the previous tree at its path) and records, per new blob id, the first commit and
 //!    path it appeared under (ids and small integers only, never contents);
-//! 2. worker threads (one libgit2 handle each: git2 objects are not `Sync`) read and scan those blobs; the
-//!    keyword pass decides which rules run, and where (`leakstop_scan::Scanner`).
+//! 2. the blobs are scanned. A scan of all refs reads the packs directly (`pack.rs`): each pack's delta forests are
+//!    walked in pack order, every object inflated once, and a delta's keyword occurrences derived from its base's,
+//!    so only what a delta inserts is searched; findings wait for the walk to name their path. One reader thread
+//!    runs beside the walk and the others join when it ends. What no pack holds (loose objects), and every blob
+//!    of a scan that skips what `since_commit` reaches, is read through libgit2 by worker threads (one handle
+//!    each: git2 objects are not `Sync`).
 //!
 //! Provenance (commit details, other paths, presence at HEAD) is computed afterwards, only for blobs that
 //! produced findings.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use git2::{ObjectType, Oid, Repository, Sort};
 use leakstop_scan::{Finding, Scanner, is_binary};
 
 use crate::error::GitError;
+use crate::pack::{Gate, ObjectReader, OpenOnDrop, Outcome, Pack, PackError, packs as packs_of};
 use crate::repo::{commit_info, open, resolve_commit, shallow_commits, workdir_or_path};
 
 /// Which history to scan.
@@ -26,6 +32,9 @@ pub struct HistorySelection {
     pub branch: Option<String>,
     /// Skip what this commit reaches (it and its ancestors were scanned before).
     pub since_commit: Option<String>,
+    /// Read every blob through libgit2 instead of walking the packs' delta forests (`pack.rs`). Slower; the
+    /// results are the same (kept to check that, and as a way around a pack the direct reader cannot read).
+    pub legacy_reads: bool,
 }
 
 /// The result of a history scan.
@@ -51,8 +60,8 @@ const BATCH: usize = 256;
 struct BlobSeen {
     commit: u32,
     path: u32,
-    /// The directory `path` is in, to tell cheaply whether a later sighting is under the same path.
-    dir: u32,
+    /// [`place`] of `path`, to tell cheaply whether a later sighting is under the same path.
+    place: u64,
     others: Vec<u32>,
 }
 
@@ -98,7 +107,7 @@ struct Enumeration {
     /// Tree id -> the directory path it was first walked under, and that path's parent. A tree is read once; when
     /// it shows up again under another directory (a renamed or copied directory), the pair of directories is kept
     /// in `aliases` so the blob paths it holds can be derived afterwards without re-reading it.
-    trees: OidMap<(u32, u32)>,
+    trees: OidMap<(u32, u64)>,
     /// (first path, other path, tree id), ordered so that reports are the same from run to run.
     aliases: std::collections::BTreeSet<(u32, u32, Key)>,
     submodules: HashSet<u32>,
@@ -107,12 +116,21 @@ struct Enumeration {
     last_tree_bytes: usize,
 }
 
-/// Whether `full`, a path in directory `full_dir`, is `name` in directory `dir` (`prefix` being `dir`'s path),
-/// without building the joined string: equal directory ids leave only the file name to compare.
-fn same_path(full: &str, full_dir: u32, dir: u32, prefix: &str, name: &[u8]) -> bool {
-    full_dir == dir
-        && full.len() == name.len() + if prefix.is_empty() { 0 } else { prefix.len() + 1 }
-        && full.as_bytes().ends_with(name)
+/// A 64-bit hash of the entry `name` in directory `dir`: equal for sightings under the same path, so a walk can
+/// tell a blob seen again where it was first seen without reading the path string back (a cache miss per entry,
+/// most of the walk's comparisons). Different paths collide with odds of 2^-64 per comparison, which would only
+/// leave out one "other path".
+fn place(dir: u32, name: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = (u64::from(dir) ^ (name.len() as u64) << 32).wrapping_mul(K);
+    let mut chunks = name.chunks_exact(8);
+    for c in &mut chunks {
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(c.try_into().expect("8 bytes"))).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h ^ (h >> 29)
 }
 
 fn join(prefix: &str, name: &[u8]) -> String {
@@ -138,7 +156,7 @@ impl Enumeration {
     /// Walk the trees of one commit that were not walked before; new blobs go to `out`.
     fn walk_tree(
         &mut self,
-        odb: &git2::Odb<'_>,
+        trees: &mut Trees<'_>,
         root: Oid,
         commit: u32,
         repo_path: &Path,
@@ -148,13 +166,15 @@ impl Enumeration {
             return Ok(());
         }
         let root_id = self.intern("");
-        self.trees.insert(root.into(), (root_id, u32::MAX));
+        self.trees.insert(root.into(), (root_id, place(u32::MAX, b"")));
         let mut stack: Vec<(Oid, u32)> = vec![(root, root_id)];
         while let Some((tree_id, prefix_id)) = stack.pop() {
             let prefix = self.paths[prefix_id as usize].clone();
-            let raw = odb.read(tree_id).map_err(GitError::git(repo_path, "reading a tree"))?;
+            let raw = trees
+                .read(tree_id)
+                .map_err(GitError::git(repo_path, "reading a tree"))?;
             let (entries, changed) =
-                TreeEntries::parse(raw.data(), self.last_tree.get(&prefix_id)).ok_or_else(|| GitError::Git {
+                TreeEntries::parse(raw, self.last_tree.get(&prefix_id)).ok_or_else(|| GitError::Git {
                     repo: repo_path.to_path_buf(),
                     context: "reading a tree",
                     message: format!("tree {tree_id} is malformed"),
@@ -163,16 +183,15 @@ impl Enumeration {
                 let (mode, name, id) = entries.entry(e);
                 let key = Key(id);
                 let id = Oid::from_bytes(&id).map_err(GitError::git(repo_path, "reading a tree"))?;
+                let at = place(prefix_id, name);
                 match entry_kind(mode) {
                     ObjectType::Blob => match self.blobs.get(&key) {
                         Some(seen) => {
-                            if seen.others.len() < MAX_OTHER_PATHS
-                                && !same_path(&self.paths[seen.path as usize], seen.dir, prefix_id, &prefix, name)
-                            {
+                            if seen.others.len() < MAX_OTHER_PATHS && seen.place != at {
                                 let pid = self.intern(&join(&prefix, name));
                                 let seen = self.blobs.get_mut(&key).expect("present");
-                                // `same_path` compares raw name bytes; a name that is not UTF-8 only matches
-                                // once decoded, here.
+                                // `place` hashes raw name bytes; a name that is not UTF-8 only matches once
+                                // decoded, here.
                                 if pid != seen.path && !seen.others.contains(&pid) {
                                     seen.others.push(pid);
                                 }
@@ -186,7 +205,7 @@ impl Enumeration {
                                 BlobSeen {
                                     commit,
                                     path: pid,
-                                    dir: prefix_id,
+                                    place: at,
                                     others: Vec::new(),
                                 },
                             );
@@ -194,8 +213,8 @@ impl Enumeration {
                         }
                     },
                     ObjectType::Tree => match self.trees.get(&key) {
-                        Some(&(first, first_dir)) => {
-                            if !same_path(&self.paths[first as usize], first_dir, prefix_id, &prefix, name) {
+                        Some(&(first, first_place)) => {
+                            if first_place != at {
                                 let pid = self.intern(&join(&prefix, name));
                                 if pid != first {
                                     self.aliases.insert((first, pid, key));
@@ -204,7 +223,7 @@ impl Enumeration {
                         }
                         None => {
                             let pid = self.intern(&join(&prefix, name));
-                            self.trees.insert(key, (pid, prefix_id));
+                            self.trees.insert(key, (pid, at));
                             stack.push((id, pid));
                         }
                     },
@@ -229,8 +248,55 @@ impl Enumeration {
     }
 }
 
+/// Where the walk reads trees: the packs directly when they could be opened (libgit2 for what they do not hold),
+/// libgit2 otherwise.
+enum Trees<'r> {
+    Odb(git2::Odb<'r>),
+    Packs(ObjectReader<'r>, git2::Odb<'r>),
+}
+
+impl Trees<'_> {
+    /// The root tree of commit `id` (read from the `tree` line of the raw commit when the packs hold it).
+    fn commit_tree(&mut self, repo: &Repository, id: Oid) -> Result<Oid, git2::Error> {
+        const TREE_LINE: usize = 46; // "tree " + 40 hex digits + "\n"
+        if let Trees::Packs(reader, _) = self
+            && let Some(raw) = match reader.read_prefix(&Key::from(id).0, TREE_LINE) {
+                Ok(Some(prefix)) => Some(prefix),
+                _ => reader.read(&Key::from(id).0).ok().flatten().map(|r| r[..].to_vec()),
+            }
+            && let Some(hex) = raw.strip_prefix(b"tree ").and_then(|r| r.get(..40))
+            && let Ok(tree) = std::str::from_utf8(hex)
+                .map_err(|_| ())
+                .and_then(|h| Oid::from_str(h).map_err(|_| ()))
+        {
+            return Ok(tree);
+        }
+        repo.find_commit(id).map(|c| c.tree_id())
+    }
+
+    /// A tree's bytes, shared with the pack reader's cache (no copy) when the packs hold it.
+    fn read(&mut self, id: Oid) -> Result<Rc<Vec<u8>>, git2::Error> {
+        let odb = match self {
+            Trees::Odb(odb) => odb,
+            Trees::Packs(reader, odb) => {
+                match reader.read(&Key::from(id).0) {
+                    Ok(Some(b)) => return Ok(b),
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(%id, error = %e, "reading a tree from the pack failed; trying libgit2"),
+                }
+                odb
+            }
+        };
+        odb.read(id).map(|o| Rc::new(o.data().to_vec()))
+    }
+}
+
+/// Trees rebuilt from pack deltas kept for the walk (each older version of a directory is one delta away from the
+/// newer one read before it).
+const TREE_CACHE_BUDGET: usize = 24 << 20;
+
 /// Bytes of previous tree versions kept to skip unchanged entries (bounded for repositories with huge trees).
-const LAST_TREE_BUDGET: usize = 64 << 20;
+const LAST_TREE_BUDGET: usize = 32 << 20;
 
 /// The kind of a tree entry, from its mode (`40000` tree, `160000` gitlink, regular files and symlinks blobs).
 fn entry_kind(mode: &[u8]) -> ObjectType {
@@ -247,7 +313,7 @@ fn entry_kind(mode: &[u8]) -> ObjectType {
 /// version of each directory lets a walk skip the entries a commit did not change: a new tree usually differs from
 /// the last one at its path in an entry or two, so only those are looked up.
 struct TreeEntries {
-    raw: Vec<u8>,
+    raw: Rc<Vec<u8>>,
     /// Start offset of each entry, then the end of the last.
     bounds: Vec<u32>,
 }
@@ -256,9 +322,10 @@ impl TreeEntries {
     /// Parses `raw`, reusing what it shares with `prev` (the previous tree at the same path): bytes equal at the
     /// start or at the end hold the same entries, so only the span between them is parsed. Returns the entries and
     /// the range of those not in `prev` (all of them without a `prev`); `None` if the tree is malformed.
-    fn parse(raw: &[u8], prev: Option<&TreeEntries>) -> Option<(TreeEntries, std::ops::Range<usize>)> {
+    fn parse(shared: Rc<Vec<u8>>, prev: Option<&TreeEntries>) -> Option<(TreeEntries, std::ops::Range<usize>)> {
+        let raw = &shared[..];
         let empty = TreeEntries {
-            raw: Vec::new(),
+            raw: Rc::default(),
             bounds: vec![0],
         };
         let prev = prev.unwrap_or(&empty);
@@ -298,7 +365,7 @@ impl TreeEntries {
         bounds.extend(prev.bounds[tail + 1..].iter().map(|&b| (b as i64 + shift) as u32));
         Some((
             TreeEntries {
-                raw: raw.to_vec(),
+                raw: shared.clone(),
                 bounds,
             },
             changed,
@@ -319,12 +386,18 @@ impl TreeEntries {
     }
 }
 
-/// Length of the longest common prefix of `a` and `b`, compared 32 bytes at a time.
+/// Length of the longest common prefix of `a` and `b`, eight bytes at a time (a `memcmp` call per chunk cost a
+/// sixth of the tree walk).
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let mut i = 0;
-    while i + 32 <= n && a[i..i + 32] == b[i..i + 32] {
-        i += 32;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
     }
     while i < n && a[i] == b[i] {
         i += 1;
@@ -337,8 +410,13 @@ fn common_prefix_rev(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
     let mut i = 0;
-    while i + 32 <= n && a[n - i - 32..n - i] == b[n - i - 32..n - i] {
-        i += 32;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[n - i - 8..n - i].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(b[n - i - 8..n - i].try_into().expect("8 bytes"));
+        if x != y {
+            return i + ((x ^ y).leading_zeros() / 8) as usize;
+        }
+        i += 8;
     }
     while i < n && a[n - i - 1] == b[n - i - 1] {
         i += 1;
@@ -381,8 +459,25 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
         errors: Vec<String>,
     }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // A scan of everything reads the packs directly, delta forest by delta forest, while the walk runs; blobs the
+    // packs do not hold (loose objects, alternates) are read through libgit2 once the walk is done. A scan that
+    // skips what `since_commit` reaches needs few blobs, so it reads just those.
+    let direct = !sel.legacy_reads && sel.since_commit.is_none();
+    // Opened by whichever thread needs them first: the pack reader, while this one waits for libgit2 to sort the
+    // commits. Empty when there are none or they cannot be read directly.
+    let packs: std::sync::OnceLock<Vec<Pack>> = std::sync::OnceLock::new();
+    let open_packs = || {
+        packs.get_or_init(|| match packs_of(&git_dir).iter().map(|p| Pack::open(p)).collect() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the packs directly failed; reading objects through libgit2");
+                Vec::new()
+            }
+        })
+    };
     let (tx, rx) = crossbeam_channel::bounded::<Vec<Job>>(workers * 4);
     let t0 = std::time::Instant::now();
+    let gate = Gate::default();
     let (en, acc) = std::thread::scope(|scope| -> Result<(Enumeration, Acc), GitError> {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
@@ -430,21 +525,42 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             })
             .collect();
         drop(rx);
+        let packed = direct.then(|| scope.spawn(|| read_packs(open_packs(), scanner, workers, &gate)));
+        // However this closure ends, the pack reader's waiting threads must start, or joining them would hang.
+        let walk_done = OpenOnDrop(&gate);
         let mut en = Enumeration::default();
         let odb = repo
             .odb()
             .map_err(GitError::git(&root, "opening the object database"))?;
+        // The first step sorts every commit (libgit2 reads them all); the packs open meanwhile.
+        let mut walk = walk.peekable();
+        walk.peek();
+        let packs: &[Pack] = if direct { open_packs() } else { &[] };
+        let direct = !packs.is_empty();
+        let mut trees = match direct.then(|| ObjectReader::new(packs, TREE_CACHE_BUDGET)) {
+            Some(Ok(reader)) => Trees::Packs(reader, odb),
+            Some(Err(e)) => {
+                return Err(GitError::Git {
+                    repo: root.clone(),
+                    context: "reading the packs",
+                    message: e.to_string(),
+                });
+            }
+            None => Trees::Odb(odb),
+        };
         let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
         let walked = (|| -> Result<(), GitError> {
             for oid in walk {
                 let oid = oid.map_err(GitError::git(&root, "walking history"))?;
-                let commit = repo
-                    .find_commit(oid)
+                let tree = trees
+                    .commit_tree(&repo, oid)
                     .map_err(GitError::git(&root, "reading a commit"))?;
                 let idx = en.commits.len() as u32;
                 en.commits.push(oid);
-                en.walk_tree(&odb, commit.tree_id(), idx, &root, &mut batch)?;
-                if batch.len() >= BATCH {
+                en.walk_tree(&mut trees, tree, idx, &root, &mut batch)?;
+                if direct {
+                    batch.clear();
+                } else if batch.len() >= BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                     if tx.send(full).is_err() {
                         break;
@@ -453,8 +569,50 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             }
             Ok(())
         })();
+        drop(walk_done);
         if !batch.is_empty() {
             let _ = tx.send(batch);
+        }
+        let mut acc = Acc::default();
+        // Without packs to read, the walk sent every blob to the workers itself.
+        if let Some(packed) = packed.filter(|_| direct) {
+            let mut outcomes = match packed.join() {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "reading the packs directly failed; reading blobs through libgit2");
+                    OidMap::default()
+                }
+                Err(_) => {
+                    tracing::warn!("the pack reader panicked; reading blobs through libgit2");
+                    OidMap::default()
+                }
+            };
+            let mut rest: Vec<Job> = Vec::new();
+            for (key, seen) in &en.blobs {
+                let path = &en.paths[seen.path as usize];
+                match outcomes.remove(key) {
+                    Some(Outcome::Scanned { bytes, candidates }) => {
+                        acc.bytes += bytes;
+                        let findings = scanner.findings(candidates, path);
+                        if !findings.is_empty() {
+                            acc.found.push((Oid::from_bytes(&key.0).expect("20 bytes"), findings));
+                        }
+                    }
+                    Some(Outcome::Binary) => acc.binary += 1,
+                    Some(Outcome::Large) => acc.large += 1,
+                    None => rest.push((Oid::from_bytes(&key.0).expect("20 bytes"), path.clone())),
+                }
+            }
+            tracing::info!(
+                elapsed_ms = t0.elapsed().as_millis() as u64,
+                through_libgit2 = rest.len(),
+                "packs scanned"
+            );
+            for chunk in rest.chunks(BATCH) {
+                if tx.send(chunk.to_vec()).is_err() {
+                    break;
+                }
+            }
         }
         drop(tx);
         tracing::info!(
@@ -463,7 +621,6 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             blobs = en.blobs.len(),
             "history enumerated"
         );
-        let mut acc = Acc::default();
         for h in handles {
             let a = h.join().unwrap_or_else(|_| Acc {
                 errors: vec!["a scan worker panicked".into()],
@@ -548,6 +705,24 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
     Ok(report)
 }
 
+/// Every blob of every pack, scanned with its path unknown (`Scanner::findings` decides once it is). A blob in
+/// several packs keeps its first outcome.
+fn read_packs(packs: &[Pack], scanner: &Scanner, threads: usize, gate: &Gate) -> Result<OidMap<Outcome>, PackError> {
+    let t0 = std::time::Instant::now();
+    let mut all = OidMap::default();
+    for pack in packs {
+        for (id, outcome) in pack.scan_blobs(scanner, threads, gate)? {
+            all.entry(Key(id)).or_insert(outcome);
+        }
+    }
+    tracing::debug!(
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        blobs = all.len(),
+        "packs read"
+    );
+    Ok(all)
+}
+
 fn push_all_refs(repo: &Repository, walk: &mut git2::Revwalk<'_>, root: &Path) -> Result<(), GitError> {
     let refs = repo.references().map_err(GitError::git(root, "listing refs"))?;
     for r in refs.flatten() {
@@ -614,6 +789,7 @@ fn present_at(repo: &Repository, tree: &git2::Tree<'_>, path: &str, secret: &[u8
 #[cfg(test)]
 mod tests {
     use super::TreeEntries;
+    use std::rc::Rc;
 
     /// A raw tree from (mode, name, id byte) entries; ids made of one repeated byte, NUL and space included,
     /// so entry boundaries cannot be guessed from the bytes alone.
@@ -643,7 +819,7 @@ mod tests {
             ("100755", "run.sh", 0),
             ("100644", "z.txt", b' '),
         ];
-        let (old, all) = TreeEntries::parse(&tree(&base), None).unwrap();
+        let (old, all) = TreeEntries::parse(Rc::new(tree(&base)), None).unwrap();
         assert_eq!(all, 0..5);
         let cases: Vec<(Vec<Entry<'_>>, Vec<&str>)> = vec![
             // One id changed in the middle.
@@ -674,16 +850,30 @@ mod tests {
         ];
         for (entries, expect) in cases {
             let raw = tree(&entries);
-            let (fresh, _) = TreeEntries::parse(&raw, None).unwrap();
-            let (incremental, changed) = TreeEntries::parse(&raw, Some(&old)).unwrap();
+            let (fresh, _) = TreeEntries::parse(Rc::new(raw.clone()), None).unwrap();
+            let (incremental, changed) = TreeEntries::parse(Rc::new(raw), Some(&old)).unwrap();
             assert_eq!(incremental.bounds, fresh.bounds, "{entries:?}");
             assert_eq!(names(&incremental, changed), expect, "{entries:?}");
         }
     }
 
     #[test]
+    fn common_prefix_and_suffix_lengths_match_a_byte_by_byte_count() {
+        use super::{common_prefix, common_prefix_rev};
+        let base: Vec<u8> = (0..70u8).collect();
+        for cut in 0..base.len() {
+            let mut other = base.clone();
+            other[cut] ^= 0x40;
+            assert_eq!(common_prefix(&base, &other), cut);
+            assert_eq!(common_prefix_rev(&base, &other), base.len() - cut - 1);
+            assert_eq!(common_prefix(&base[..cut], &base), cut, "one is a prefix of the other");
+            assert_eq!(common_prefix_rev(&base[cut..], &base), base.len() - cut);
+        }
+    }
+
+    #[test]
     fn malformed_trees_are_refused() {
-        assert!(TreeEntries::parse(b"100644 a.txt\0short", None).is_none());
-        assert!(TreeEntries::parse(b"no-space-here\0aaaaaaaaaaaaaaaaaaaa", None).is_none());
+        assert!(TreeEntries::parse(Rc::new(b"100644 a.txt\0short".to_vec()), None).is_none());
+        assert!(TreeEntries::parse(Rc::new(b"no-space-here\0aaaaaaaaaaaaaaaaaaaa".to_vec()), None).is_none());
     }
 }

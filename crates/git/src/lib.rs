@@ -13,6 +13,8 @@
 mod diff;
 mod error;
 mod history;
+mod inflate;
+mod pack;
 mod repo;
 
 pub use diff::{scan_range, scan_staged};

@@ -247,7 +247,20 @@ fn same_path(a: &str, b: &str) -> bool {
 }
 
 /// Write `bytes` to `path` via a temp file in the same directory and a rename, so readers never see half a file.
+/// A path that exists and is not a regular file (`/dev/null`, `/dev/stdout`, a named pipe) is written in place:
+/// renaming over it would replace the device or pipe with a file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ScanError> {
+    let err = |source| ScanError::Write {
+        path: path.into(),
+        source,
+    };
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(err);
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -257,10 +270,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ScanError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "output".into());
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let err = |source| ScanError::Write {
-        path: path.into(),
-        source,
-    };
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

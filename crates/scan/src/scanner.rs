@@ -185,9 +185,25 @@ impl std::fmt::Debug for Scanner {
     }
 }
 
-struct Candidate {
+/// A keyword occurrence in a blob: which keyword ([`Scanner::keyword_len`]) starts where. Ordered by start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeywordHit {
+    pub start: usize,
+    pub keyword: u32,
+}
+
+/// A rule match in one blob with what deciding on it needs (see [`Scanner::candidates`]); owns its bytes, so it
+/// outlives the blob.
+#[derive(Debug, Clone)]
+pub struct Candidate {
     rule: usize,
     m: RuleMatch,
+    secret: Vec<u8>,
+    matched: Vec<u8>,
+    /// The secret's line, for allowlists that target lines.
+    line_text: Vec<u8>,
+    /// An inline allow marker on the secret's or the match's line.
+    marker: bool,
     line: u32,
     column: u32,
     end_line: u32,
@@ -275,14 +291,66 @@ impl Scanner {
 
     /// Scans one blob. Applies path filters, `requires`, allowlists, inline allow markers and the baseline.
     pub fn scan_blob(&self, data: &[u8], path: &str) -> Vec<Finding> {
-        let all = self.rules.rules();
-        if all.is_empty() || self.rules.global_allow().allows_path(path) {
+        if self.rules.rules().is_empty() || self.rules.global_allow().allows_path(path) {
             return Vec::new();
         }
-        let hit = self.rules_hit(data);
+        let mut hits = Vec::new();
+        self.keyword_hits(data, &mut hits);
+        let cands = self.candidates(data, &hits, Some(path));
+        self.findings(cands, path)
+    }
+
+    /// Every keyword occurrence in `data`, appended to `out` in order of start. The first step of a scan, exposed
+    /// so a caller that knows how `data` was built from another scanned blob (a Git delta) can derive them instead.
+    pub fn keyword_hits(&self, data: &[u8], out: &mut Vec<KeywordHit>) {
+        self.keyword_hits_in(data, std::iter::once(0..data.len()), out);
+    }
+
+    /// The keyword occurrences that lie inside each of `ranges` of `data` (in order, not overlapping), appended to
+    /// `out` in order of start.
+    pub fn keyword_hits_in(
+        &self,
+        data: &[u8],
+        ranges: impl IntoIterator<Item = std::ops::Range<usize>>,
+        out: &mut Vec<KeywordHit>,
+    ) {
+        let Some(index) = &self.prefilter else { return };
+        let first = out.len();
+        for r in ranges {
+            index.for_each(&data[r.clone()], |keyword, start| {
+                out.push(KeywordHit {
+                    start: r.start + start,
+                    keyword: keyword as u32,
+                });
+                true
+            });
+        }
+        // Occurrences come in order of their filter gram, not of their start.
+        out[first..].sort_unstable();
+    }
+
+    /// Length in bytes of keyword `id` (from a [`KeywordHit`]).
+    pub fn keyword_len(&self, id: u32) -> usize {
+        self.prefilter.as_ref().map_or(0, |ix| ix.len_of(id as usize))
+    }
+
+    /// The longest keyword's length (0 without keywords).
+    pub fn max_keyword_len(&self) -> usize {
+        self.prefilter.as_ref().map_or(0, KeywordIndex::max_len)
+    }
+
+    /// The rule matches in `data` given its keyword occurrences (`hits`, in order of start, as
+    /// [`Scanner::keyword_hits`] gives them), with what deciding on them needs copied out, so the decision can come
+    /// later when the path is known ([`Scanner::findings`]). With a `path`, rules that cannot apply to it are not run.
+    pub fn candidates(&self, data: &[u8], hits: &[KeywordHit], path: Option<&str>) -> Vec<Candidate> {
+        let all = self.rules.rules();
+        if hits.is_empty() && self.always.is_empty() {
+            return Vec::new();
+        }
+        let hit = self.rules_hit(hits);
         let mut cands: Vec<Candidate> = Vec::new();
         for (i, rule) in all.iter().enumerate() {
-            if matches!(hit[i], Hit::No) || !rule_applies_to_path(rule, path) {
+            if matches!(hit[i], Hit::No) || path.is_some_and(|p| !rule_applies_to_path(rule, p)) {
                 continue;
             }
             let found = match &hit[i] {
@@ -300,20 +368,12 @@ impl Scanner {
                 _ => rule.find_iter(data),
             };
             for m in found {
-                let secret = &data[m.secret.clone()];
-                let matched = &data[m.span.clone()];
-                let line = line_of(data, m.secret.start);
-                // Full decisions (AND lists, regexTarget = line/match, path + content) need the context.
-                if self
-                    .rules
-                    .global_allow()
-                    .allows_finding(secret, matched, line, path, None)
-                    || rule.allow.allows_finding(secret, matched, line, path, None)
-                {
-                    continue;
-                }
                 cands.push(Candidate {
                     rule: i,
+                    secret: data[m.secret.clone()].to_vec(),
+                    matched: data[m.span.clone()].to_vec(),
+                    line_text: line_of(data, m.secret.start).to_vec(),
+                    marker: line_has_allow_marker(data, m.secret.start) || line_has_allow_marker(data, m.span.start),
                     m,
                     line: 0,
                     column: 0,
@@ -322,19 +382,41 @@ impl Scanner {
                 });
             }
         }
-        if cands.is_empty() {
-            return Vec::new();
-        }
         cands.sort_by_key(|c| (c.m.secret.start, c.rule));
         locate(data, &mut cands);
-        let keep = self.keep_mask(data, &cands);
+        cands
+    }
+
+    /// Findings from the candidates of one blob seen at `path`: path filters, allowlists, inline allow markers,
+    /// `requires`, the generic-vs-specific overlap rule and the baseline.
+    pub fn findings(&self, cands: Vec<Candidate>, path: &str) -> Vec<Finding> {
+        let all = self.rules.rules();
+        if cands.is_empty() || self.rules.global_allow().allows_path(path) {
+            return Vec::new();
+        }
+        let cands: Vec<Candidate> = cands
+            .into_iter()
+            .filter(|c| {
+                let rule = &all[c.rule];
+                // Full decisions (AND lists, regexTarget = line/match, path + content) need the context.
+                rule_applies_to_path(rule, path)
+                    && !self
+                        .rules
+                        .global_allow()
+                        .allows_finding(&c.secret, &c.matched, &c.line_text, path, None)
+                    && !rule
+                        .allow
+                        .allows_finding(&c.secret, &c.matched, &c.line_text, path, None)
+            })
+            .collect();
+        let keep = self.keep_mask(&cands);
         let mut out = Vec::new();
         for (c, keep) in cands.iter().zip(keep) {
             if !keep {
                 continue;
             }
             let rule = &all[c.rule];
-            let raw = &data[c.m.secret.clone()];
+            let raw = &c.secret[..];
             let secret = Secret::new(raw);
             let f = Finding {
                 rule_id: rule.id.clone(),
@@ -381,51 +463,45 @@ impl Scanner {
         });
     }
 
-    fn rules_hit(&self, data: &[u8]) -> Vec<Hit> {
+    fn rules_hit(&self, hits: &[KeywordHit]) -> Vec<Hit> {
         let n = self.rules.rules().len();
         let mut hit = vec![Hit::No; n];
         for &i in &self.always {
             hit[i] = Hit::Whole;
         }
-        let Some(index) = &self.prefilter else { return hit };
-        index.for_each(data, |pattern, start| {
-            for &r in &self.pattern_rules[pattern] {
+        for h in hits {
+            for &r in &self.pattern_rules[h.keyword as usize] {
                 match &mut hit[r] {
                     Hit::Whole => {}
-                    h @ Hit::No => {
-                        *h = if *self.windowed[r].get_or_init(|| windowable(&self.rules.rules()[r])) {
-                            Hit::At(vec![start])
+                    slot @ Hit::No => {
+                        *slot = if *self.windowed[r].get_or_init(|| windowable(&self.rules.rules()[r])) {
+                            Hit::At(vec![h.start])
                         } else {
                             Hit::Whole
                         };
                     }
                     Hit::At(ps) => {
-                        if ps.len() >= MAX_WINDOWS {
-                            hit[r] = Hit::Whole;
-                        } else if ps.last() != Some(&start) {
-                            ps.push(start);
+                        // Hits come in order of start: a repeated start is the last one.
+                        if ps.last() != Some(&h.start) {
+                            if ps.len() >= MAX_WINDOWS {
+                                hit[r] = Hit::Whole;
+                            } else {
+                                ps.push(h.start);
+                            }
                         }
                     }
                 }
-            }
-            true
-        });
-        // Keywords are reported in order of their filter gram, not of their start.
-        for h in &mut hit {
-            if let Hit::At(ps) = h {
-                ps.sort_unstable();
-                ps.dedup();
             }
         }
         hit
     }
 
     /// Which candidates survive inline allow markers, `requires` and the generic-vs-specific overlap rule.
-    fn keep_mask(&self, data: &[u8], cands: &[Candidate]) -> Vec<bool> {
+    fn keep_mask(&self, cands: &[Candidate]) -> Vec<bool> {
         cands
             .iter()
             .map(|c| {
-                if line_has_allow_marker(data, c.m.secret.start) || line_has_allow_marker(data, c.m.span.start) {
+                if c.marker {
                     return false;
                 }
                 if let Some((target, within)) = self.requires[c.rule] {

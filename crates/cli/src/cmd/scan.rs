@@ -68,6 +68,10 @@ pub struct ScanArgs {
     /// With --git: skip this commit and its ancestors (scanned before).
     #[arg(long, value_name = "REV", requires = "git")]
     pub since_commit: Option<String>,
+    /// With --git: read every blob through libgit2 instead of reading the packs directly (slower, same results;
+    /// a way around a pack layout the direct reader refuses).
+    #[arg(long, requires = "git")]
+    pub no_pack_reader: bool,
     /// Only lines added by the commits of BASE..HEAD (pushes, pull requests), each with the commit that added it.
     #[arg(long, value_name = "BASE..HEAD", conflicts_with_all = ["staged", "branch", "since_commit"])]
     pub range: Option<String>,
@@ -158,6 +162,7 @@ fn collect(args: &ScanArgs, scanner: &Scanner) -> anyhow::Result<Collected> {
             let sel = leakstop_git::HistorySelection {
                 branch: args.branch.clone(),
                 since_commit: args.since_commit.clone(),
+                legacy_reads: args.no_pack_reader,
             };
             let report = leakstop_git::scan_history(&repo, scanner, &sel)?;
             for note in &report.notes {

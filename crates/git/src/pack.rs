@@ -1,0 +1,1051 @@
+//! Scanning the blobs of a repository's packfiles directly, delta by delta.
+//!
+//! A pack stores most versions of a file as a delta against another version: a few instructions that copy byte
+//! ranges of the base and insert new bytes. Reading each blob through libgit2 rebuilds it from its chain (inflating
+//! the bases again whenever they fell out of its cache) and then the whole blob goes through the keyword pass,
+//! although nearly all of it was seen in the base. Here every pack is walked as its delta forest instead: each
+//! object is inflated once, each delta applied to its base's bytes while they are at hand, and a delta's keyword
+//! occurrences are derived, not searched: those inside a copied range are the base's, moved; only the inserted bytes
+//! and the seams between instructions (with a keyword's length of context) are searched. The rest of the scan (rule
+//! regexes near the occurrences, line numbers) runs on the rebuilt blob as usual, so results are exactly those of a
+//! full scan ([`Scanner::keyword_hits`] on the whole blob gives the same occurrences; tests check this).
+//!
+//! What the forest walk cannot see (loose objects, alternates, deltas against objects outside the pack) is left to
+//! the caller, which reads those blobs through libgit2.
+//!
+//! The history walk reads its commits and trees here too ([`ObjectReader`]), through a cache of rebuilt objects
+//! that suits its oldest-first order.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use leakstop_scan::{Candidate, KeywordHit, Scanner, is_binary};
+
+use crate::inflate::Inflater;
+
+const OBJ_BLOB: u8 = 3;
+const OBJ_OFS_DELTA: u8 = 6;
+const OBJ_REF_DELTA: u8 = 7;
+/// No base (a full object), or a base outside this pack.
+const NONE: u32 = u32::MAX;
+
+/// What scanning one blob gave, before its path is known.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Scanned { bytes: u64, candidates: Vec<Candidate> },
+    Binary,
+    Large,
+}
+
+/// A problem with a pack's layout; the caller falls back to reading blobs through libgit2.
+#[derive(Debug)]
+pub(crate) struct PackError(pub(crate) String);
+
+impl std::fmt::Display for PackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn bad(msg: impl Into<String>) -> PackError {
+    PackError(msg.into())
+}
+
+/// One pack entry, in pack order.
+struct Obj {
+    id: [u8; 20],
+    /// Where the zlib data starts, and where the next entry starts.
+    data: u64,
+    end: u64,
+    kind: u8,
+    /// Inflated size (of the delta itself, for deltas).
+    size: u64,
+    /// Index of the base entry (`NONE` for full objects and unresolvable deltas).
+    base: u32,
+    /// A delta whose base is not in this pack: skipped here, read through libgit2 by the caller.
+    orphan: bool,
+}
+
+/// Object ids and offsets from a version-2 `.idx` file.
+fn read_index(idx: &[u8]) -> Result<Vec<([u8; 20], u64)>, PackError> {
+    if idx.len() < 8 + 256 * 4 || idx[..4] != [0xff, b't', b'O', b'c'] || idx[4..8] != [0, 0, 0, 2] {
+        return Err(bad("not a version 2 pack index"));
+    }
+    let be32 = |at: usize| -> Result<u32, PackError> {
+        idx.get(at..at + 4)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
+            .ok_or_else(|| bad("pack index is truncated"))
+    };
+    let n = be32(8 + 255 * 4)? as usize;
+    let ids = 8 + 256 * 4;
+    let offs = ids + n * 20 + n * 4;
+    let large = offs + n * 4;
+    if idx.len() < large + 40 {
+        return Err(bad("pack index is truncated"));
+    }
+    (0..n)
+        .map(|i| {
+            let id: [u8; 20] = idx[ids + i * 20..ids + i * 20 + 20].try_into().expect("20 bytes");
+            let o = be32(offs + i * 4)?;
+            let off = if o & 0x8000_0000 == 0 {
+                u64::from(o)
+            } else {
+                let at = large + (o & 0x7fff_ffff) as usize * 8;
+                idx.get(at..at + 8)
+                    .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
+                    .ok_or_else(|| bad("pack index is truncated"))?
+            };
+            Ok((id, off))
+        })
+        .collect()
+}
+
+/// Reads entry headers in pack order through a sliding window (one read per few MB, not per object).
+struct HeaderReader<'a> {
+    file: &'a File,
+    len: u64,
+    buf: Vec<u8>,
+    at: u64,
+}
+
+impl HeaderReader<'_> {
+    /// At least `n` bytes at `off` (fewer only at the end of the file).
+    fn bytes(&mut self, off: u64, n: usize) -> Result<&[u8], PackError> {
+        let have = off >= self.at && off + n as u64 <= self.at + self.buf.len() as u64;
+        if !have {
+            let want = (self.len.saturating_sub(off)).min(4 << 20) as usize;
+            self.buf.resize(want, 0);
+            self.file
+                .read_exact_at(&mut self.buf, off)
+                .map_err(|e| bad(format!("reading the pack: {e}")))?;
+            self.at = off;
+        }
+        let from = (off - self.at) as usize;
+        Ok(&self.buf[from..(from + n).min(self.buf.len())])
+    }
+}
+
+/// Where a delta's base is.
+#[derive(Debug, PartialEq, Eq)]
+enum Base {
+    /// A whole object.
+    None,
+    /// The entry at this pack offset.
+    Offset(u64),
+    /// The object with this id.
+    Id([u8; 20]),
+}
+
+/// An entry's header: type, inflated size, header length and base.
+#[derive(Debug)]
+struct Header {
+    kind: u8,
+    size: u64,
+    len: usize,
+    base: Base,
+}
+
+/// Parses the entry header at `off`.
+fn parse_header(b: &[u8], off: u64) -> Result<Header, PackError> {
+    let trunc = || bad(format!("pack entry at {off} is truncated"));
+    let mut i = 0;
+    let mut c = *b.get(i).ok_or_else(trunc)?;
+    let kind = (c >> 4) & 7;
+    let mut size = u64::from(c & 15);
+    let mut shift = 4;
+    while c & 0x80 != 0 {
+        i += 1;
+        c = *b.get(i).ok_or_else(trunc)?;
+        if shift > 57 {
+            return Err(bad(format!("pack entry at {off} has an oversized length")));
+        }
+        size |= u64::from(c & 0x7f) << shift;
+        shift += 7;
+    }
+    i += 1;
+    let base = match kind {
+        OBJ_OFS_DELTA => {
+            let mut c = *b.get(i).ok_or_else(trunc)?;
+            let mut back = u64::from(c & 0x7f);
+            while c & 0x80 != 0 {
+                i += 1;
+                c = *b.get(i).ok_or_else(trunc)?;
+                back = ((back + 1) << 7) | u64::from(c & 0x7f);
+            }
+            i += 1;
+            let base = off
+                .checked_sub(back)
+                .filter(|_| back > 0)
+                .ok_or_else(|| bad(format!("pack entry at {off} points before the pack")))?;
+            Base::Offset(base)
+        }
+        OBJ_REF_DELTA => {
+            let id: [u8; 20] = b.get(i..i + 20).ok_or_else(trunc)?.try_into().expect("20 bytes");
+            i += 20;
+            Base::Id(id)
+        }
+        1..=4 => Base::None,
+        _ => return Err(bad(format!("pack entry at {off} has unknown type {kind}"))),
+    };
+    Ok(Header {
+        kind,
+        size,
+        len: i,
+        base,
+    })
+}
+
+/// One instruction of a delta, in result order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// `len` bytes of the base from `from`, placed at `to` in the result.
+    Copy { from: usize, to: usize, len: usize },
+    /// `len` new bytes at `to`.
+    Insert { to: usize, len: usize },
+}
+
+fn varint(d: &[u8], i: &mut usize) -> Option<usize> {
+    let mut v = 0usize;
+    let mut shift = 0;
+    loop {
+        let c = *d.get(*i)?;
+        *i += 1;
+        if shift > 56 {
+            return None;
+        }
+        v |= usize::from(c & 0x7f) << shift;
+        shift += 7;
+        if c & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+}
+
+/// Applies git delta `delta` to `base` into `out`, recording its instructions in `ops`.
+pub(crate) fn apply_delta(base: &[u8], delta: &[u8], out: &mut Vec<u8>, ops: &mut Vec<Op>) -> Result<(), PackError> {
+    out.clear();
+    ops.clear();
+    let mut i = 0;
+    let (Some(base_len), Some(len)) = (varint(delta, &mut i), varint(delta, &mut i)) else {
+        return Err(bad("delta header is truncated"));
+    };
+    if base_len != base.len() {
+        return Err(bad(format!("delta expects a {base_len}-byte base, got {}", base.len())));
+    }
+    out.reserve_exact(len);
+    while i < delta.len() {
+        let cmd = delta[i];
+        i += 1;
+        if cmd & 0x80 != 0 {
+            let mut from = 0usize;
+            let mut n = 0usize;
+            for k in 0..4 {
+                if cmd & (1 << k) != 0 {
+                    from |= usize::from(*delta.get(i).ok_or_else(|| bad("delta copy is truncated"))?) << (8 * k);
+                    i += 1;
+                }
+            }
+            for k in 0..3 {
+                if cmd & (0x10 << k) != 0 {
+                    n |= usize::from(*delta.get(i).ok_or_else(|| bad("delta copy is truncated"))?) << (8 * k);
+                    i += 1;
+                }
+            }
+            if n == 0 {
+                n = 0x10000;
+            }
+            let src = base
+                .get(from..from + n)
+                .ok_or_else(|| bad("delta copies from beyond its base"))?;
+            ops.push(Op::Copy {
+                from,
+                to: out.len(),
+                len: n,
+            });
+            out.extend_from_slice(src);
+        } else if cmd != 0 {
+            let n = usize::from(cmd);
+            let src = delta.get(i..i + n).ok_or_else(|| bad("delta insert is truncated"))?;
+            ops.push(Op::Insert { to: out.len(), len: n });
+            out.extend_from_slice(src);
+            i += n;
+        } else {
+            return Err(bad("delta has a reserved instruction"));
+        }
+        if out.len() > len {
+            return Err(bad("delta result is longer than announced"));
+        }
+    }
+    if out.len() != len {
+        return Err(bad("delta result is shorter than announced"));
+    }
+    Ok(())
+}
+
+/// Ranges to search closer than this are searched as one.
+const JOIN_GAP: usize = 64;
+
+/// The keyword occurrences of a delta's result `data`, from those of its base (`base_hits`, in order of start)
+/// and its instructions: an occurrence inside one copied range is the base's, moved; any other overlaps an inserted
+/// byte or a seam between instructions, so searching those with `max_len - 1` bytes of context finds it.
+pub(crate) fn derive_hits(
+    scanner: &Scanner,
+    base_hits: &[KeywordHit],
+    data: &[u8],
+    ops: &[Op],
+    out: &mut Vec<KeywordHit>,
+) {
+    out.clear();
+    let m = scanner.max_keyword_len();
+    if m == 0 {
+        return;
+    }
+    let ctx = m - 1;
+    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+    // Ranges a few bytes apart are searched as one: each search has a fixed cost (its last bytes are checked one
+    // position at a time), which short ranges between close seams would pay over and over.
+    let mut push = |r: std::ops::Range<usize>| match ranges.last_mut() {
+        Some(last) if r.start <= last.end + JOIN_GAP => last.end = last.end.max(r.end),
+        _ => ranges.push(r),
+    };
+    let mut prev_copy = false;
+    for op in ops {
+        match *op {
+            Op::Insert { to, len } => {
+                push(to.saturating_sub(ctx)..(to + len + ctx).min(data.len()));
+                prev_copy = false;
+            }
+            Op::Copy { from, to, len } => {
+                if prev_copy {
+                    push(to.saturating_sub(ctx)..(to + ctx).min(data.len()));
+                }
+                prev_copy = true;
+                let end = from + len;
+                let first = base_hits.partition_point(|h| h.start < from);
+                for h in &base_hits[first..] {
+                    if h.start >= end {
+                        break;
+                    }
+                    if h.start + scanner.keyword_len(h.keyword) <= end {
+                        out.push(KeywordHit {
+                            start: to + (h.start - from),
+                            keyword: h.keyword,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    scanner.keyword_hits_in(data, ranges, out);
+    out.sort_unstable();
+    out.dedup();
+}
+
+/// A pack opened for direct reads: its entries in pack order with their bases, and each entry's deltas.
+pub(crate) struct Pack {
+    file: File,
+    objs: Vec<Obj>,
+    /// Deltas of entry `i`: `kids[kid_start[i]..kid_start[i + 1]]`.
+    kid_start: Vec<u32>,
+    kids: Vec<u32>,
+    /// Entry index by object id.
+    by_id: HashMap<[u8; 20], u32, std::hash::BuildHasherDefault<IdHash>>,
+}
+
+impl Pack {
+    /// Opens the pack `pack_path` (with its `.idx` beside it) and reads every entry's header.
+    pub(crate) fn open(pack_path: &Path) -> Result<Pack, PackError> {
+        let idx_path = pack_path.with_extension("idx");
+        let idx = std::fs::read(&idx_path).map_err(|e| bad(format!("reading {}: {e}", idx_path.display())))?;
+        let mut entries = read_index(&idx)?;
+        drop(idx);
+        entries.sort_unstable_by_key(|&(_, off)| off);
+        let file = File::open(pack_path).map_err(|e| bad(format!("opening {}: {e}", pack_path.display())))?;
+        let len = file
+            .metadata()
+            .map_err(|e| bad(format!("reading the pack: {e}")))?
+            .len();
+        let mut head = [0u8; 12];
+        file.read_exact_at(&mut head, 0)
+            .map_err(|e| bad(format!("reading the pack: {e}")))?;
+        if &head[..4] != b"PACK" || !matches!(head[4..8], [0, 0, 0, 2] | [0, 0, 0, 3]) {
+            return Err(bad("not a version 2 or 3 pack"));
+        }
+        let trailer = len.checked_sub(20).ok_or_else(|| bad("pack is truncated"))?;
+        let mut objs: Vec<Obj> = Vec::with_capacity(entries.len());
+        let mut reader = HeaderReader {
+            file: &file,
+            len,
+            buf: Vec::new(),
+            at: 0,
+        };
+        let mut ref_bases: Vec<(u32, [u8; 20])> = Vec::new();
+        for (i, &(id, off)) in entries.iter().enumerate() {
+            let end = entries.get(i + 1).map_or(trailer, |e| e.1);
+            if off < 12 || end > trailer || end <= off {
+                return Err(bad(format!("pack index lists an entry at {off} outside the pack")));
+            }
+            let Header {
+                kind,
+                size,
+                len: hlen,
+                base,
+            } = parse_header(reader.bytes(off, 64)?, off)?;
+            let base = match base {
+                Base::None => NONE,
+                Base::Offset(base_off) => {
+                    let b = entries.partition_point(|e| e.1 < base_off);
+                    if entries.get(b).map(|e| e.1) != Some(base_off) {
+                        return Err(bad(format!(
+                            "pack entry at {off} has a base at {base_off}, which is no entry"
+                        )));
+                    }
+                    b as u32
+                }
+                Base::Id(base_id) => {
+                    ref_bases.push((i as u32, base_id));
+                    NONE
+                }
+            };
+            objs.push(Obj {
+                id,
+                data: off + hlen as u64,
+                end,
+                kind,
+                size,
+                base,
+                orphan: false,
+            });
+        }
+        drop(entries);
+        let mut by_id = HashMap::with_capacity_and_hasher(objs.len(), Default::default());
+        for (i, o) in objs.iter().enumerate() {
+            by_id.insert(o.id, i as u32);
+        }
+        let mut pack = Pack {
+            file,
+            objs,
+            kid_start: Vec::new(),
+            kids: Vec::new(),
+            by_id,
+        };
+        for (i, base_id) in ref_bases {
+            let b = pack.find(&base_id);
+            let o = &mut pack.objs[i as usize];
+            o.base = b.unwrap_or(NONE);
+            o.orphan = b.is_none();
+        }
+        // Deltas of each entry, grouped (a counting sort on the base index).
+        let n = pack.objs.len();
+        let mut kid_start = vec![0u32; n + 1];
+        for o in &pack.objs {
+            if o.base != NONE {
+                kid_start[o.base as usize + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            kid_start[i + 1] += kid_start[i];
+        }
+        let mut kids = vec![0u32; kid_start[n] as usize];
+        let mut fill = kid_start.clone();
+        for (i, o) in pack.objs.iter().enumerate() {
+            if o.base != NONE {
+                kids[fill[o.base as usize] as usize] = i as u32;
+                fill[o.base as usize] += 1;
+            }
+        }
+        pack.kid_start = kid_start;
+        pack.kids = kids;
+        Ok(pack)
+    }
+
+    /// The entry holding object `id`.
+    fn find(&self, id: &[u8; 20]) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Scans every blob of the pack with `threads` threads, all but the first waiting for `gate` to open; returns
+    /// each blob's id and outcome. Deltas whose base lies outside the pack are left out.
+    pub(crate) fn scan_blobs(
+        &self,
+        scanner: &Scanner,
+        threads: usize,
+        gate: &Gate,
+    ) -> Result<Vec<([u8; 20], Outcome)>, PackError> {
+        // A delta chain keeps its base's type: only forests rooted at blobs hold blobs.
+        let roots: Vec<u32> = (0..self.objs.len() as u32)
+            .filter(|&i| self.objs[i as usize].kind == OBJ_BLOB)
+            .collect();
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads.max(1))
+                .map(|t| {
+                    let (next, roots) = (&next, &roots);
+                    s.spawn(move || -> Result<Vec<([u8; 20], Outcome)>, PackError> {
+                        if t > 0 {
+                            gate.wait();
+                        }
+                        let mut w = Walker::new(self, scanner)?;
+                        loop {
+                            // Small batches: forests differ wildly in size, so threads take the next ones as they go.
+                            let at = next.fetch_add(8, Ordering::Relaxed);
+                            if at >= roots.len() {
+                                break;
+                            }
+                            for &r in &roots[at..(at + 8).min(roots.len())] {
+                                w.root(r)?;
+                            }
+                        }
+                        Ok(w.out)
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for h in handles {
+                all.extend(h.join().map_err(|_| bad("a pack reader thread panicked"))??);
+            }
+            Ok(all)
+        })
+    }
+
+    /// Inflates entry `i` into `into`, reading its bytes through `raw`.
+    fn inflate(&self, i: u32, inflater: &mut Inflater, raw: &mut Vec<u8>, into: &mut Vec<u8>) -> Result<(), PackError> {
+        let o = &self.objs[i as usize];
+        let size = usize::try_from(o.size).map_err(|_| bad("pack entry is too large"))?;
+        raw.resize((o.end - o.data) as usize, 0);
+        self.file
+            .read_exact_at(raw, o.data)
+            .map_err(|e| bad(format!("reading the pack: {e}")))?;
+        if !inflater.inflate(raw, size, into) {
+            return Err(bad(format!(
+                "pack entry {} does not inflate to its {size} bytes",
+                hex(&o.id)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A rebuilt object and when it was last used.
+type Cached = (Rc<Vec<u8>>, u64);
+
+/// A signal threads wait for once: extra pack readers start when the history walk (the longer task, on one
+/// core) is done, so the walk never has to share a core with more than one of them.
+#[derive(Default)]
+pub(crate) struct Gate {
+    open: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    pub(crate) fn open(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        while !*open {
+            open = self.cv.wait(open).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Opens its gate when dropped, however the scope that holds it ends.
+pub(crate) struct OpenOnDrop<'a>(pub(crate) &'a Gate);
+
+impl Drop for OpenOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// Reads objects by id from packs, keeping recently rebuilt objects (deltas included) in a cache bounded in bytes.
+///
+/// A history walk reads trees oldest first, while packs store the newest version whole and older ones as deltas
+/// below it: each read walks a chain of deltas up to something cached. libgit2 caches only the whole objects at
+/// the chain tops, so it re-applies the whole chain for every version; caching every rebuilt version makes the
+/// next older one a single delta away.
+pub(crate) struct ObjectReader<'a> {
+    packs: &'a [Pack],
+    inflater: Inflater,
+    raw: Vec<u8>,
+    delta: Vec<u8>,
+    ops: Vec<Op>,
+    /// (pack, entry) -> (bytes, last use); `order` holds uses oldest first (stale ones skipped on eviction).
+    cache: HashMap<(u32, u32), Cached>,
+    order: std::collections::VecDeque<((u32, u32), u64)>,
+    bytes: usize,
+    budget: usize,
+    clock: u64,
+}
+
+impl<'a> ObjectReader<'a> {
+    pub(crate) fn new(packs: &'a [Pack], budget: usize) -> Result<ObjectReader<'a>, PackError> {
+        Ok(ObjectReader {
+            packs,
+            inflater: Inflater::new().ok_or_else(|| bad("zlib could not be initialised"))?,
+            raw: Vec::new(),
+            delta: Vec::new(),
+            ops: Vec::new(),
+            cache: HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            bytes: 0,
+            budget,
+            clock: 0,
+        })
+    }
+
+    /// The bytes of object `id`, or `None` when no pack holds it whole or as a delta within the pack.
+    pub(crate) fn read(&mut self, id: &[u8; 20]) -> Result<Option<Rc<Vec<u8>>>, PackError> {
+        let Some((p, i)) = self
+            .packs
+            .iter()
+            .enumerate()
+            .find_map(|(p, pack)| pack.find(id).map(|i| (p as u32, i)))
+        else {
+            return Ok(None);
+        };
+        let pack = &self.packs[p as usize];
+        // Up the chain to a cached or whole object.
+        let mut chain = Vec::new();
+        let mut at = i;
+        let mut data: Rc<Vec<u8>> = loop {
+            if let Some(hit) = self.touch((p, at)) {
+                break hit;
+            }
+            let o = &pack.objs[at as usize];
+            if o.orphan {
+                return Ok(None);
+            }
+            if o.base == NONE {
+                let mut whole = Vec::new();
+                pack.inflate(at, &mut self.inflater, &mut self.raw, &mut whole)?;
+                let whole = Rc::new(whole);
+                self.insert((p, at), whole.clone());
+                break whole;
+            }
+            chain.push(at);
+            at = o.base;
+        };
+        // And back down, keeping every version rebuilt on the way.
+        for &d in chain.iter().rev() {
+            pack.inflate(d, &mut self.inflater, &mut self.raw, &mut self.delta)?;
+            let mut out = Vec::new();
+            apply_delta(&data, &self.delta, &mut out, &mut self.ops)
+                .map_err(|e| bad(format!("pack entry {}: {e}", hex(&pack.objs[d as usize].id))))?;
+            data = Rc::new(out);
+            self.insert((p, d), data.clone());
+        }
+        Ok(Some(data))
+    }
+
+    /// The first `n` bytes of object `id` when a pack holds it whole (a delta needs its base: then `None`, as
+    /// for an object no pack holds).
+    pub(crate) fn read_prefix(&mut self, id: &[u8; 20], n: usize) -> Result<Option<Vec<u8>>, PackError> {
+        let Some((p, i)) = self
+            .packs
+            .iter()
+            .enumerate()
+            .find_map(|(p, pack)| pack.find(id).map(|i| (p, i)))
+        else {
+            return Ok(None);
+        };
+        let pack = &self.packs[p];
+        let o = &pack.objs[i as usize];
+        if o.base != NONE || o.orphan {
+            return Ok(None);
+        }
+        // A zlib stream yields n bytes from about n compressed ones plus its block header: read a little more.
+        let want = ((o.end - o.data) as usize).min(n + 256);
+        self.raw.resize(want, 0);
+        pack.file
+            .read_exact_at(&mut self.raw, o.data)
+            .map_err(|e| bad(format!("reading the pack: {e}")))?;
+        let mut out = Vec::new();
+        if !self.inflater.inflate_prefix(&self.raw, n, &mut out) {
+            return Err(bad(format!("pack entry {} does not inflate", hex(id))));
+        }
+        Ok(Some(out))
+    }
+
+    fn touch(&mut self, key: (u32, u32)) -> Option<Rc<Vec<u8>>> {
+        self.clock += 1;
+        let clock = self.clock;
+        let (data, used) = self.cache.get_mut(&key)?;
+        *used = clock;
+        let data = data.clone();
+        self.order.push_back((key, clock));
+        Some(data)
+    }
+
+    fn insert(&mut self, key: (u32, u32), data: Rc<Vec<u8>>) {
+        self.clock += 1;
+        self.bytes += data.len();
+        if let Some((old, _)) = self.cache.insert(key, (data, self.clock)) {
+            self.bytes -= old.len();
+        }
+        self.order.push_back((key, self.clock));
+        while self.bytes > self.budget {
+            let Some((key, used)) = self.order.pop_front() else {
+                break;
+            };
+            if self.cache.get(&key).is_some_and(|(_, u)| *u == used)
+                && let Some((old, _)) = self.cache.remove(&key)
+            {
+                self.bytes -= old.len();
+            }
+        }
+        // Uses of entries touched often pile up in `order`: drop the stale ones now and then.
+        if self.order.len() > 4 * self.cache.len() + 1024 {
+            let cache = &self.cache;
+            self.order
+                .retain(|(k, u)| cache.get(k).is_some_and(|(_, used)| used == u));
+        }
+    }
+}
+
+/// One thread's walk over a pack's delta forests.
+struct Walker<'a> {
+    pack: &'a Pack,
+    scanner: &'a Scanner,
+    inflater: Inflater,
+    raw: Vec<u8>,
+    delta: Vec<u8>,
+    ops: Vec<Op>,
+    out: Vec<([u8; 20], Outcome)>,
+}
+
+impl<'a> Walker<'a> {
+    fn new(pack: &'a Pack, scanner: &'a Scanner) -> Result<Walker<'a>, PackError> {
+        Ok(Walker {
+            pack,
+            scanner,
+            inflater: Inflater::new().ok_or_else(|| bad("zlib could not be initialised"))?,
+            raw: Vec::new(),
+            delta: Vec::new(),
+            ops: Vec::new(),
+            out: Vec::new(),
+        })
+    }
+
+    fn inflate(&mut self, i: u32, into: &mut Vec<u8>) -> Result<(), PackError> {
+        self.pack.inflate(i, &mut self.inflater, &mut self.raw, into)
+    }
+
+    fn root(&mut self, r: u32) -> Result<(), PackError> {
+        let mut data = Vec::new();
+        self.inflate(r, &mut data)?;
+        self.visit(r, data, None)
+    }
+
+    /// Scans entry `i` (rebuilt as `data`; `hits` derived from its base when known), then its deltas. The last
+    /// delta takes over this frame, so only entries with several deltas keep their bytes on the stack.
+    fn visit(&mut self, mut i: u32, mut data: Vec<u8>, mut hits: Option<Vec<KeywordHit>>) -> Result<(), PackError> {
+        loop {
+            hits = self.scan(i, &data, hits);
+            let (a, b) = (
+                self.pack.kid_start[i as usize] as usize,
+                self.pack.kid_start[i as usize + 1] as usize,
+            );
+            if a == b {
+                return Ok(());
+            }
+            for k in a..b {
+                let child = self.pack.kids[k];
+                let mut delta = std::mem::take(&mut self.delta);
+                self.inflate(child, &mut delta)?;
+                let mut rebuilt = Vec::new();
+                let mut ops = std::mem::take(&mut self.ops);
+                let applied = apply_delta(&data, &delta, &mut rebuilt, &mut ops)
+                    .map_err(|e| bad(format!("pack entry {}: {e}", hex(&self.pack.objs[child as usize].id))));
+                self.delta = delta;
+                applied?;
+                let child_hits = hits.as_ref().map(|h| {
+                    let mut out = Vec::new();
+                    derive_hits(self.scanner, h, &rebuilt, &ops, &mut out);
+                    out
+                });
+                self.ops = ops;
+                if k + 1 < b {
+                    self.visit(child, rebuilt, child_hits)?;
+                } else {
+                    i = child;
+                    data = rebuilt;
+                    hits = child_hits;
+                }
+            }
+        }
+    }
+
+    /// Scans one blob; returns its keyword occurrences for its deltas (`None` when it was not searched: binary or
+    /// too large, so its deltas search themselves in full).
+    fn scan(&mut self, i: u32, data: &[u8], hits: Option<Vec<KeywordHit>>) -> Option<Vec<KeywordHit>> {
+        let scanner = self.scanner;
+        let opts = scanner.options();
+        let id = self.pack.objs[i as usize].id;
+        if data.len() as u64 > opts.max_file_size {
+            self.out.push((id, Outcome::Large));
+            return None;
+        }
+        if !opts.include_binary && is_binary(data) {
+            self.out.push((id, Outcome::Binary));
+            return None;
+        }
+        let hits = hits.unwrap_or_else(|| {
+            let mut h = Vec::new();
+            scanner.keyword_hits(data, &mut h);
+            h
+        });
+        let candidates = scanner.candidates(data, &hits, None);
+        self.out.push((
+            id,
+            Outcome::Scanned {
+                bytes: data.len() as u64,
+                candidates,
+            },
+        ));
+        Some(hits)
+    }
+}
+
+/// Object ids are uniformly random: their first eight bytes hash them perfectly well.
+#[derive(Default)]
+struct IdHash(u64);
+
+impl std::hash::Hasher for IdHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(b) = bytes.get(..8) {
+            self.0 = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        }
+    }
+    fn write_usize(&mut self, _: usize) {}
+}
+
+fn hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Packs of the repository at `git_dir` (`objects/pack/*.pack` with an index), largest first.
+pub(crate) fn packs(git_dir: &Path) -> Vec<std::path::PathBuf> {
+    let dir = git_dir.join("objects").join("pack");
+    let mut found: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack") && p.with_extension("idx").is_file())
+        .map(|p| (std::fs::metadata(&p).map_or(0, |m| m.len()), p))
+        .collect();
+    found.sort_by(|a, b| b.cmp(a));
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leakstop_rules::RuleSet;
+    use leakstop_scan::ScanOptions;
+
+    /// Encodes `ops` (over `base`, producing `result`) as a git delta.
+    fn encode(base: &[u8], result: &[u8], ops: &[Op]) -> Vec<u8> {
+        let mut d = Vec::new();
+        for mut v in [base.len(), result.len()] {
+            loop {
+                let b = (v & 0x7f) as u8;
+                v >>= 7;
+                if v == 0 {
+                    d.push(b);
+                    break;
+                }
+                d.push(b | 0x80);
+            }
+        }
+        for op in ops {
+            match *op {
+                Op::Copy { from, len, .. } => {
+                    let mut cmd = 0x80u8;
+                    let mut args = Vec::new();
+                    for k in 0..4 {
+                        let b = (from >> (8 * k)) as u8;
+                        if b != 0 {
+                            cmd |= 1 << k;
+                            args.push(b);
+                        }
+                    }
+                    let n = if len == 0x10000 { 0 } else { len };
+                    for k in 0..3 {
+                        let b = (n >> (8 * k)) as u8;
+                        if b != 0 {
+                            cmd |= 0x10 << k;
+                            args.push(b);
+                        }
+                    }
+                    d.push(cmd);
+                    d.extend(args);
+                }
+                Op::Insert { to, len } => {
+                    d.push(len as u8);
+                    d.extend_from_slice(&result[to..to + len]);
+                }
+            }
+        }
+        d
+    }
+
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Text made of words, keywords of the built-in rules among them (in mixed case, split across edits).
+    fn text(rng: &mut Rng, words: usize) -> Vec<u8> {
+        const WORDS: &[&str] = &[
+            "the",
+            "password",
+            "TOKEN",
+            "secret",
+            "api_key",
+            "ghp_",
+            "AKIA",
+            "-----BEGIN",
+            "xox",
+            "sk_live_",
+            "\n",
+            "key",
+            "=",
+            "\"",
+            "glpat-",
+            "AIza",
+            "hooks.slack",
+            "npm_",
+            "pass",
+            "to",
+            " ",
+            "\n\n",
+        ];
+        let mut out = Vec::new();
+        for _ in 0..words {
+            out.extend_from_slice(WORDS[rng.below(WORDS.len())].as_bytes());
+            if rng.below(3) == 0 {
+                out.push(b' ');
+            }
+        }
+        out
+    }
+
+    /// A random edit of `base` as copy and insert instructions, with the result.
+    fn edit(rng: &mut Rng, base: &[u8]) -> (Vec<u8>, Vec<Op>) {
+        let mut out = Vec::new();
+        let mut ops = Vec::new();
+        for _ in 0..1 + rng.below(6) {
+            if rng.below(2) == 0 && !base.is_empty() {
+                let from = rng.below(base.len());
+                let len = 1 + rng.below((base.len() - from).min(200));
+                ops.push(Op::Copy {
+                    from,
+                    to: out.len(),
+                    len,
+                });
+                out.extend_from_slice(&base[from..from + len]);
+            } else {
+                let words = 1 + rng.below(8);
+                let ins = text(rng, words);
+                for chunk in ins.chunks(127) {
+                    ops.push(Op::Insert {
+                        to: out.len(),
+                        len: chunk.len(),
+                    });
+                    out.extend_from_slice(chunk);
+                }
+            }
+        }
+        (out, ops)
+    }
+
+    #[test]
+    fn derived_keyword_hits_are_those_of_a_full_search() {
+        let scanner = Scanner::new(RuleSet::builtin(), ScanOptions::default()).unwrap();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut checked_hits = 0;
+        for round in 0..400 {
+            let base = text(&mut rng, 60);
+            let mut base_hits = Vec::new();
+            scanner.keyword_hits(&base, &mut base_hits);
+            let (want, want_ops) = edit(&mut rng, &base);
+            let delta = encode(&base, &want, &want_ops);
+            let (mut got, mut ops) = (Vec::new(), Vec::new());
+            apply_delta(&base, &delta, &mut got, &mut ops).unwrap();
+            assert_eq!(got, want, "round {round}");
+            assert_eq!(ops, want_ops, "round {round}");
+            let mut full = Vec::new();
+            scanner.keyword_hits(&got, &mut full);
+            let mut derived = Vec::new();
+            derive_hits(&scanner, &base_hits, &got, &ops, &mut derived);
+            assert_eq!(derived, full, "round {round}");
+            checked_hits += full.len();
+        }
+        assert!(checked_hits > 1000, "the texts hold keywords: {checked_hits}");
+    }
+
+    #[test]
+    fn bad_deltas_are_refused() {
+        let base = b"0123456789";
+        let (mut out, mut ops) = (Vec::new(), Vec::new());
+        let ok = encode(base, b"2345", &[Op::Copy { from: 2, to: 0, len: 4 }]);
+        apply_delta(base, &ok, &mut out, &mut ops).unwrap();
+        assert_eq!(out, b"2345");
+        assert!(
+            apply_delta(b"short", &ok, &mut out, &mut ops).is_err(),
+            "wrong base size"
+        );
+        let beyond = encode(base, b"89ab", &[Op::Copy { from: 8, to: 0, len: 4 }]);
+        assert!(
+            apply_delta(base, &beyond, &mut out, &mut ops).is_err(),
+            "copy past the base"
+        );
+        let mut long = ok.clone();
+        long.extend_from_slice(&[1, b'x']);
+        assert!(
+            apply_delta(base, &long, &mut out, &mut ops).is_err(),
+            "longer than announced"
+        );
+        assert!(
+            apply_delta(base, &ok[..ok.len() - 1], &mut out, &mut ops).is_err(),
+            "truncated"
+        );
+        assert!(
+            apply_delta(base, &[10, 0, 0], &mut out, &mut ops).is_err(),
+            "reserved instruction"
+        );
+    }
+
+    #[test]
+    fn entry_headers_decode_sizes_and_bases() {
+        // Blob of 300 bytes: type 3, size 300 = 0b1_0010_1100 -> 0xbc (cont, type 3, low 4 bits 12), 0x12.
+        let h = parse_header(&[0xbc, 0x12, 0xff], 100).unwrap();
+        assert_eq!((h.kind, h.size, h.len, h.base), (3, 300, 2, Base::None));
+        // Offset delta 130 bytes back: 130 = ((0 + 1) << 7) | 2 -> bytes 0x80, 0x02.
+        let h = parse_header(&[0x65, 0x80, 0x02], 1000).unwrap();
+        assert_eq!((h.kind, h.len, h.base), (6, 3, Base::Offset(870)));
+        assert!(parse_header(&[0x65, 0x80, 0x02], 100).is_err(), "base before the pack");
+        assert!(parse_header(&[0xbc], 100).is_err(), "truncated");
+        assert!(parse_header(&[0x50], 100).is_err(), "type 5 is reserved");
+    }
+}
