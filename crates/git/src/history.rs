@@ -570,6 +570,7 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             Ok(())
         })();
         drop(walk_done);
+        tracing::debug!(elapsed_ms = t0.elapsed().as_millis() as u64, "walk done");
         if !batch.is_empty() {
             let _ = tx.send(batch);
         }

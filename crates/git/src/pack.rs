@@ -30,6 +30,8 @@ use crate::inflate::Inflater;
 const OBJ_BLOB: u8 = 3;
 const OBJ_OFS_DELTA: u8 = 6;
 const OBJ_REF_DELTA: u8 = 7;
+/// Longer delta chains than git writes (`pack.depth` stops at 4095) mean a loop.
+const MAX_CHAIN: usize = 10_000;
 /// No base (a full object), or a base outside this pack.
 const NONE: u32 = u32::MAX;
 
@@ -286,12 +288,9 @@ pub(crate) fn apply_delta(base: &[u8], delta: &[u8], out: &mut Vec<u8>, ops: &mu
     Ok(())
 }
 
-/// Ranges to search closer than this are searched as one.
-const JOIN_GAP: usize = 64;
-
 /// The keyword occurrences of a delta's result `data`, from those of its base (`base_hits`, in order of start)
-/// and its instructions: an occurrence inside one copied range is the base's, moved; any other overlaps an inserted
-/// byte or a seam between instructions, so searching those with `max_len - 1` bytes of context finds it.
+/// and its instructions: an occurrence inside one copied range is the base's, moved; any other covers an inserted
+/// byte or both bytes of a seam between instructions, and the scanner finds those from the stretches alone.
 pub(crate) fn derive_hits(
     scanner: &Scanner,
     base_hits: &[KeywordHit],
@@ -300,28 +299,20 @@ pub(crate) fn derive_hits(
     out: &mut Vec<KeywordHit>,
 ) {
     out.clear();
-    let m = scanner.max_keyword_len();
-    if m == 0 {
+    if scanner.max_keyword_len() == 0 {
         return;
     }
-    let ctx = m - 1;
-    let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
-    // Ranges a few bytes apart are searched as one: each search has a fixed cost (its last bytes are checked one
-    // position at a time), which short ranges between close seams would pay over and over.
-    let mut push = |r: std::ops::Range<usize>| match ranges.last_mut() {
-        Some(last) if r.start <= last.end + JOIN_GAP => last.end = last.end.max(r.end),
-        _ => ranges.push(r),
-    };
+    let mut stretches: Vec<std::ops::Range<usize>> = Vec::new();
     let mut prev_copy = false;
     for op in ops {
         match *op {
             Op::Insert { to, len } => {
-                push(to.saturating_sub(ctx)..(to + len + ctx).min(data.len()));
+                stretches.push(to..to + len);
                 prev_copy = false;
             }
             Op::Copy { from, to, len } => {
                 if prev_copy {
-                    push(to.saturating_sub(ctx)..(to + ctx).min(data.len()));
+                    stretches.push(to - 1..to + 1);
                 }
                 prev_copy = true;
                 let end = from + len;
@@ -340,9 +331,27 @@ pub(crate) fn derive_hits(
             }
         }
     }
-    scanner.keyword_hits_in(data, ranges, out);
-    out.sort_unstable();
-    out.dedup();
+    // Moved occurrences are in order already (instructions in result order, a base's occurrences in order within
+    // each); the searched ones come sorted: merge the two runs.
+    let moved = out.len();
+    scanner.keyword_hits_touching(data, stretches, out);
+    let searched = out.split_off(moved);
+    let moved = std::mem::take(out);
+    out.reserve(moved.len() + searched.len());
+    let (mut a, mut b) = (moved.into_iter().peekable(), searched.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x <= y => a.next(),
+            (_, Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, None) => break,
+        };
+        if let Some(h) = next
+            && out.last() != Some(&h)
+        {
+            out.push(h);
+        }
+    }
 }
 
 /// A pack opened for direct reads: its entries in pack order with their bases, and each entry's deltas.
@@ -352,8 +361,9 @@ pub(crate) struct Pack {
     /// Deltas of entry `i`: `kids[kid_start[i]..kid_start[i + 1]]`.
     kid_start: Vec<u32>,
     kids: Vec<u32>,
-    /// Entry index by object id.
-    by_id: HashMap<[u8; 20], u32, std::hash::BuildHasherDefault<IdHash>>,
+    /// Entry index by object id, built on first use: only reads by id (the history walk's) need it, so the blob
+    /// scan does not wait for it.
+    by_id: std::sync::OnceLock<HashMap<[u8; 20], u32, std::hash::BuildHasherDefault<IdHash>>>,
 }
 
 impl Pack {
@@ -422,10 +432,7 @@ impl Pack {
             });
         }
         drop(entries);
-        let mut by_id = HashMap::with_capacity_and_hasher(objs.len(), Default::default());
-        for (i, o) in objs.iter().enumerate() {
-            by_id.insert(o.id, i as u32);
-        }
+        let by_id = std::sync::OnceLock::new();
         let mut pack = Pack {
             file,
             objs,
@@ -465,7 +472,14 @@ impl Pack {
 
     /// The entry holding object `id`.
     fn find(&self, id: &[u8; 20]) -> Option<u32> {
-        self.by_id.get(id).copied()
+        let by_id = self.by_id.get_or_init(|| {
+            let mut map = HashMap::with_capacity_and_hasher(self.objs.len(), Default::default());
+            for (i, o) in self.objs.iter().enumerate() {
+                map.insert(o.id, i as u32);
+            }
+            map
+        });
+        by_id.get(id).copied()
     }
 
     /// Scans every blob of the pack with `threads` threads, all but the first waiting for `gate` to open; returns
@@ -630,6 +644,10 @@ impl<'a> ObjectReader<'a> {
                 break whole;
             }
             chain.push(at);
+            // git writes chains at most 4095 deep; a longer one loops (ids can name any entry as a base).
+            if chain.len() > MAX_CHAIN {
+                return Err(bad(format!("the delta chain of {} does not end", hex(id))));
+            }
             at = o.base;
         };
         // And back down, keeping every version rebuilt on the way.

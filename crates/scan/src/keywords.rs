@@ -143,23 +143,40 @@ impl KeywordIndex {
 
     /// Calls `f(keyword id, start)` for every occurrence until `f` returns false. Occurrences come in order of
     /// the position of their filter gram: starts are in order only up to a keyword's anchor offset.
-    pub(crate) fn for_each(&self, data: &[u8], mut f: impl FnMut(usize, usize) -> bool) {
+    pub(crate) fn for_each(&self, data: &[u8], f: impl FnMut(usize, usize) -> bool) {
+        self.for_each_anchored(data, 0..data.len(), f);
+    }
+
+    /// Like [`KeywordIndex::for_each`], but only for occurrences whose filter gram starts at a position in
+    /// `positions`; the bytes around them are read from `data` as far as it goes. Searching a few stretches of a
+    /// large input this way costs no more per stretch than its positions: only the input's own end is checked
+    /// position by position.
+    pub(crate) fn for_each_anchored(
+        &self,
+        data: &[u8],
+        positions: std::ops::Range<usize>,
+        mut f: impl FnMut(usize, usize) -> bool,
+    ) {
         let n = data.len();
-        let mut i = 0;
+        let to = positions.end.min(n);
+        let mut i = positions.start;
         // One-byte keywords make every position a candidate: then only the position-by-position loop below runs.
         if self.single.is_empty() {
             if self.avx2 {
-                match simd::for_each_avx2(self, data, &mut f) {
+                match simd::for_each_avx2(self, data, i..to, &mut f) {
                     Some(done) => i = done,
                     None => return,
                 }
             }
-            while i + 8 <= n {
+            while i < to && i + 8 <= n {
                 let w = u64::from_le_bytes(data[i..i + 8].try_into().expect("8 bytes")) | FOLD8;
                 let mut fired = 0u64;
                 for k in 0..STRIDE {
                     let g = (w >> (8 * k)) as u32;
                     fired |= (self.long.test(hash(g)) | self.short.test(hash(g & 0x00FF_FFFF))) << k;
+                }
+                if i + STRIDE > to {
+                    fired &= (1 << (to - i)) - 1;
                 }
                 while fired != 0 {
                     let k = fired.trailing_zeros() as usize;
@@ -173,7 +190,7 @@ impl KeywordIndex {
         }
         // The remaining positions, each verified: pad past the end with zero bytes (folded like any other, so
         // wildcards cover them).
-        while i < n {
+        while i < to {
             let mut tail = [0u8; 4];
             let avail = (n - i).min(4);
             tail[..avail].copy_from_slice(&data[i..i + avail]);
@@ -182,6 +199,17 @@ impl KeywordIndex {
             }
             i += 1;
         }
+    }
+
+    /// How far before and after a byte a keyword's filter gram can start when the keyword covers that byte: the
+    /// positions [`KeywordIndex::for_each_anchored`] must test to find every occurrence touching a stretch.
+    pub(crate) fn anchor_reach(&self) -> (usize, usize) {
+        let before = (self.words.iter().zip(&self.anchors))
+            .map(|(w, &a)| w.len() - 1 - a)
+            .max()
+            .unwrap_or(0);
+        let after = self.anchors.iter().copied().max().unwrap_or(0);
+        (before, after)
     }
 
     /// Length of keyword `id`.
@@ -242,27 +270,37 @@ mod simd {
         }
     }
 
-    /// Runs the filters over `data` while 16 bytes remain and verifies what fires. Returns the first position
-    /// left for the scalar loop, or `None` when `f` asked to stop.
-    #[cfg(target_arch = "x86_64")]
+    /// Runs the filters over `positions` while 16 bytes of `data` remain and verifies what fires. Returns the
+    /// first position left for the scalar loop, or `None` when `f` asked to stop.
     pub(super) fn for_each_avx2(
-        index: &KeywordIndex,
+        ix: &KeywordIndex,
         data: &[u8],
+        positions: std::ops::Range<usize>,
         f: &mut impl FnMut(usize, usize) -> bool,
     ) -> Option<usize> {
-        debug_assert!(available());
-        // SAFETY: only called when `available()` found AVX2 on this CPU (`KeywordIndex::avx2`).
-        unsafe { run(index, data, f) }
+        #[cfg(target_arch = "x86_64")]
+        {
+            debug_assert!(available());
+            // SAFETY: only called when `available()` found AVX2 on this CPU (`KeywordIndex::avx2`).
+            unsafe { run(ix, data, positions.start, positions.end, f) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (ix, data, f);
+            Some(positions.start)
+        }
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
-    pub(super) fn for_each_avx2(_: &KeywordIndex, _: &[u8], _: &mut impl FnMut(usize, usize) -> bool) -> Option<usize> {
-        Some(0)
-    }
-
+    /// Tests the positions `from..to` while 16 bytes of `data` remain from each step's first position.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn run(index: &KeywordIndex, data: &[u8], f: &mut impl FnMut(usize, usize) -> bool) -> Option<usize> {
+    unsafe fn run(
+        index: &KeywordIndex,
+        data: &[u8],
+        from: usize,
+        to: usize,
+        f: &mut impl FnMut(usize, usize) -> bool,
+    ) -> Option<usize> {
         use std::arch::x86_64::*;
         let n = data.len();
         let fold = _mm_set1_epi8(0x20);
@@ -275,8 +313,8 @@ mod simd {
         let five_bits = _mm256_set1_epi32(31);
         let long_bits = index.long.bits.as_ptr().cast::<i32>();
         let short_bits = index.short.bits.as_ptr().cast::<i32>();
-        let mut i = 0;
-        while i + 16 <= n {
+        let mut i = from;
+        while i < to && i + 16 <= n {
             // SAFETY: `i + 16 <= n`, so the unaligned 16-byte load stays inside `data`.
             let bytes = _mm_or_si128(unsafe { _mm_loadu_si128(data.as_ptr().add(i).cast()) }, fold);
             let grams = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(bytes), grams_of);
@@ -302,6 +340,9 @@ mod simd {
                 _mm256_srlv_epi32(w_short, _mm256_and_si256(h_short, five_bits)),
             );
             let mut mask = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(fired, 31))) as u32;
+            if i + 8 > to {
+                mask &= (1 << (to - i)) - 1;
+            }
             while mask != 0 {
                 let k = mask.trailing_zeros() as usize;
                 mask &= mask - 1;
@@ -348,6 +389,60 @@ mod tests {
 
     fn words(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn anchored_search_reports_the_occurrences_whose_gram_starts_in_the_positions() {
+        let w = words(&[
+            "token",
+            "tok",
+            "ok",
+            "ghp_",
+            "api_key",
+            "-----begin",
+            "password",
+            "xoxb-",
+        ]);
+        let index = KeywordIndex::new(&w);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let pieces = [
+            "token",
+            "TOK",
+            "ok",
+            "ghp_",
+            "API_key",
+            "-----BEGIN",
+            "passWORD",
+            "xoxb-",
+            "a",
+            " ",
+            "-",
+            "\n",
+        ];
+        for round in 0..300 {
+            let mut data = Vec::new();
+            for _ in 0..40 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                data.extend_from_slice(pieces[(seed % pieces.len() as u64) as usize].as_bytes());
+            }
+            let a = (seed as usize >> 8) % data.len();
+            let b = a + (seed as usize >> 20) % (data.len() - a + 1);
+            let mut got = Vec::new();
+            index.for_each_anchored(&data, a..b, |id, at| {
+                got.push((id, at));
+                true
+            });
+            got.sort_by_key(|&(id, at)| (at, id));
+            let want: Vec<(usize, usize)> = naive(&w, &data)
+                .into_iter()
+                .filter(|&(id, at)| (a..b).contains(&(at + index.anchors[id])))
+                .collect();
+            assert_eq!(got, want, "round {round}, positions {a}..{b}");
+        }
+        let (before, after) = index.anchor_reach();
+        assert!(before >= 1 && after >= 1 && before + after + 1 >= "-----begin".len());
     }
 
     #[test]

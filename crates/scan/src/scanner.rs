@@ -301,31 +301,58 @@ impl Scanner {
     }
 
     /// Every keyword occurrence in `data`, appended to `out` in order of start. The first step of a scan, exposed
-    /// so a caller that knows how `data` was built from another scanned blob (a Git delta) can derive them instead.
+    /// so a caller that knows how `data` was built from another scanned blob (a Git delta) can derive them instead
+    /// ([`Scanner::keyword_hits_touching`] finds what the derivation cannot carry over).
     pub fn keyword_hits(&self, data: &[u8], out: &mut Vec<KeywordHit>) {
-        self.keyword_hits_in(data, std::iter::once(0..data.len()), out);
+        let Some(index) = &self.prefilter else { return };
+        let first = out.len();
+        index.for_each(data, |keyword, start| {
+            out.push(KeywordHit {
+                start,
+                keyword: keyword as u32,
+            });
+            true
+        });
+        // Occurrences come in order of their filter gram, not of their start.
+        out[first..].sort_unstable();
     }
 
-    /// The keyword occurrences that lie inside each of `ranges` of `data` (in order, not overlapping), appended to
-    /// `out` in order of start.
-    pub fn keyword_hits_in(
+    /// Every keyword occurrence that covers a byte of one of `stretches` (in order), and possibly others, appended
+    /// to `out` in order of start. Costs about the stretches' length plus a keyword's length each, however large
+    /// `data` is: what a caller needs that knows the occurrences everywhere else (from a blob `data` was built from).
+    pub fn keyword_hits_touching(
         &self,
         data: &[u8],
-        ranges: impl IntoIterator<Item = std::ops::Range<usize>>,
+        stretches: impl IntoIterator<Item = std::ops::Range<usize>>,
         out: &mut Vec<KeywordHit>,
     ) {
         let Some(index) = &self.prefilter else { return };
         let first = out.len();
-        for r in ranges {
-            index.for_each(&data[r.clone()], |keyword, start| {
+        let (before, after) = index.anchor_reach();
+        let mut pending: Option<std::ops::Range<usize>> = None;
+        let run = |p: std::ops::Range<usize>, out: &mut Vec<KeywordHit>| {
+            index.for_each_anchored(data, p, |keyword, start| {
                 out.push(KeywordHit {
-                    start: r.start + start,
+                    start,
                     keyword: keyword as u32,
                 });
                 true
             });
+        };
+        for s in stretches {
+            let p = s.start.saturating_sub(before)..(s.end + after).min(data.len());
+            match &mut pending {
+                Some(cur) if p.start <= cur.end => cur.end = cur.end.max(p.end),
+                _ => {
+                    if let Some(done) = pending.replace(p) {
+                        run(done, out);
+                    }
+                }
+            }
         }
-        // Occurrences come in order of their filter gram, not of their start.
+        if let Some(done) = pending {
+            run(done, out);
+        }
         out[first..].sort_unstable();
     }
 
