@@ -490,10 +490,13 @@ impl Pack {
         threads: usize,
         gate: &Gate,
     ) -> Result<Vec<([u8; 20], Outcome)>, PackError> {
-        // A delta chain keeps its base's type: only forests rooted at blobs hold blobs.
-        let roots: Vec<u32> = (0..self.objs.len() as u32)
+        // A delta chain keeps its base's type: only forests rooted at blobs hold blobs. Largest forests first, so
+        // the threads finish together instead of one of them ending on a big one alone.
+        let mut roots: Vec<u32> = (0..self.objs.len() as u32)
             .filter(|&i| self.objs[i as usize].kind == OBJ_BLOB)
             .collect();
+        let weight = self.forest_weights();
+        roots.sort_by_key(|&r| std::cmp::Reverse(weight[r as usize]));
         let next = AtomicUsize::new(0);
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads.max(1))
@@ -524,6 +527,29 @@ impl Pack {
             }
             Ok(all)
         })
+    }
+
+    /// For each whole object, about the work of its delta forest: its size times the number of objects built on it.
+    fn forest_weights(&self) -> Vec<u64> {
+        let mut count = vec![0u64; self.objs.len()];
+        let mut stack = Vec::new();
+        for (i, o) in self.objs.iter().enumerate() {
+            if o.base != NONE {
+                continue;
+            }
+            let mut n = 0u64;
+            stack.push(i as u32);
+            while let Some(j) = stack.pop() {
+                n += 1;
+                let (a, b) = (
+                    self.kid_start[j as usize] as usize,
+                    self.kid_start[j as usize + 1] as usize,
+                );
+                stack.extend_from_slice(&self.kids[a..b]);
+            }
+            count[i] = n.saturating_mul(o.size);
+        }
+        count
     }
 
     /// Inflates entry `i` into `into`, reading its bytes through `raw`.
