@@ -6,7 +6,8 @@
 //! although nearly all of it was seen in the base. Here every pack is walked as its delta forest instead: each
 //! object is inflated once, each delta applied to its base's bytes while they are at hand, and a delta's keyword
 //! occurrences are derived, not searched: those inside a copied range are the base's, moved; only the inserted bytes
-//! and the seams between instructions (with a keyword's length of context) are searched. The rest of the scan (rule
+//! and the seams between instructions are searched, by the positions a keyword touching them can start from
+//! (`Scanner::keyword_hits_touching`). The rest of the scan (rule
 //! regexes near the occurrences, line numbers) runs on the rebuilt blob as usual, so results are exactly those of a
 //! full scan ([`Scanner::keyword_hits`] on the whole blob gives the same occurrences; tests check this).
 //!
