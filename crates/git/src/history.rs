@@ -22,7 +22,7 @@ use git2::{ObjectType, Oid, Repository, Sort};
 use leakstop_scan::{Finding, Scanner, is_binary};
 
 use crate::error::GitError;
-use crate::pack::{Gate, ObjectReader, OpenOnDrop, Outcome, Pack, PackError, packs as packs_of};
+use crate::pack::{Gate, IdHash, ObjectReader, OpenOnDrop, Outcome, Pack, PackError, packs as packs_of};
 use crate::repo::{commit_info, open, resolve_commit, shallow_commits, workdir_or_path};
 
 /// Which history to scan.
@@ -65,11 +65,6 @@ struct BlobSeen {
     others: Vec<u32>,
 }
 
-/// Object ids are already uniformly random: their first eight bytes are a perfect hash (SipHash over 20 bytes
-/// per lookup was a visible share of the tree walk).
-#[derive(Default, Clone, Copy)]
-struct OidHash(u64);
-
 /// An object id as a map key. `git2::Oid` compares through a call into libgit2 (`git_oid_equal`, an eighth of
 /// the tree walk); plain bytes compare inline.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,19 +76,7 @@ impl From<Oid> for Key {
     }
 }
 
-impl std::hash::Hasher for OidHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        if bytes.len() >= 8 {
-            self.0 = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default());
-        }
-    }
-    fn write_usize(&mut self, _: usize) {}
-}
-
-type OidMap<V> = HashMap<Key, V, std::hash::BuildHasherDefault<OidHash>>;
+type OidMap<V> = HashMap<Key, V, std::hash::BuildHasherDefault<IdHash>>;
 
 /// A blob to scan: its id and the first path it was seen under.
 type Job = (Oid, String);
@@ -104,7 +87,7 @@ struct Enumeration {
     paths: Vec<String>,
     path_ids: HashMap<String, u32>,
     blobs: OidMap<BlobSeen>,
-    /// Tree id -> the directory path it was first walked under, and that path's parent. A tree is read once; when
+    /// Tree id -> the directory path it was first walked under, and that path's [`place`]. A tree is read once; when
     /// it shows up again under another directory (a renamed or copied directory), the pair of directories is kept
     /// in `aliases` so the blob paths it holds can be derived afterwards without re-reading it.
     trees: OidMap<(u32, u64)>,
@@ -363,13 +346,7 @@ impl TreeEntries {
         }
         let changed = lo..bounds.len() - 1;
         bounds.extend(prev.bounds[tail + 1..].iter().map(|&b| (b as i64 + shift) as u32));
-        Some((
-            TreeEntries {
-                raw: shared.clone(),
-                bounds,
-            },
-            changed,
-        ))
+        Some((TreeEntries { raw: shared, bounds }, changed))
     }
 
     fn bytes(&self, i: usize) -> &[u8] {
@@ -609,8 +586,9 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
                 through_libgit2 = rest.len(),
                 "packs scanned"
             );
-            for chunk in rest.chunks(BATCH) {
-                if tx.send(chunk.to_vec()).is_err() {
+            while !rest.is_empty() {
+                let batch = rest.split_off(rest.len().saturating_sub(BATCH));
+                if tx.send(batch).is_err() {
                     break;
                 }
             }

@@ -56,61 +56,45 @@ impl Inflater {
     /// Inflates the zlib stream at the start of `input` into `out`, which must come out exactly `size` bytes long
     /// (a pack header's size). False when the data is corrupt or not that size.
     pub(crate) fn inflate(&mut self, input: &[u8], size: usize, out: &mut Vec<u8>) -> bool {
-        out.clear();
         // Room beyond the announced size: zlib's fast loop needs 258 bytes of output space ahead of it, so an
         // exact-size buffer sends the last stretch of every object through its byte-at-a-time path (most of a small
         // delta). A stream that fills the slack is longer than announced and refused below.
-        let room = size + SLACK;
+        self.run(input, size + SLACK, z::Z_FINISH, out) == Some(z::Z_STREAM_END) && out.len() == size
+    }
+
+    /// Inflates only the first `n` bytes of the zlib stream at the start of `input` (fewer if it is shorter) into
+    /// `out`: enough to read a commit's `tree` line without inflating its message.
+    pub(crate) fn inflate_prefix(&mut self, input: &[u8], n: usize, out: &mut Vec<u8>) -> bool {
+        matches!(
+            self.run(input, n, z::Z_SYNC_FLUSH, out),
+            Some(z::Z_OK | z::Z_STREAM_END | z::Z_BUF_ERROR)
+        )
+    }
+
+    /// One `inflate` call from a reset stream, `input` in and up to `room` bytes into `out` (replaced); zlib's
+    /// return code, or `None` when the sizes do not fit its counters or the reset fails.
+    fn run(&mut self, input: &[u8], room: usize, flush: c_int, out: &mut Vec<u8>) -> Option<c_int> {
+        out.clear();
         out.reserve_exact(room);
         let (Ok(avail_in), Ok(avail_out)) = (c_uint::try_from(input.len()), c_uint::try_from(room)) else {
-            return false;
+            return None;
         };
         let s = &mut *self.strm;
         // SAFETY: the stream was initialised in `new`; `next_in` covers `input` and `next_out` the `room` spare
         // bytes reserved in `out`, both alive for this call; `set_len` only covers what zlib wrote.
         unsafe {
             if z::inflateReset(s) != z::Z_OK {
-                return false;
+                return None;
             }
             s.next_in = input.as_ptr() as *mut u8;
             s.avail_in = avail_in;
             s.next_out = out.as_mut_ptr();
             s.avail_out = avail_out;
-            let rc = z::inflate(s, z::Z_FINISH);
-            let written = room - s.avail_out as usize;
-            out.set_len(written);
+            let rc = z::inflate(s, flush);
+            out.set_len(room - s.avail_out as usize);
             s.next_in = std::ptr::null_mut();
             s.next_out = std::ptr::null_mut();
-            rc == z::Z_STREAM_END && written == size
-        }
-    }
-}
-
-impl Inflater {
-    /// Inflates only the first `n` bytes of the zlib stream at the start of `input` (fewer if it is shorter) into
-    /// `out`: enough to read a commit's `tree` line without inflating its message.
-    pub(crate) fn inflate_prefix(&mut self, input: &[u8], n: usize, out: &mut Vec<u8>) -> bool {
-        out.clear();
-        out.reserve_exact(n);
-        let (Ok(avail_in), Ok(avail_out)) = (c_uint::try_from(input.len()), c_uint::try_from(n)) else {
-            return false;
-        };
-        let s = &mut *self.strm;
-        // SAFETY: as in `inflate`: both buffers are alive for the call and `set_len` covers only what was written.
-        unsafe {
-            if z::inflateReset(s) != z::Z_OK {
-                return false;
-            }
-            s.next_in = input.as_ptr() as *mut u8;
-            s.avail_in = avail_in;
-            s.next_out = out.as_mut_ptr();
-            s.avail_out = avail_out;
-            let rc = z::inflate(s, z::Z_SYNC_FLUSH);
-            let written = n - s.avail_out as usize;
-            out.set_len(written);
-            s.next_in = std::ptr::null_mut();
-            s.next_out = std::ptr::null_mut();
-            matches!(rc, z::Z_OK | z::Z_STREAM_END | z::Z_BUF_ERROR)
+            Some(rc)
         }
     }
 }

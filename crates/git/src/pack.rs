@@ -300,9 +300,6 @@ pub(crate) fn derive_hits(
     out: &mut Vec<KeywordHit>,
 ) {
     out.clear();
-    if scanner.max_keyword_len() == 0 {
-        return;
-    }
     let mut stretches: Vec<std::ops::Range<usize>> = Vec::new();
     let mut prev_copy = false;
     for op in ops {
@@ -471,6 +468,11 @@ impl Pack {
         Ok(pack)
     }
 
+    /// The deltas whose base is entry `i`.
+    fn kids(&self, i: u32) -> &[u32] {
+        &self.kids[self.kid_start[i as usize] as usize..self.kid_start[i as usize + 1] as usize]
+    }
+
     /// The entry holding object `id`.
     fn find(&self, id: &[u8; 20]) -> Option<u32> {
         let by_id = self.by_id.get_or_init(|| {
@@ -496,8 +498,7 @@ impl Pack {
         let mut roots: Vec<u32> = (0..self.objs.len() as u32)
             .filter(|&i| self.objs[i as usize].kind == OBJ_BLOB)
             .collect();
-        let weight = self.forest_weights();
-        roots.sort_by_key(|&r| std::cmp::Reverse(weight[r as usize]));
+        roots.sort_by_cached_key(|&r| std::cmp::Reverse(self.forest_weight(r)));
         let next = AtomicUsize::new(0);
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads.max(1))
@@ -530,44 +531,67 @@ impl Pack {
         })
     }
 
-    /// For each whole object, about the work of its delta forest: its size times the number of objects built on it.
-    fn forest_weights(&self) -> Vec<u64> {
-        let mut count = vec![0u64; self.objs.len()];
-        let mut stack = Vec::new();
-        for (i, o) in self.objs.iter().enumerate() {
-            if o.base != NONE {
-                continue;
-            }
-            let mut n = 0u64;
-            stack.push(i as u32);
-            while let Some(j) = stack.pop() {
-                n += 1;
-                let (a, b) = (
-                    self.kid_start[j as usize] as usize,
-                    self.kid_start[j as usize + 1] as usize,
-                );
-                stack.extend_from_slice(&self.kids[a..b]);
-            }
-            count[i] = n.saturating_mul(o.size);
+    /// About the work of the delta forest rooted at `root`: its size times the number of objects built on it.
+    fn forest_weight(&self, root: u32) -> u64 {
+        let mut n = 0u64;
+        let mut stack = vec![root];
+        while let Some(j) = stack.pop() {
+            n += 1;
+            stack.extend_from_slice(self.kids(j));
         }
-        count
+        n.saturating_mul(self.objs[root as usize].size)
+    }
+}
+
+/// One thread's inflate stream and buffers for reading a pack's entries.
+struct Scratch {
+    inflater: Inflater,
+    /// An entry's compressed bytes.
+    raw: Vec<u8>,
+    /// A delta's instructions, inflated.
+    delta: Vec<u8>,
+    /// The last delta applied, as instructions.
+    ops: Vec<Op>,
+}
+
+impl Scratch {
+    fn new() -> Result<Scratch, PackError> {
+        Ok(Scratch {
+            inflater: Inflater::new().ok_or_else(|| bad("zlib could not be initialised"))?,
+            raw: Vec::new(),
+            delta: Vec::new(),
+            ops: Vec::new(),
+        })
     }
 
-    /// Inflates entry `i` into `into`, reading its bytes through `raw`.
-    fn inflate(&self, i: u32, inflater: &mut Inflater, raw: &mut Vec<u8>, into: &mut Vec<u8>) -> Result<(), PackError> {
-        let o = &self.objs[i as usize];
+    /// Inflates entry `i` of `pack` into `into`.
+    fn inflate(&mut self, pack: &Pack, i: u32, into: &mut Vec<u8>) -> Result<(), PackError> {
+        let o = &pack.objs[i as usize];
         let size = usize::try_from(o.size).map_err(|_| bad("pack entry is too large"))?;
-        raw.resize((o.end - o.data) as usize, 0);
-        self.file
-            .read_exact_at(raw, o.data)
+        self.raw.resize((o.end - o.data) as usize, 0);
+        pack.file
+            .read_exact_at(&mut self.raw, o.data)
             .map_err(|e| bad(format!("reading the pack: {e}")))?;
-        if !inflater.inflate(raw, size, into) {
+        if !self.inflater.inflate(&self.raw, size, into) {
             return Err(bad(format!(
                 "pack entry {} does not inflate to its {size} bytes",
                 hex(&o.id)
             )));
         }
         Ok(())
+    }
+
+    /// Rebuilds delta entry `i` of `pack` from its base's bytes; its instructions are left in `ops`.
+    fn rebuild(&mut self, pack: &Pack, i: u32, base: &[u8]) -> Result<Vec<u8>, PackError> {
+        let mut delta = std::mem::take(&mut self.delta);
+        let inflated = self.inflate(pack, i, &mut delta);
+        let mut out = Vec::new();
+        let applied = inflated.and_then(|()| {
+            apply_delta(base, &delta, &mut out, &mut self.ops)
+                .map_err(|e| bad(format!("pack entry {}: {e}", hex(&pack.objs[i as usize].id))))
+        });
+        self.delta = delta;
+        applied.map(|()| out)
     }
 }
 
@@ -613,10 +637,7 @@ impl Drop for OpenOnDrop<'_> {
 /// next older one a single delta away.
 pub(crate) struct ObjectReader<'a> {
     packs: &'a [Pack],
-    inflater: Inflater,
-    raw: Vec<u8>,
-    delta: Vec<u8>,
-    ops: Vec<Op>,
+    scratch: Scratch,
     /// (pack, entry) -> (bytes, last use); `order` holds uses oldest first (stale ones skipped on eviction).
     cache: HashMap<(u32, u32), Cached>,
     order: std::collections::VecDeque<((u32, u32), u64)>,
@@ -629,10 +650,7 @@ impl<'a> ObjectReader<'a> {
     pub(crate) fn new(packs: &'a [Pack], budget: usize) -> Result<ObjectReader<'a>, PackError> {
         Ok(ObjectReader {
             packs,
-            inflater: Inflater::new().ok_or_else(|| bad("zlib could not be initialised"))?,
-            raw: Vec::new(),
-            delta: Vec::new(),
-            ops: Vec::new(),
+            scratch: Scratch::new()?,
             cache: HashMap::new(),
             order: std::collections::VecDeque::new(),
             bytes: 0,
@@ -643,12 +661,7 @@ impl<'a> ObjectReader<'a> {
 
     /// The bytes of object `id`, or `None` when no pack holds it whole or as a delta within the pack.
     pub(crate) fn read(&mut self, id: &[u8; 20]) -> Result<Option<Rc<Vec<u8>>>, PackError> {
-        let Some((p, i)) = self
-            .packs
-            .iter()
-            .enumerate()
-            .find_map(|(p, pack)| pack.find(id).map(|i| (p as u32, i)))
-        else {
+        let Some((p, i)) = self.locate(id) else {
             return Ok(None);
         };
         let pack = &self.packs[p as usize];
@@ -665,7 +678,7 @@ impl<'a> ObjectReader<'a> {
             }
             if o.base == NONE {
                 let mut whole = Vec::new();
-                pack.inflate(at, &mut self.inflater, &mut self.raw, &mut whole)?;
+                self.scratch.inflate(pack, at, &mut whole)?;
                 let whole = Rc::new(whole);
                 self.insert((p, at), whole.clone());
                 break whole;
@@ -679,11 +692,7 @@ impl<'a> ObjectReader<'a> {
         };
         // And back down, keeping every version rebuilt on the way.
         for &d in chain.iter().rev() {
-            pack.inflate(d, &mut self.inflater, &mut self.raw, &mut self.delta)?;
-            let mut out = Vec::new();
-            apply_delta(&data, &self.delta, &mut out, &mut self.ops)
-                .map_err(|e| bad(format!("pack entry {}: {e}", hex(&pack.objs[d as usize].id))))?;
-            data = Rc::new(out);
+            data = Rc::new(self.scratch.rebuild(pack, d, &data)?);
             self.insert((p, d), data.clone());
         }
         Ok(Some(data))
@@ -692,30 +701,34 @@ impl<'a> ObjectReader<'a> {
     /// The first `n` bytes of object `id` when a pack holds it whole (a delta needs its base: then `None`, as
     /// for an object no pack holds).
     pub(crate) fn read_prefix(&mut self, id: &[u8; 20], n: usize) -> Result<Option<Vec<u8>>, PackError> {
-        let Some((p, i)) = self
-            .packs
-            .iter()
-            .enumerate()
-            .find_map(|(p, pack)| pack.find(id).map(|i| (p, i)))
-        else {
+        let Some((p, i)) = self.locate(id) else {
             return Ok(None);
         };
-        let pack = &self.packs[p];
+        let pack = &self.packs[p as usize];
         let o = &pack.objs[i as usize];
         if o.base != NONE || o.orphan {
             return Ok(None);
         }
         // A zlib stream yields n bytes from about n compressed ones plus its block header: read a little more.
         let want = ((o.end - o.data) as usize).min(n + 256);
-        self.raw.resize(want, 0);
+        let raw = &mut self.scratch.raw;
+        raw.resize(want, 0);
         pack.file
-            .read_exact_at(&mut self.raw, o.data)
+            .read_exact_at(raw, o.data)
             .map_err(|e| bad(format!("reading the pack: {e}")))?;
         let mut out = Vec::new();
-        if !self.inflater.inflate_prefix(&self.raw, n, &mut out) {
+        if !self.scratch.inflater.inflate_prefix(raw, n, &mut out) {
             return Err(bad(format!("pack entry {} does not inflate", hex(id))));
         }
         Ok(Some(out))
+    }
+
+    /// The pack and entry holding object `id`.
+    fn locate(&self, id: &[u8; 20]) -> Option<(u32, u32)> {
+        self.packs
+            .iter()
+            .enumerate()
+            .find_map(|(p, pack)| pack.find(id).map(|i| (p as u32, i)))
     }
 
     fn touch(&mut self, key: (u32, u32)) -> Option<Rc<Vec<u8>>> {
@@ -758,10 +771,7 @@ impl<'a> ObjectReader<'a> {
 struct Walker<'a> {
     pack: &'a Pack,
     scanner: &'a Scanner,
-    inflater: Inflater,
-    raw: Vec<u8>,
-    delta: Vec<u8>,
-    ops: Vec<Op>,
+    scratch: Scratch,
     out: Vec<([u8; 20], Outcome)>,
 }
 
@@ -770,21 +780,14 @@ impl<'a> Walker<'a> {
         Ok(Walker {
             pack,
             scanner,
-            inflater: Inflater::new().ok_or_else(|| bad("zlib could not be initialised"))?,
-            raw: Vec::new(),
-            delta: Vec::new(),
-            ops: Vec::new(),
+            scratch: Scratch::new()?,
             out: Vec::new(),
         })
     }
 
-    fn inflate(&mut self, i: u32, into: &mut Vec<u8>) -> Result<(), PackError> {
-        self.pack.inflate(i, &mut self.inflater, &mut self.raw, into)
-    }
-
     fn root(&mut self, r: u32) -> Result<(), PackError> {
         let mut data = Vec::new();
-        self.inflate(r, &mut data)?;
+        self.scratch.inflate(self.pack, r, &mut data)?;
         self.visit(r, data, None)
     }
 
@@ -793,38 +796,32 @@ impl<'a> Walker<'a> {
     fn visit(&mut self, mut i: u32, mut data: Vec<u8>, mut hits: Option<Vec<KeywordHit>>) -> Result<(), PackError> {
         loop {
             hits = self.scan(i, &data, hits);
-            let (a, b) = (
-                self.pack.kid_start[i as usize] as usize,
-                self.pack.kid_start[i as usize + 1] as usize,
-            );
-            if a == b {
+            let Some((&last, rest)) = self.pack.kids(i).split_last() else {
                 return Ok(());
+            };
+            for &child in rest {
+                let (rebuilt, child_hits) = self.rebuild(child, &data, hits.as_deref())?;
+                self.visit(child, rebuilt, child_hits)?;
             }
-            for k in a..b {
-                let child = self.pack.kids[k];
-                let mut delta = std::mem::take(&mut self.delta);
-                self.inflate(child, &mut delta)?;
-                let mut rebuilt = Vec::new();
-                let mut ops = std::mem::take(&mut self.ops);
-                let applied = apply_delta(&data, &delta, &mut rebuilt, &mut ops)
-                    .map_err(|e| bad(format!("pack entry {}: {e}", hex(&self.pack.objs[child as usize].id))));
-                self.delta = delta;
-                applied?;
-                let child_hits = hits.as_ref().map(|h| {
-                    let mut out = Vec::new();
-                    derive_hits(self.scanner, h, &rebuilt, &ops, &mut out);
-                    out
-                });
-                self.ops = ops;
-                if k + 1 < b {
-                    self.visit(child, rebuilt, child_hits)?;
-                } else {
-                    i = child;
-                    data = rebuilt;
-                    hits = child_hits;
-                }
-            }
+            (data, hits) = self.rebuild(last, &data, hits.as_deref())?;
+            i = last;
         }
+    }
+
+    /// Delta entry `i` rebuilt from its base's bytes, with its keyword occurrences derived from the base's.
+    fn rebuild(
+        &mut self,
+        i: u32,
+        base: &[u8],
+        base_hits: Option<&[KeywordHit]>,
+    ) -> Result<(Vec<u8>, Option<Vec<KeywordHit>>), PackError> {
+        let data = self.scratch.rebuild(self.pack, i, base)?;
+        let hits = base_hits.map(|h| {
+            let mut out = Vec::new();
+            derive_hits(self.scanner, h, &data, &self.scratch.ops, &mut out);
+            out
+        });
+        Ok((data, hits))
     }
 
     /// Scans one blob; returns its keyword occurrences for its deltas (`None` when it was not searched: binary or
@@ -858,9 +855,10 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// Object ids are uniformly random: their first eight bytes hash them perfectly well.
-#[derive(Default)]
-struct IdHash(u64);
+/// Object ids are already uniformly random: their first eight bytes are a perfect hash (SipHash over 20 bytes per
+/// lookup was a visible share of the tree walk).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHash(u64);
 
 impl std::hash::Hasher for IdHash {
     fn finish(&self) -> u64 {

@@ -217,11 +217,6 @@ impl KeywordIndex {
         self.words[id].len()
     }
 
-    /// The longest keyword's length.
-    pub(crate) fn max_len(&self) -> usize {
-        self.words.iter().map(|w| w.len()).max().unwrap_or(0)
-    }
-
     /// Whether any keyword occurs in `data`.
     pub(crate) fn is_match(&self, data: &[u8]) -> bool {
         let mut found = false;

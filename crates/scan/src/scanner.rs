@@ -306,13 +306,7 @@ impl Scanner {
     pub fn keyword_hits(&self, data: &[u8], out: &mut Vec<KeywordHit>) {
         let Some(index) = &self.prefilter else { return };
         let first = out.len();
-        index.for_each(data, |keyword, start| {
-            out.push(KeywordHit {
-                start,
-                keyword: keyword as u32,
-            });
-            true
-        });
+        index.for_each(data, hit_into(out));
         // Occurrences come in order of their filter gram, not of their start.
         out[first..].sort_unstable();
     }
@@ -330,15 +324,8 @@ impl Scanner {
         let first = out.len();
         let (before, after) = index.anchor_reach();
         let mut pending: Option<std::ops::Range<usize>> = None;
-        let run = |p: std::ops::Range<usize>, out: &mut Vec<KeywordHit>| {
-            index.for_each_anchored(data, p, |keyword, start| {
-                out.push(KeywordHit {
-                    start,
-                    keyword: keyword as u32,
-                });
-                true
-            });
-        };
+        let run =
+            |p: std::ops::Range<usize>, out: &mut Vec<KeywordHit>| index.for_each_anchored(data, p, hit_into(out));
         for s in stretches {
             let p = s.start.saturating_sub(before)..(s.end + after).min(data.len());
             match &mut pending {
@@ -359,11 +346,6 @@ impl Scanner {
     /// Length in bytes of keyword `id` (from a [`KeywordHit`]).
     pub fn keyword_len(&self, id: u32) -> usize {
         self.prefilter.as_ref().map_or(0, |ix| ix.len_of(id as usize))
-    }
-
-    /// The longest keyword's length (0 without keywords).
-    pub fn max_keyword_len(&self) -> usize {
-        self.prefilter.as_ref().map_or(0, KeywordIndex::max_len)
     }
 
     /// The rule matches in `data` given its keyword occurrences (`hits`, in order of start, as
@@ -550,6 +532,17 @@ impl Scanner {
                 true
             })
             .collect()
+    }
+}
+
+/// A keyword-pass callback that collects every occurrence into `out`.
+fn hit_into(out: &mut Vec<KeywordHit>) -> impl FnMut(usize, usize) -> bool + '_ {
+    |keyword, start| {
+        out.push(KeywordHit {
+            start,
+            keyword: keyword as u32,
+        });
+        true
     }
 }
 
