@@ -22,8 +22,9 @@ use git2::{ObjectType, Oid, Repository, Sort};
 use leakstop_scan::{Finding, Scanner, is_binary};
 
 use crate::error::GitError;
-use crate::pack::{Gate, IdHash, ObjectReader, OpenOnDrop, Outcome, Pack, PackError, packs as packs_of};
+use crate::pack::{Gate, IdHash, ObjectReader, OpenOnDrop, Outcome, Pack, PackError, hex, packs as packs_of};
 use crate::repo::{commit_info, open, resolve_commit, shallow_commits, workdir_or_path};
+use crate::topo;
 
 /// Which history to scan.
 #[derive(Debug, Clone, Default)]
@@ -163,7 +164,7 @@ impl Enumeration {
                     message: format!("tree {tree_id} is malformed"),
                 })?;
             for e in changed {
-                let (mode, name, id) = entries.entry(e);
+                let (mode, name, id) = entries.entry(e as usize);
                 let key = Key(id);
                 let id = Oid::from_bytes(&id).map_err(GitError::git(repo_path, "reading a tree"))?;
                 let at = place(prefix_id, name);
@@ -239,14 +240,11 @@ enum Trees<'r> {
 }
 
 impl Trees<'_> {
-    /// The root tree of commit `id` (read from the `tree` line of the raw commit when the packs hold it).
+    /// The root tree of commit `id` (from the `tree` line of the raw commit when the packs hold it).
     fn commit_tree(&mut self, repo: &Repository, id: Oid) -> Result<Oid, git2::Error> {
-        const TREE_LINE: usize = 46; // "tree " + 40 hex digits + "\n"
-        if let Trees::Packs(reader, _) = self
-            && let Some(raw) = match reader.read_prefix(&Key::from(id).0, TREE_LINE) {
-                Ok(Some(prefix)) => Some(prefix),
-                _ => reader.read(&Key::from(id).0).ok().flatten().map(|r| r[..].to_vec()),
-            }
+        let mut raw = Vec::new();
+        if let Trees::Packs(..) = self
+            && self.read_raw(&Key::from(id).0, &mut raw)
             && let Some(hex) = raw.strip_prefix(b"tree ").and_then(|r| r.get(..40))
             && let Ok(tree) = std::str::from_utf8(hex)
                 .map_err(|_| ())
@@ -255,6 +253,30 @@ impl Trees<'_> {
             return Ok(tree);
         }
         repo.find_commit(id).map(|c| c.tree_id())
+    }
+
+    /// The raw bytes of object `id` into `out` (not cached: for commits, each read once); false when it cannot be
+    /// read.
+    fn read_raw(&mut self, id: &[u8; 20], out: &mut Vec<u8>) -> bool {
+        let odb = match self {
+            Trees::Odb(odb) => odb,
+            Trees::Packs(reader, odb) => {
+                match reader.read_into(id, out) {
+                    Ok(true) => return true,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::debug!(id = %hex(id), error = %e, "reading from the pack failed; trying libgit2")
+                    }
+                }
+                odb
+            }
+        };
+        let Ok(obj) = Oid::from_bytes(id).and_then(|id| odb.read(id)) else {
+            return false;
+        };
+        out.clear();
+        out.extend_from_slice(obj.data());
+        true
     }
 
     /// A tree's bytes, shared with the pack reader's cache (no copy) when the packs hold it.
@@ -302,50 +324,63 @@ struct TreeEntries {
 }
 
 impl TreeEntries {
-    /// Parses `raw`, reusing what it shares with `prev` (the previous tree at the same path): bytes equal at the
-    /// start or at the end hold the same entries, so only the span between them is parsed. Returns the entries and
-    /// the range of those not in `prev` (all of them without a `prev`); `None` if the tree is malformed.
-    fn parse(shared: Rc<Vec<u8>>, prev: Option<&TreeEntries>) -> Option<(TreeEntries, std::ops::Range<usize>)> {
+    /// Parses `raw`, comparing it with `prev` (the previous tree at the same path): runs of bytes equal in both
+    /// hold the same entries, so only entries where the two differ are parsed, and of those only the ones not in
+    /// `prev` are reported (added or changed; removed ones are just passed over). Returns the entries and the
+    /// indices of those reported (all of them without a `prev`); `None` if the tree is malformed.
+    ///
+    /// A new tree usually differs from the last one at its path in an entry or two, often far apart (a commit
+    /// touching `Documentation/` and `t/`): reporting only those, not everything between the first and the last,
+    /// cut the entries the walk looks up on git/git from 31 million to a few.
+    fn parse(shared: Rc<Vec<u8>>, prev: Option<&TreeEntries>) -> Option<(TreeEntries, Vec<u32>)> {
         let raw = &shared[..];
         let empty = TreeEntries {
             raw: Rc::default(),
             bounds: vec![0],
         };
         let prev = prev.unwrap_or(&empty);
-        let old = &prev.raw[..];
-        let same_start = common_prefix(raw, old);
-        // Old entries that end within the common start are entries of the new tree as well.
-        let lo = prev.bounds[1..].partition_point(|&e| e as usize <= same_start);
-        // The common end may reach back to where the first changed entry starts, not further.
-        let room = raw.len().min(old.len()) - prev.bounds[lo] as usize;
-        let same_end = common_prefix_rev(raw, old).min(room);
-        // New entries are parsed from the first changed one until they line up with an old entry boundary inside
-        // the common end; from there on, the old entries (shifted) are the new ones.
-        let shift = raw.len() as i64 - old.len() as i64;
-        let mut tail = prev.bounds.partition_point(|&b| (b as usize) < old.len() - same_end);
-        let mut bounds: Vec<u32> = prev.bounds[..=lo].to_vec();
-        let mut at = prev.bounds[lo] as usize;
-        loop {
-            while tail < prev.bounds.len() - 1 && (prev.bounds[tail] as i64 + shift) < at as i64 {
-                tail += 1;
+        let (old, ob) = (&prev.raw[..], &prev.bounds[..]);
+        let n_old = ob.len() - 1;
+        let mut bounds: Vec<u32> = Vec::with_capacity(ob.len() + 4);
+        bounds.push(0);
+        let mut changed = Vec::new();
+        // `at` in the new tree and old entry `i` both start an entry.
+        let (mut at, mut i) = (0usize, 0usize);
+        while at < raw.len() {
+            if i < n_old {
+                let from = ob[i] as usize;
+                // Old entries that end inside a run of equal bytes are entries of the new tree as well.
+                let same = common_prefix(&raw[at..], &old[from..]);
+                let j = i + ob[i + 1..].partition_point(|&e| e as usize <= from + same);
+                if j > i {
+                    bounds.extend(ob[i + 1..=j].iter().map(|&e| (e as usize - from + at) as u32));
+                    at += ob[j] as usize - from;
+                    i = j;
+                    continue;
+                }
+                let end = entry_end(raw, at)?;
+                let old_end = ob[i + 1] as usize;
+                match tree_order(&raw[at..end], &old[from..old_end]) {
+                    // Old entry `i` is gone; compare the new one with the next.
+                    std::cmp::Ordering::Greater => {
+                        i += 1;
+                        continue;
+                    }
+                    // The same name, another mode or id.
+                    std::cmp::Ordering::Equal => i += 1,
+                    // An entry added.
+                    std::cmp::Ordering::Less => {}
+                }
+                changed.push(bounds.len() as u32 - 1);
+                bounds.push(end as u32);
+                at = end;
+            } else {
+                let end = entry_end(raw, at)?;
+                changed.push(bounds.len() as u32 - 1);
+                bounds.push(end as u32);
+                at = end;
             }
-            if tail < prev.bounds.len() - 1 && prev.bounds[tail] as i64 + shift == at as i64 {
-                break;
-            }
-            if at >= raw.len() {
-                tail = prev.bounds.len() - 1;
-                break;
-            }
-            let nul = at + memchr::memchr(0, &raw[at..])?;
-            memchr::memchr(b' ', &raw[at..nul])?;
-            at = nul + 21;
-            if at > raw.len() {
-                return None;
-            }
-            bounds.push(at as u32);
         }
-        let changed = lo..bounds.len() - 1;
-        bounds.extend(prev.bounds[tail + 1..].iter().map(|&b| (b as i64 + shift) as u32));
         Some((TreeEntries { raw: shared, bounds }, changed))
     }
 
@@ -382,23 +417,28 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     i
 }
 
-/// Length of the longest common suffix of `a` and `b`.
-fn common_prefix_rev(a: &[u8], b: &[u8]) -> usize {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
-    let mut i = 0;
-    while i + 8 <= n {
-        let x = u64::from_le_bytes(a[n - i - 8..n - i].try_into().expect("8 bytes"));
-        let y = u64::from_le_bytes(b[n - i - 8..n - i].try_into().expect("8 bytes"));
-        if x != y {
-            return i + ((x ^ y).leading_zeros() / 8) as usize;
-        }
-        i += 8;
+/// Where the tree entry starting at `at` ends (`<mode> <name>\0<20-byte id>`); `None` if it is malformed.
+fn entry_end(raw: &[u8], at: usize) -> Option<usize> {
+    let nul = at + memchr::memchr(0, &raw[at..])?;
+    memchr::memchr(b' ', &raw[at..nul])?;
+    let end = nul + 21;
+    (end <= raw.len()).then_some(end)
+}
+
+/// Git's order of two whole tree entries: by name, a directory's name read as if it ended in `/`.
+fn tree_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    fn key(e: &[u8]) -> (&[u8], bool) {
+        let sp = memchr::memchr(b' ', e).unwrap_or(0);
+        (&e[sp + 1..e.len() - 21], entry_kind(&e[..sp]) == ObjectType::Tree)
     }
-    while i < n && a[n - i - 1] == b[n - i - 1] {
-        i += 1;
-    }
-    i
+    let ((an, at), (bn, bt)) = (key(a), key(b));
+    let n = an.len().min(bn.len());
+    let next = |name: &[u8], tree: bool| match name.get(n) {
+        Some(&c) => c,
+        None if tree => b'/',
+        None => 0,
+    };
+    an[..n].cmp(&bn[..n]).then_with(|| next(an, at).cmp(&next(bn, bt)))
 }
 
 /// Scans every unique blob reachable from the selection, attributing findings to the commit that introduced
@@ -407,20 +447,18 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
     let repo = open(repo_path)?;
     let root = workdir_or_path(&repo);
     let git_dir: PathBuf = repo.path().to_path_buf();
-    let walk_err = GitError::git(&root, "walking history");
-    let mut walk = repo.revwalk().map_err(walk_err)?;
-    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
-        .map_err(GitError::git(&root, "walking history"))?;
-    match &sel.branch {
-        Some(b) => walk
-            .push(resolve_commit(&repo, b)?)
-            .map_err(GitError::git(&root, "walking history"))?,
-        None => push_all_refs(&repo, &mut walk, &root)?,
-    }
-    if let Some(since) = &sel.since_commit {
-        walk.hide(resolve_commit(&repo, since)?)
-            .map_err(GitError::git(&root, "walking history"))?;
-    }
+    let tips = match &sel.branch {
+        Some(b) => vec![resolve_commit(&repo, b)?],
+        None => ref_tips(&repo, &root)?,
+    };
+    let hidden = sel
+        .since_commit
+        .as_ref()
+        .map(|since| resolve_commit(&repo, since))
+        .transpose()?;
+    let shallow = shallow_commits(&repo);
+    // A grafts file rewrites parents in ways `topo` does not model; libgit2's own walk honours it.
+    let grafted = repo.commondir().join("info").join("grafts").exists();
 
     // Phase 1 (this thread) walks commits and trees and hands new blobs, in batches, to phase 2 (one worker per
     // core, each with its own libgit2 handle: git2 objects are not `Sync`), so reading trees and scanning blobs
@@ -509,9 +547,6 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
         let odb = repo
             .odb()
             .map_err(GitError::git(&root, "opening the object database"))?;
-        // The first step sorts every commit (libgit2 reads them all); the packs open meanwhile.
-        let mut walk = walk.peekable();
-        walk.peek();
         let packs: &[Pack] = if direct { open_packs() } else { &[] };
         let direct = !packs.is_empty();
         let mut trees = match direct.then(|| ObjectReader::new(packs, TREE_CACHE_BUDGET)) {
@@ -525,13 +560,45 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             }
             None => Trees::Odb(odb),
         };
+        // Commits oldest first, with their root trees when the order came from `topo` (which read them anyway).
+        let own_order = (direct && !grafted)
+            .then(|| {
+                let tips: Vec<[u8; 20]> = tips.iter().map(|t| Key::from(*t).0).collect();
+                let shallow: HashSet<[u8; 20]> = shallow.iter().map(|c| Key::from(*c).0).collect();
+                topo::order(&tips, &shallow, |id, buf| trees.read_raw(id, buf))
+            })
+            .flatten();
+        if std::env::var_os("LEAKSTOP_DEBUG_ORDER").is_some()
+            && let Some(o) = &own_order
+        {
+            let lib: Vec<Oid> = libgit2_walk(&repo, &tips, hidden, &root)?.map(|c| c.unwrap()).collect();
+            let mine: Vec<Oid> = o.commits.iter().map(|(c, _)| Oid::from_bytes(c).unwrap()).collect();
+            let first = lib.iter().zip(&mine).position(|(a, b)| a != b);
+            eprintln!("ORDER lib {} mine {} first mismatch {:?}", lib.len(), mine.len(), first);
+        }
+        if direct && own_order.is_none() {
+            tracing::debug!("commit order from libgit2's walk (a commit or graft topo does not model)");
+        }
+        let commits: Vec<(Oid, Option<Oid>)> = match own_order {
+            Some(order) => order
+                .commits
+                .iter()
+                .map(|(c, t)| (Oid::from_bytes(c).expect("20 bytes"), Oid::from_bytes(t).ok()))
+                .collect(),
+            None => libgit2_walk(&repo, &tips, hidden, &root)?
+                .map(|c| c.map(|c| (c, None)))
+                .collect::<Result<_, _>>()
+                .map_err(GitError::git(&root, "walking history"))?,
+        };
         let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
         let walked = (|| -> Result<(), GitError> {
-            for oid in walk {
-                let oid = oid.map_err(GitError::git(&root, "walking history"))?;
-                let tree = trees
-                    .commit_tree(&repo, oid)
-                    .map_err(GitError::git(&root, "reading a commit"))?;
+            for (oid, tree) in commits {
+                let tree = match tree {
+                    Some(t) => t,
+                    None => trees
+                        .commit_tree(&repo, oid)
+                        .map_err(GitError::git(&root, "reading a commit"))?,
+                };
                 let idx = en.commits.len() as u32;
                 en.commits.push(oid);
                 en.walk_tree(&mut trees, tree, idx, &root, &mut batch)?;
@@ -638,7 +705,6 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             if n == 1 { "" } else { "s" }
         ));
     }
-    let shallow = shallow_commits(&repo);
     if !shallow.is_empty() {
         report.notes.push(format!(
             "this is a shallow clone: history before its {} boundary commit(s) is not available, and secrets first \
@@ -702,20 +768,43 @@ fn read_packs(packs: &[Pack], scanner: &Scanner, threads: usize, gate: &Gate) ->
     Ok(all)
 }
 
-fn push_all_refs(repo: &Repository, walk: &mut git2::Revwalk<'_>, root: &Path) -> Result<(), GitError> {
+/// What a scan of all refs starts from, in the order libgit2's walk would be given them: the commit of every ref
+/// that leads to one (branches, tags, remotes), then HEAD's.
+pub(crate) fn ref_tips(repo: &Repository, root: &Path) -> Result<Vec<Oid>, GitError> {
     let refs = repo.references().map_err(GitError::git(root, "listing refs"))?;
+    let mut tips = Vec::new();
     for r in refs.flatten() {
         // Tags may point at blobs or trees; only commits have history.
         if let Ok(c) = r.peel_to_commit() {
-            walk.push(c.id()).map_err(GitError::git(root, "walking history"))?;
+            tips.push(c.id());
         }
     }
     if let Ok(head) = repo.head()
         && let Ok(c) = head.peel_to_commit()
     {
-        walk.push(c.id()).map_err(GitError::git(root, "walking history"))?;
+        tips.push(c.id());
     }
-    Ok(())
+    Ok(tips)
+}
+
+/// libgit2's walk from `tips`, minus what `hidden` reaches, oldest first (`topo` computes the same order faster
+/// when nothing is hidden).
+pub(crate) fn libgit2_walk<'r>(
+    repo: &'r Repository,
+    tips: &[Oid],
+    hidden: Option<Oid>,
+    root: &Path,
+) -> Result<git2::Revwalk<'r>, GitError> {
+    let err = || GitError::git(root, "walking history");
+    let mut walk = repo.revwalk().map_err(err())?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE).map_err(err())?;
+    for &tip in tips {
+        walk.push(tip).map_err(err())?;
+    }
+    if let Some(h) = hidden {
+        walk.hide(h).map_err(err())?;
+    }
+    Ok(walk)
 }
 
 /// Every other path of a blob: those seen directly, plus those inside directories that are copies or renames
@@ -783,9 +872,10 @@ mod tests {
 
     type Entry<'a> = (&'a str, &'a str, u8);
 
-    fn names(t: &TreeEntries, range: std::ops::Range<usize>) -> Vec<String> {
-        range
-            .map(|i| String::from_utf8_lossy(t.entry(i).1).into_owned())
+    fn names(t: &TreeEntries, changed: &[u32]) -> Vec<String> {
+        changed
+            .iter()
+            .map(|&i| String::from_utf8_lossy(t.entry(i as usize).1).into_owned())
             .collect()
     }
 
@@ -799,7 +889,7 @@ mod tests {
             ("100644", "z.txt", b' '),
         ];
         let (old, all) = TreeEntries::parse(Rc::new(tree(&base)), None).unwrap();
-        assert_eq!(all, 0..5);
+        assert_eq!(all, [0, 1, 2, 3, 4]);
         let cases: Vec<(Vec<Entry<'_>>, Vec<&str>)> = vec![
             // One id changed in the middle.
             (
@@ -808,7 +898,7 @@ mod tests {
             ),
             // An entry added, one removed, first and last changed.
             (
-                vec![base[0], base[1], ("100644", "n.txt", 0), base[2], base[3], base[4]],
+                vec![base[0], base[1], base[2], ("100644", "n.txt", 0), base[3], base[4]],
                 vec!["n.txt"],
             ),
             (vec![base[0], base[1], base[3], base[4]], vec![]),
@@ -820,11 +910,33 @@ mod tests {
                 vec![base[0], base[1], base[2], base[3], ("100644", "z.txt", 0)],
                 vec!["z.txt"],
             ),
-            // A name that shares its end with the old one (`m.txt` -> `xm.txt`): bytes equal at the end, entries not.
+            // A name that shares its end with the old one (`m.txt` -> `lm.txt`): bytes equal at the end, entries not.
+            (
+                vec![base[0], base[1], ("100644", "lm.txt", 7), base[3], base[4]],
+                vec!["lm.txt"],
+            ),
+            // Out of git's order (a malformed tree): more entries are reported, never fewer.
             (
                 vec![base[0], base[1], ("100644", "xm.txt", 7), base[3], base[4]],
-                vec!["xm.txt"],
+                vec!["xm.txt", "run.sh"],
             ),
+            // Changes far apart: only they are reported, not what lies between them.
+            (
+                vec![
+                    ("100644", "a.txt", 2),
+                    base[1],
+                    base[2],
+                    base[3],
+                    ("100644", "z.txt", 3),
+                ],
+                vec!["a.txt", "z.txt"],
+            ),
+            // A file where a directory of the same name was (git orders the directory as `dir/`).
+            (
+                vec![base[0], ("100644", "dir", 0), base[2], base[3], base[4]],
+                vec!["dir"],
+            ),
+            (vec![base[2], base[3], base[4], ("100644", "zz", 1)], vec!["zz"]),
             (vec![], vec![]),
         ];
         for (entries, expect) in cases {
@@ -832,21 +944,83 @@ mod tests {
             let (fresh, _) = TreeEntries::parse(Rc::new(raw.clone()), None).unwrap();
             let (incremental, changed) = TreeEntries::parse(Rc::new(raw), Some(&old)).unwrap();
             assert_eq!(incremental.bounds, fresh.bounds, "{entries:?}");
-            assert_eq!(names(&incremental, changed), expect, "{entries:?}");
+            assert_eq!(names(&incremental, &changed), expect, "{entries:?}");
+        }
+    }
+
+    /// Random edits of random sorted trees: the entries reported are exactly those of the new tree that the old
+    /// one does not hold byte for byte.
+    #[test]
+    fn reported_entries_are_exactly_the_new_ones_for_random_edits() {
+        struct Rng(u64);
+        impl Rng {
+            fn below(&mut self, n: u64) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0 % n
+            }
+        }
+        type Entry = (String, bool, u8);
+        fn pick(rng: &mut Rng) -> Vec<Entry> {
+            let mut t = Vec::new();
+            for i in 0..40 {
+                if rng.below(3) > 0 {
+                    t.push((format!("f{}", i * 7 % 40), rng.below(4) == 0, rng.below(3) as u8));
+                }
+            }
+            let key = |e: &Entry| format!("{}{}", e.0, if e.1 { "/" } else { "" });
+            t.sort_by_key(key);
+            t
+        }
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..500 {
+            let old = pick(&mut rng);
+            // Mostly the old tree with a few entries changed or removed; sometimes another tree altogether.
+            let new: Vec<Entry> = if rng.below(4) == 0 {
+                pick(&mut rng)
+            } else {
+                let mut t = Vec::new();
+                for e in &old {
+                    if rng.below(10) == 0 {
+                        continue;
+                    }
+                    t.push(if rng.below(8) == 0 {
+                        (e.0.clone(), e.1, e.2 + 1)
+                    } else {
+                        e.clone()
+                    });
+                }
+                t
+            };
+            let raw = |t: &[Entry]| {
+                let mut v = Vec::new();
+                for (name, dir, id) in t {
+                    v.extend_from_slice(format!("{} {name}\0", if *dir { "40000" } else { "100644" }).as_bytes());
+                    v.extend_from_slice(&[*id; 20]);
+                }
+                v
+            };
+            let (o, _) = TreeEntries::parse(Rc::new(raw(&old)), None).unwrap();
+            let (fresh, _) = TreeEntries::parse(Rc::new(raw(&new)), None).unwrap();
+            let (n, changed) = TreeEntries::parse(Rc::new(raw(&new)), Some(&o)).unwrap();
+            assert_eq!(n.bounds, fresh.bounds);
+            let expect: Vec<u32> = (0..new.len() as u32)
+                .filter(|&k| !old.contains(&new[k as usize]))
+                .collect();
+            assert_eq!(changed, expect, "old {old:?}\nnew {new:?}");
         }
     }
 
     #[test]
-    fn common_prefix_and_suffix_lengths_match_a_byte_by_byte_count() {
-        use super::{common_prefix, common_prefix_rev};
+    fn common_prefix_length_matches_a_byte_by_byte_count() {
+        use super::common_prefix;
         let base: Vec<u8> = (0..70u8).collect();
         for cut in 0..base.len() {
             let mut other = base.clone();
             other[cut] ^= 0x40;
             assert_eq!(common_prefix(&base, &other), cut);
-            assert_eq!(common_prefix_rev(&base, &other), base.len() - cut - 1);
             assert_eq!(common_prefix(&base[..cut], &base), cut, "one is a prefix of the other");
-            assert_eq!(common_prefix_rev(&base[cut..], &base), base.len() - cut);
         }
     }
 

@@ -62,15 +62,6 @@ impl Inflater {
         self.run(input, size + SLACK, z::Z_FINISH, out) == Some(z::Z_STREAM_END) && out.len() == size
     }
 
-    /// Inflates only the first `n` bytes of the zlib stream at the start of `input` (fewer if it is shorter) into
-    /// `out`: enough to read a commit's `tree` line without inflating its message.
-    pub(crate) fn inflate_prefix(&mut self, input: &[u8], n: usize, out: &mut Vec<u8>) -> bool {
-        matches!(
-            self.run(input, n, z::Z_SYNC_FLUSH, out),
-            Some(z::Z_OK | z::Z_STREAM_END | z::Z_BUF_ERROR)
-        )
-    }
-
     /// One `inflate` call from a reset stream, `input` in and up to `room` bytes into `out` (replaced); zlib's
     /// return code, or `None` when the sizes do not fit its counters or the reset fails.
     fn run(&mut self, input: &[u8], room: usize, flush: c_int, out: &mut Vec<u8>) -> Option<c_int> {
@@ -146,10 +137,6 @@ mod tests {
         assert!(!inf.inflate(&z, data.len() - 1, &mut out), "longer than announced");
         assert!(!inf.inflate(&z, data.len() + 1, &mut out), "shorter than announced");
         assert!(!inf.inflate(&z[..z.len() - 6], data.len(), &mut out), "truncated");
-        assert!(inf.inflate_prefix(&z, 5, &mut out));
-        assert_eq!(out, b"hello");
-        assert!(inf.inflate_prefix(&z, 100, &mut out));
-        assert_eq!(out, data, "a stream shorter than asked gives all of it");
         let mut bad = z.clone();
         bad[10] ^= 0xff;
         assert!(!inf.inflate(&bad, data.len(), &mut out), "checksum mismatch");

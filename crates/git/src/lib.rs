@@ -14,8 +14,10 @@ mod diff;
 mod error;
 mod history;
 mod inflate;
+mod map;
 mod pack;
 mod repo;
+mod topo;
 
 pub use diff::{scan_range, scan_staged};
 pub use error::GitError;

@@ -19,7 +19,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use leakstop_scan::{Candidate, KeywordHit, Scanner, is_binary};
 
 use crate::inflate::Inflater;
+use crate::map::Mapped;
 
 const OBJ_BLOB: u8 = 3;
 const OBJ_OFS_DELTA: u8 = 6;
@@ -105,31 +105,6 @@ fn read_index(idx: &[u8]) -> Result<Vec<([u8; 20], u64)>, PackError> {
             Ok((id, off))
         })
         .collect()
-}
-
-/// Reads entry headers in pack order through a sliding window (one read per few MB, not per object).
-struct HeaderReader<'a> {
-    file: &'a File,
-    len: u64,
-    buf: Vec<u8>,
-    at: u64,
-}
-
-impl HeaderReader<'_> {
-    /// At least `n` bytes at `off` (fewer only at the end of the file).
-    fn bytes(&mut self, off: u64, n: usize) -> Result<&[u8], PackError> {
-        let have = off >= self.at && off + n as u64 <= self.at + self.buf.len() as u64;
-        if !have {
-            let want = (self.len.saturating_sub(off)).min(4 << 20) as usize;
-            self.buf.resize(want, 0);
-            self.file
-                .read_exact_at(&mut self.buf, off)
-                .map_err(|e| bad(format!("reading the pack: {e}")))?;
-            self.at = off;
-        }
-        let from = (off - self.at) as usize;
-        Ok(&self.buf[from..(from + n).min(self.buf.len())])
-    }
 }
 
 /// Where a delta's base is.
@@ -354,7 +329,7 @@ pub(crate) fn derive_hits(
 
 /// A pack opened for direct reads: its entries in pack order with their bases, and each entry's deltas.
 pub(crate) struct Pack {
-    file: File,
+    map: Mapped,
     objs: Vec<Obj>,
     /// Deltas of entry `i`: `kids[kid_start[i]..kid_start[i + 1]]`.
     kid_start: Vec<u32>,
@@ -372,25 +347,16 @@ impl Pack {
         let mut entries = read_index(&idx)?;
         drop(idx);
         entries.sort_unstable_by_key(|&(_, off)| off);
-        let file = File::open(pack_path).map_err(|e| bad(format!("opening {}: {e}", pack_path.display())))?;
-        let len = file
-            .metadata()
-            .map_err(|e| bad(format!("reading the pack: {e}")))?
-            .len();
-        let mut head = [0u8; 12];
-        file.read_exact_at(&mut head, 0)
-            .map_err(|e| bad(format!("reading the pack: {e}")))?;
-        if &head[..4] != b"PACK" || !matches!(head[4..8], [0, 0, 0, 2] | [0, 0, 0, 3]) {
+        let map = File::open(pack_path)
+            .and_then(|f| Mapped::new(&f))
+            .map_err(|e| bad(format!("opening {}: {e}", pack_path.display())))?;
+        let bytes = map.bytes();
+        let len = bytes.len() as u64;
+        if len < 32 || &bytes[..4] != b"PACK" || !matches!(bytes[4..8], [0, 0, 0, 2] | [0, 0, 0, 3]) {
             return Err(bad("not a version 2 or 3 pack"));
         }
-        let trailer = len.checked_sub(20).ok_or_else(|| bad("pack is truncated"))?;
+        let trailer = len - 20;
         let mut objs: Vec<Obj> = Vec::with_capacity(entries.len());
-        let mut reader = HeaderReader {
-            file: &file,
-            len,
-            buf: Vec::new(),
-            at: 0,
-        };
         let mut ref_bases: Vec<(u32, [u8; 20])> = Vec::new();
         for (i, &(id, off)) in entries.iter().enumerate() {
             let end = entries.get(i + 1).map_or(trailer, |e| e.1);
@@ -402,7 +368,9 @@ impl Pack {
                 size,
                 len: hlen,
                 base,
-            } = parse_header(reader.bytes(off, 64)?, off)?;
+            } = parse_header(&bytes[off as usize..end as usize], off)?;
+            // Reading a header maps the pages around it: release them as the pass goes.
+            map.done_with((end - off) as usize);
             let base = match base {
                 Base::None => NONE,
                 Base::Offset(base_off) => {
@@ -432,7 +400,7 @@ impl Pack {
         drop(entries);
         let by_id = std::sync::OnceLock::new();
         let mut pack = Pack {
-            file,
+            map,
             objs,
             kid_start: Vec::new(),
             kids: Vec::new(),
@@ -466,6 +434,12 @@ impl Pack {
         pack.kid_start = kid_start;
         pack.kids = kids;
         Ok(pack)
+    }
+
+    /// The compressed bytes of entry `i`.
+    fn entry(&self, i: u32) -> &[u8] {
+        let o = &self.objs[i as usize];
+        &self.map.bytes()[o.data as usize..o.end as usize]
     }
 
     /// The deltas whose base is entry `i`.
@@ -546,8 +520,6 @@ impl Pack {
 /// One thread's inflate stream and buffers for reading a pack's entries.
 struct Scratch {
     inflater: Inflater,
-    /// An entry's compressed bytes.
-    raw: Vec<u8>,
     /// A delta's instructions, inflated.
     delta: Vec<u8>,
     /// The last delta applied, as instructions.
@@ -558,7 +530,6 @@ impl Scratch {
     fn new() -> Result<Scratch, PackError> {
         Ok(Scratch {
             inflater: Inflater::new().ok_or_else(|| bad("zlib could not be initialised"))?,
-            raw: Vec::new(),
             delta: Vec::new(),
             ops: Vec::new(),
         })
@@ -568,11 +539,10 @@ impl Scratch {
     fn inflate(&mut self, pack: &Pack, i: u32, into: &mut Vec<u8>) -> Result<(), PackError> {
         let o = &pack.objs[i as usize];
         let size = usize::try_from(o.size).map_err(|_| bad("pack entry is too large"))?;
-        self.raw.resize((o.end - o.data) as usize, 0);
-        pack.file
-            .read_exact_at(&mut self.raw, o.data)
-            .map_err(|e| bad(format!("reading the pack: {e}")))?;
-        if !self.inflater.inflate(&self.raw, size, into) {
+        let raw = pack.entry(i);
+        let inflated = self.inflater.inflate(raw, size, into);
+        pack.map.done_with(raw.len());
+        if !inflated {
             return Err(bad(format!(
                 "pack entry {} does not inflate to its {size} bytes",
                 hex(&o.id)
@@ -698,29 +668,24 @@ impl<'a> ObjectReader<'a> {
         Ok(Some(data))
     }
 
-    /// The first `n` bytes of object `id` when a pack holds it whole (a delta needs its base: then `None`, as
-    /// for an object no pack holds).
-    pub(crate) fn read_prefix(&mut self, id: &[u8; 20], n: usize) -> Result<Option<Vec<u8>>, PackError> {
+    /// Object `id`'s bytes into `out`, without keeping them in the cache when a pack holds it whole (commits, read
+    /// once each); false when no pack holds it.
+    pub(crate) fn read_into(&mut self, id: &[u8; 20], out: &mut Vec<u8>) -> Result<bool, PackError> {
         let Some((p, i)) = self.locate(id) else {
-            return Ok(None);
+            return Ok(false);
         };
         let pack = &self.packs[p as usize];
         let o = &pack.objs[i as usize];
-        if o.base != NONE || o.orphan {
-            return Ok(None);
+        if o.base == NONE && !o.orphan {
+            self.scratch.inflate(pack, i, out)?;
+            return Ok(true);
         }
-        // A zlib stream yields n bytes from about n compressed ones plus its block header: read a little more.
-        let want = ((o.end - o.data) as usize).min(n + 256);
-        let raw = &mut self.scratch.raw;
-        raw.resize(want, 0);
-        pack.file
-            .read_exact_at(raw, o.data)
-            .map_err(|e| bad(format!("reading the pack: {e}")))?;
-        let mut out = Vec::new();
-        if !self.scratch.inflater.inflate_prefix(raw, n, &mut out) {
-            return Err(bad(format!("pack entry {} does not inflate", hex(id))));
-        }
-        Ok(Some(out))
+        let Some(data) = self.read(id)? else {
+            return Ok(false);
+        };
+        out.clear();
+        out.extend_from_slice(&data);
+        Ok(true)
     }
 
     /// The pack and entry holding object `id`.
@@ -872,7 +837,7 @@ impl std::hash::Hasher for IdHash {
     fn write_usize(&mut self, _: usize) {}
 }
 
-fn hex(id: &[u8]) -> String {
+pub(crate) fn hex(id: &[u8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 

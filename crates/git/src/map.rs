@@ -1,0 +1,94 @@
+//! A pack file mapped read-only into memory, so an entry is read where it lies instead of copied out by a `pread`
+//! call (one per object: 400k calls on git/git, a tenth of a history scan's CPU in the kernel).
+//!
+//! Touched pages of a file mapping count in the process's resident memory, and a history scan touches all of a
+//! pack: [`Mapped::done_with`] tallies the bytes read and, every [`RELEASE_EVERY`] bytes, drops the mapping's page
+//! table entries (`MADV_DONTNEED`). The pages stay in the page cache; the next read of one maps it again (a minor
+//! fault), so resident memory stays bounded whatever the pack's size. Packs are never rewritten in place (git
+//! writes new ones and deletes old ones), so the mapping cannot change under a reader.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes read between two releases of the mapping's resident pages.
+const RELEASE_EVERY: u64 = 16 << 20;
+
+pub(crate) struct Mapped {
+    ptr: *const u8,
+    len: usize,
+    read: AtomicU64,
+}
+
+// SAFETY: the mapping is read-only and lives until `Drop`; shared reads from several threads are fine.
+unsafe impl Send for Mapped {}
+// SAFETY: as above; `MADV_DONTNEED` on a read-only file mapping only drops page table entries, the next read
+// maps the same bytes again.
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    /// Maps all of `file`.
+    pub(crate) fn new(file: &File) -> std::io::Result<Mapped> {
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| std::io::Error::other("the file is too large to map"))?;
+        if len == 0 {
+            return Ok(Mapped {
+                ptr: std::ptr::NonNull::<u8>::dangling().as_ptr(),
+                len: 0,
+                read: AtomicU64::new(0),
+            });
+        }
+        // SAFETY: a fresh read-only private mapping of an open file; checked for failure below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: advice over the mapping just made.
+        unsafe {
+            libc::madvise(ptr, len, libc::MADV_NORMAL);
+        }
+        Ok(Mapped {
+            ptr: ptr as *const u8,
+            len,
+            read: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes (or is dangling with `len` 0) until `self` is dropped.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// Counts `n` more bytes read; every [`RELEASE_EVERY`] bytes the resident pages are released.
+    pub(crate) fn done_with(&self, n: usize) {
+        let n = n as u64 + 4096;
+        let before = self.read.fetch_add(n, Ordering::Relaxed);
+        if before / RELEASE_EVERY != (before + n) / RELEASE_EVERY && self.len > 0 {
+            // SAFETY: advice over exactly our own mapping; for a read-only file mapping it cannot lose data.
+            unsafe {
+                libc::madvise(self.ptr as *mut libc::c_void, self.len, libc::MADV_DONTNEED);
+            }
+        }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmapping the mapping made in `new`, once; no slice of it outlives `self`.
+            unsafe {
+                libc::munmap(self.ptr as *mut libc::c_void, self.len);
+            }
+        }
+    }
+}
