@@ -568,14 +568,6 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
                 topo::order(&tips, &shallow, |id, buf| trees.read_raw(id, buf))
             })
             .flatten();
-        if std::env::var_os("LEAKSTOP_DEBUG_ORDER").is_some()
-            && let Some(o) = &own_order
-        {
-            let lib: Vec<Oid> = libgit2_walk(&repo, &tips, hidden, &root)?.map(|c| c.unwrap()).collect();
-            let mine: Vec<Oid> = o.commits.iter().map(|(c, _)| Oid::from_bytes(c).unwrap()).collect();
-            let first = lib.iter().zip(&mine).position(|(a, b)| a != b);
-            eprintln!("ORDER lib {} mine {} first mismatch {:?}", lib.len(), mine.len(), first);
-        }
         if direct && own_order.is_none() {
             tracing::debug!("commit order from libgit2's walk (a commit or graft topo does not model)");
         }

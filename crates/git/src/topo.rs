@@ -4,22 +4,24 @@
 //! Provenance is "the first commit in this order that holds the blob at that path", so the order must be exactly
 //! libgit2's: where two branches add the same blob, another valid topological order would name the other branch's
 //! commit. libgit2 inflates and parses every commit to sort them, and the walk then read each commit again for its
-//! tree; here each commit is inflated once and parsed only as far as the walk needs (tree, parents, committer
-//! time), which was a sixth of the walk's time on git/git.
+//! tree; here each commit is inflated once and parsed only as far as the walk needs (tree and parents), which was a
+//! sixth of the walk's time on git/git.
 //!
-//! What it replicates, from libgit2 1.9's `revwalk.c` (`prepare_walk`, `limit_list`, `add_parents_to_list`,
-//! `sort_in_topological_order`) and `commit_list.c`:
-//! 1. pushed commits, latest push first, each once;
-//! 2. a list walk from them: pop the head, add its unseen parents by committer time (after every entry not older),
-//!    and emit it;
-//! 3. a topological sort of that list: tips (commits no listed commit names as a parent) onto a stack in list
-//!    order, first on top; pop one, emit it, and push each parent whose last child that was;
+//! libgit2 1.9 (`revwalk.c`: `prepare_walk`, `limit_list`, `sort_in_topological_order`) computes it in steps:
+//! 1. the pushed commits, latest push first, each once;
+//! 2. everything they reach, listed by a walk that pops the list's head and inserts its parents by committer time;
+//! 3. a topological sort of that list: the tips (listed commits no listed commit names as a parent) onto a stack in
+//!    list order, first on top; pop one, emit it, and push each parent once its last child was emitted;
 //! 4. that, reversed.
 //!
-//! Anything it does not model (a commit it cannot parse the way libgit2 does, a grafts file) returns `None`, and
-//! the caller uses libgit2's own walk: the same order, or libgit2's own error.
+//! Only the tips' relative order in the list of step 2 reaches step 3, and tips are pushed commits (any other
+//! commit was listed as some commit's parent), which the list keeps in the order of step 1: insertions never move
+//! what is already in it. So step 2 here is a plain reachability walk, and committer times are not needed.
+//!
+//! Anything it does not model (a commit libgit2 would parse differently or refuse, a grafts file: the caller
+//! checks) returns `None`, and the caller uses libgit2's own walk: the same order, or libgit2's own error.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use crate::pack::IdHash;
 
@@ -33,7 +35,6 @@ pub(crate) struct Order {
 struct Node {
     id: Id,
     tree: Id,
-    time: i64,
     /// `parents[first..first + count]` of the walk.
     first: u32,
     count: u32,
@@ -66,55 +67,44 @@ where
         buf: Vec::new(),
     };
     // 1. Pushes are prepended to libgit2's input list: the latest comes first.
-    let mut list: VecDeque<u32> = VecDeque::new();
+    let mut pushed: Vec<u32> = Vec::new();
     for tip in tips.iter().rev() {
         let n = w.node(tip);
         w.parse(n)?;
         if !w.nodes[n as usize].seen {
             w.nodes[n as usize].seen = true;
-            list.push_back(n);
+            pushed.push(n);
         }
     }
-    // 2. The list walk.
-    let mut listed: Vec<u32> = Vec::new();
-    while let Some(n) = list.pop_front() {
-        let (first, count) = (w.nodes[n as usize].first, w.nodes[n as usize].count);
-        for k in first..first + count {
+    // 2. Everything they reach.
+    let mut reached = pushed.clone();
+    let mut todo = pushed.clone();
+    while let Some(n) = todo.pop() {
+        for k in w.nodes[n as usize].first..w.nodes[n as usize].first + w.nodes[n as usize].count {
             let p = w.parents[k as usize];
             w.parse(p)?;
-            let node = &mut w.nodes[p as usize];
-            if !node.seen {
-                node.seen = true;
-                let time = node.time;
-                // Before the first entry strictly older (`git_commit_list_insert_by_date`).
-                let at = list
-                    .iter()
-                    .position(|&q| w.nodes[q as usize].time < time)
-                    .unwrap_or(list.len());
-                list.insert(at, p);
+            if !w.nodes[p as usize].seen {
+                w.nodes[p as usize].seen = true;
+                reached.push(p);
+                todo.push(p);
             }
         }
-        listed.push(n);
     }
-    // 3. The topological sort: in-degree 1 + children among the listed commits, 0 for the rest.
+    // 3. The topological sort: in-degree 1 + children, for reached commits.
     let mut degree = vec![0u32; w.nodes.len()];
-    for &n in &listed {
+    for &n in &reached {
         degree[n as usize] = 1;
     }
-    for &n in &listed {
-        let node = &w.nodes[n as usize];
-        for &p in &w.parents[node.first as usize..(node.first + node.count) as usize] {
-            if degree[p as usize] != 0 {
-                degree[p as usize] += 1;
-            }
+    for &n in &reached {
+        for &p in w.parents_of(n) {
+            degree[p as usize] += 1;
         }
     }
-    let mut stack: Vec<u32> = listed.iter().copied().filter(|&n| degree[n as usize] == 1).collect();
+    let mut stack: Vec<u32> = pushed.iter().copied().filter(|&n| degree[n as usize] == 1).collect();
     stack.reverse();
-    let mut sorted: Vec<u32> = Vec::with_capacity(listed.len());
+    let mut sorted: Vec<u32> = Vec::with_capacity(reached.len());
     while let Some(n) = stack.pop() {
-        let node = &w.nodes[n as usize];
-        for &p in &w.parents[node.first as usize..(node.first + node.count) as usize] {
+        for &p in w.parents_of(n) {
             if degree[p as usize] == 0 {
                 continue;
             }
@@ -137,6 +127,11 @@ where
 }
 
 impl<R: FnMut(&Id, &mut Vec<u8>) -> bool> Walk<'_, R> {
+    fn parents_of(&self, n: u32) -> &[u32] {
+        let node = &self.nodes[n as usize];
+        &self.parents[node.first as usize..(node.first + node.count) as usize]
+    }
+
     fn node(&mut self, id: &Id) -> u32 {
         if let Some(&n) = self.by_id.get(id) {
             return n;
@@ -145,7 +140,6 @@ impl<R: FnMut(&Id, &mut Vec<u8>) -> bool> Walk<'_, R> {
         self.nodes.push(Node {
             id: *id,
             tree: [0; 20],
-            time: 0,
             first: 0,
             count: 0,
             parsed: false,
@@ -164,7 +158,7 @@ impl<R: FnMut(&Id, &mut Vec<u8>) -> bool> Walk<'_, R> {
         buf.clear();
         let parsed = (self.read)(&id, &mut buf).then(|| parse_commit(&buf)).flatten();
         self.buf = buf;
-        let (tree, parents, time) = parsed?;
+        let (tree, parents) = parsed?;
         let first = self.parents.len() as u32;
         let mut count = 0;
         if !self.shallow.contains(&id) {
@@ -176,7 +170,6 @@ impl<R: FnMut(&Id, &mut Vec<u8>) -> bool> Walk<'_, R> {
         }
         let node = &mut self.nodes[n as usize];
         node.tree = tree;
-        node.time = time;
         node.first = first;
         node.count = count;
         node.parsed = true;
@@ -184,9 +177,9 @@ impl<R: FnMut(&Id, &mut Vec<u8>) -> bool> Walk<'_, R> {
     }
 }
 
-/// Tree, parents and committer time of a raw commit, read as libgit2's quick parse reads them; `None` for anything
-/// it would treat differently (or refuse).
-fn parse_commit(raw: &[u8]) -> Option<(Id, Vec<Id>, i64)> {
+/// Tree and parents of a raw commit, read as libgit2's quick parse reads them (which also parses the signatures);
+/// `None` for anything it would treat differently or refuse.
+fn parse_commit(raw: &[u8]) -> Option<(Id, Vec<Id>)> {
     let mut rest = raw;
     let tree = id_line(&mut rest, b"tree ")?;
     let mut parents = Vec::new();
@@ -199,8 +192,8 @@ fn parse_commit(raw: &[u8]) -> Option<(Id, Vec<Id>, i64)> {
     while rest.starts_with(b"author ") {
         signature(&mut rest, b"author ")?;
     }
-    let time = signature(&mut rest, b"committer ")?;
-    Some((tree, parents, time))
+    signature(&mut rest, b"committer ")?;
+    Some((tree, parents))
 }
 
 /// `<header><40 hex digits>\n`, consumed from `rest`.
@@ -218,9 +211,9 @@ fn id_line(rest: &mut &[u8], header: &[u8]) -> Option<Id> {
     Some(id)
 }
 
-/// A `<header>name <email> <time> <zone>\n` line, consumed from `rest`; its time. Only a plain decimal time after
-/// `"> "` is accepted (libgit2 reads others in ways not worth modelling).
-fn signature(rest: &mut &[u8], header: &[u8]) -> Option<i64> {
+/// A `<header>name <email> <time> <zone>\n` line, consumed from `rest`. Only a plain decimal time after `"> "` is
+/// accepted (libgit2 reads others in ways not worth modelling).
+fn signature(rest: &mut &[u8], header: &[u8]) -> Option<()> {
     let eol = memchr::memchr(b'\n', rest)?;
     let line = rest[..eol].strip_prefix(header)?;
     let open = memchr::memrchr(b'<', line)?;
@@ -233,9 +226,8 @@ fn signature(rest: &mut &[u8], header: &[u8]) -> Option<i64> {
     if digits == 0 || digits > 18 || !matches!(after.get(digits), None | Some(b' ')) {
         return None;
     }
-    let time = std::str::from_utf8(&after[..digits]).ok()?.parse().ok()?;
     *rest = &rest[eol + 1..];
-    Some(time)
+    Some(())
 }
 
 #[cfg(test)]
@@ -251,10 +243,9 @@ mod tests {
              committer C <c@x> 1700000000 -0130\n\nmessage\n",
             "B".repeat(40)
         );
-        let (tree, parents, time) = parse_commit(ok.as_bytes()).unwrap();
+        let (tree, parents) = parse_commit(ok.as_bytes()).unwrap();
         assert_eq!(tree[..2], [0x4b, 0x82]);
         assert_eq!(parents, vec![[0xaa; 20], [0xbb; 20]]);
-        assert_eq!(time, 1_700_000_000);
         for bad in [
             format!("tree {t}\ncommitter C <c@x> 17x0 +0000\n"),
             format!("tree {t}\ncommitter C c@x 1700 +0000\n"),
@@ -264,5 +255,118 @@ mod tests {
         ] {
             assert!(parse_commit(bad.as_bytes()).is_none(), "{bad}");
         }
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    /// Random histories (branches, merges of two and three parents, commit times equal, running backwards or
+    /// scattered; branches and tags at random commits, some at the same one; a shallow boundary in some): the
+    /// order is libgit2's own, and each commit comes with its tree.
+    #[test]
+    fn the_order_is_libgit2s_for_random_histories() {
+        use git2::{Oid, Repository, Signature, Time};
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for case in 0..60 {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = Repository::init_bare(dir.path()).unwrap();
+            let mut commits: Vec<Oid> = Vec::new();
+            let mut heads: Vec<Oid> = Vec::new();
+            let n = 10 + rng.below(120);
+            for k in 0..n {
+                let time = match rng.below(4) {
+                    0 => 1_000,
+                    1 => 1_000 + k as i64,
+                    2 => 9_000 - 3 * k as i64,
+                    _ => rng.below(5_000) as i64,
+                };
+                let sig = Signature::new("t", "t@example.com", &Time::new(time, 0)).unwrap();
+                let mut tb = repo.treebuilder(None).unwrap();
+                let blob = repo.blob(format!("{}", rng.below(8)).as_bytes()).unwrap();
+                tb.insert("f", blob, 0o100644).unwrap();
+                let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+                let mut parents: Vec<Oid> = Vec::new();
+                if !heads.is_empty() && rng.below(15) > 0 {
+                    let merge = match rng.below(6) {
+                        0 => 2,
+                        1 => 3,
+                        _ => 1,
+                    };
+                    for _ in 0..merge.min(heads.len()) {
+                        let h = heads[rng.below(heads.len() as u64) as usize];
+                        if !parents.contains(&h) {
+                            parents.push(h);
+                        }
+                    }
+                }
+                // A branch forks when a parent stays a head of its own.
+                if rng.below(4) > 0 {
+                    heads.retain(|h| !parents.contains(h));
+                }
+                let parents: Vec<git2::Commit<'_>> = parents.iter().map(|p| repo.find_commit(*p).unwrap()).collect();
+                let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+                let id = repo
+                    .commit(None, &sig, &sig, &format!("c{k}"), &tree, &parents)
+                    .unwrap();
+                heads.push(id);
+                commits.push(id);
+            }
+            for (i, h) in heads.iter().enumerate() {
+                repo.reference(&format!("refs/heads/b{i}"), *h, true, "").unwrap();
+            }
+            for t in 0..rng.below(6) {
+                let c = commits[rng.below(commits.len() as u64) as usize];
+                repo.reference(&format!("refs/tags/t{t}"), c, true, "").unwrap();
+            }
+            repo.set_head("refs/heads/b0").unwrap();
+            if case % 3 == 0 {
+                let cut: Vec<String> = (0..1 + rng.below(3))
+                    .map(|_| commits[rng.below(commits.len() as u64) as usize].to_string() + "\n")
+                    .collect();
+                std::fs::write(dir.path().join("shallow"), cut.concat()).unwrap();
+            }
+            drop(repo);
+            // Opened again, so libgit2 reads the shallow file.
+            let repo = Repository::open(dir.path()).unwrap();
+            let tips = crate::history::ref_tips(&repo, dir.path()).unwrap();
+            let libgit2: Vec<Oid> = crate::history::libgit2_walk(&repo, &tips, None, dir.path())
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let shallow: HashSet<Id> = crate::repo::shallow_commits(&repo)
+                .iter()
+                .map(|c| c.as_bytes().try_into().unwrap())
+                .collect();
+            let tips: Vec<Id> = tips.iter().map(|t| t.as_bytes().try_into().unwrap()).collect();
+            let odb = repo.odb().unwrap();
+            let ours = order(&tips, &shallow, |id, buf| {
+                odb.read(Oid::from_bytes(id).unwrap())
+                    .map(|o| {
+                        buf.clear();
+                        buf.extend_from_slice(o.data());
+                    })
+                    .is_ok()
+            })
+            .expect("every commit parses");
+            let ids: Vec<Oid> = ours.commits.iter().map(|(c, _)| Oid::from_bytes(c).unwrap()).collect();
+            assert_eq!(ids, libgit2, "case {case}: {n} commits");
+            for (c, t) in &ours.commits {
+                let commit = repo.find_commit(Oid::from_bytes(c).unwrap()).unwrap();
+                assert_eq!(commit.tree_id().as_bytes(), t);
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_commit_gives_no_order() {
+        let tip = [7u8; 20];
+        assert!(order(&[tip], &HashSet::new(), |_, _| false).is_none());
     }
 }
