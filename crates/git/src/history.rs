@@ -95,8 +95,9 @@ struct Enumeration {
     /// (first path, other path, tree id), ordered so that reports are the same from run to run.
     aliases: std::collections::BTreeSet<(u32, u32, Key)>,
     submodules: HashSet<u32>,
-    /// The last tree walked at each directory path, to walk only what the next version there changed.
-    last_tree: HashMap<u32, TreeEntries>,
+    /// The last few trees walked at each directory path (most recent last), to walk only what the next version
+    /// there changed.
+    last_tree: HashMap<u32, Vec<(Key, TreeEntries)>>,
     last_tree_bytes: usize,
 }
 
@@ -142,6 +143,7 @@ impl Enumeration {
         &mut self,
         trees: &mut Trees<'_>,
         root: Oid,
+        base_root: Option<Oid>,
         commit: u32,
         repo_path: &Path,
         out: &mut Vec<Job>,
@@ -151,19 +153,41 @@ impl Enumeration {
         }
         let root_id = self.intern("");
         self.trees.insert(root.into(), (root_id, place(u32::MAX, b"")));
-        let mut stack: Vec<(Oid, u32)> = vec![(root, root_id)];
-        while let Some((tree_id, prefix_id)) = stack.pop() {
+        // Each tree with the id of its version in the commit's first parent, when known: the diff base of choice.
+        let mut stack: Vec<(Oid, u32, Option<Key>)> = vec![(root, root_id, base_root.map(Key::from))];
+        while let Some((tree_id, prefix_id, base)) = stack.pop() {
             let prefix = self.paths[prefix_id as usize].clone();
             let raw = trees
                 .read(tree_id)
                 .map_err(GitError::git(repo_path, "reading a tree"))?;
-            let (entries, changed) =
-                TreeEntries::parse(raw, self.last_tree.get(&prefix_id)).ok_or_else(|| GitError::Git {
+            // The parent's version when it is among the last few walked here (a merge after a short topic), else the
+            // last one. Each changed entry comes with the base's version of it when both are directories.
+            let (entries, changed) = {
+                let recent = self.last_tree.get(&prefix_id).map_or(&[][..], |v| &v[..]);
+                let prev = recent
+                    .iter()
+                    .rfind(|(k, _)| Some(*k) == base)
+                    .or(recent.last())
+                    .map(|(_, t)| t);
+                let (entries, changed) = TreeEntries::parse(raw, prev).ok_or_else(|| GitError::Git {
                     repo: repo_path.to_path_buf(),
                     context: "reading a tree",
                     message: format!("tree {tree_id} is malformed"),
                 })?;
-            for e in changed {
+                let changed: Vec<(u32, Option<Key>)> = changed
+                    .into_iter()
+                    .map(|(e, was)| {
+                        let was = prev
+                            .filter(|_| was != u32::MAX)
+                            .map(|p| p.entry(was as usize))
+                            .filter(|(mode, _, _)| entry_kind(mode) == ObjectType::Tree)
+                            .map(|(_, _, id)| Key(id));
+                        (e, was)
+                    })
+                    .collect();
+                (entries, changed)
+            };
+            for (e, was) in changed {
                 let (mode, name, id) = entries.entry(e as usize);
                 let key = Key(id);
                 let id = Oid::from_bytes(&id).map_err(GitError::git(repo_path, "reading a tree"))?;
@@ -208,7 +232,8 @@ impl Enumeration {
                         None => {
                             let pid = self.intern(&join(&prefix, name));
                             self.trees.insert(key, (pid, at));
-                            stack.push((id, pid));
+                            // The entry it replaced names the base's version of this directory.
+                            stack.push((id, pid, was));
                         }
                     },
                     // A gitlink: the submodule's history lives in another repository.
@@ -224,9 +249,11 @@ impl Enumeration {
                 self.last_tree.clear();
                 self.last_tree_bytes = entries.raw.len();
             }
-            if let Some(old) = self.last_tree.insert(prefix_id, entries) {
-                self.last_tree_bytes -= old.raw.len();
+            let kept = self.last_tree.entry(prefix_id).or_default();
+            if kept.len() == RECENT_TREES {
+                self.last_tree_bytes -= kept.remove(0).1.raw.len();
             }
+            kept.push((Key::from(tree_id), entries));
         }
         Ok(())
     }
@@ -300,6 +327,11 @@ impl Trees<'_> {
 /// newer one read before it).
 const TREE_CACHE_BUDGET: usize = 24 << 20;
 
+/// Versions of each directory kept as diff bases: enough that a merge after a topic of a few commits finds its
+/// first parent's version (on git/git, diffing against whatever was walked last there made a sixth of all trees
+/// differ in over 50 entries).
+const RECENT_TREES: usize = 8;
+
 /// Bytes of previous tree versions kept to skip unchanged entries (bounded for repositories with huge trees).
 const LAST_TREE_BUDGET: usize = 32 << 20;
 
@@ -327,12 +359,13 @@ impl TreeEntries {
     /// Parses `raw`, comparing it with `prev` (the previous tree at the same path): runs of bytes equal in both
     /// hold the same entries, so only entries where the two differ are parsed, and of those only the ones not in
     /// `prev` are reported (added or changed; removed ones are just passed over). Returns the entries and the
-    /// indices of those reported (all of them without a `prev`); `None` if the tree is malformed.
+    /// indices of those reported (all of them without a `prev`), each with the index of the entry of the same name
+    /// in `prev` (`u32::MAX` for an added one); `None` if the tree is malformed.
     ///
     /// A new tree usually differs from the last one at its path in an entry or two, often far apart (a commit
     /// touching `Documentation/` and `t/`): reporting only those, not everything between the first and the last,
     /// cut the entries the walk looks up on git/git from 31 million to a few.
-    fn parse(shared: Rc<Vec<u8>>, prev: Option<&TreeEntries>) -> Option<(TreeEntries, Vec<u32>)> {
+    fn parse(shared: Rc<Vec<u8>>, prev: Option<&TreeEntries>) -> Option<(TreeEntries, Vec<(u32, u32)>)> {
         let raw = &shared[..];
         let empty = TreeEntries {
             raw: Rc::default(),
@@ -360,23 +393,26 @@ impl TreeEntries {
                 }
                 let end = entry_end(raw, at)?;
                 let old_end = ob[i + 1] as usize;
-                match tree_order(&raw[at..end], &old[from..old_end]) {
+                let was = match tree_order(&raw[at..end], &old[from..old_end]) {
                     // Old entry `i` is gone; compare the new one with the next.
                     std::cmp::Ordering::Greater => {
                         i += 1;
                         continue;
                     }
                     // The same name, another mode or id.
-                    std::cmp::Ordering::Equal => i += 1,
+                    std::cmp::Ordering::Equal => {
+                        i += 1;
+                        i as u32 - 1
+                    }
                     // An entry added.
-                    std::cmp::Ordering::Less => {}
-                }
-                changed.push(bounds.len() as u32 - 1);
+                    std::cmp::Ordering::Less => u32::MAX,
+                };
+                changed.push((bounds.len() as u32 - 1, was));
                 bounds.push(end as u32);
                 at = end;
             } else {
                 let end = entry_end(raw, at)?;
-                changed.push(bounds.len() as u32 - 1);
+                changed.push((bounds.len() as u32 - 1, u32::MAX));
                 bounds.push(end as u32);
                 at = end;
             }
@@ -481,9 +517,13 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
     // Opened by whichever thread needs them first: the pack reader, while this one waits for libgit2 to sort the
     // commits. Empty when there are none or they cannot be read directly.
     let packs: std::sync::OnceLock<Vec<Pack>> = std::sync::OnceLock::new();
+    let t0 = std::time::Instant::now();
     let open_packs = || {
         packs.get_or_init(|| match packs_of(&git_dir).iter().map(|p| Pack::open(p)).collect() {
-            Ok(p) => p,
+            Ok(p) => {
+                tracing::debug!(elapsed_ms = t0.elapsed().as_millis() as u64, "packs opened");
+                p
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "reading the packs directly failed; reading objects through libgit2");
                 Vec::new()
@@ -491,7 +531,6 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
         })
     };
     let (tx, rx) = crossbeam_channel::bounded::<Vec<Job>>(workers * 4);
-    let t0 = std::time::Instant::now();
     let gate = Gate::default();
     let (en, acc) = std::thread::scope(|scope| -> Result<(Enumeration, Acc), GitError> {
         let handles: Vec<_> = (0..workers)
@@ -560,7 +599,8 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             }
             None => Trees::Odb(odb),
         };
-        // Commits oldest first, with their root trees when the order came from `topo` (which read them anyway).
+        // Commits oldest first, with their root trees and their first parents' when the order came from `topo` (which
+        // read them anyway).
         let own_order = (direct && !grafted)
             .then(|| {
                 let tips: Vec<[u8; 20]> = tips.iter().map(|t| Key::from(*t).0).collect();
@@ -568,23 +608,32 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
                 topo::order(&tips, &shallow, |id, buf| trees.read_raw(id, buf))
             })
             .flatten();
-        if direct && own_order.is_none() {
-            tracing::debug!("commit order from libgit2's walk (a commit or graft topo does not model)");
+        match &own_order {
+            Some(o) => tracing::debug!(
+                elapsed_ms = t0.elapsed().as_millis() as u64,
+                commits = o.commits.len(),
+                "commits ordered"
+            ),
+            None if direct => {
+                tracing::debug!("commit order from libgit2's walk (a commit or graft topo does not model)")
+            }
+            None => {}
         }
-        let commits: Vec<(Oid, Option<Oid>)> = match own_order {
+        let oid = |id: &[u8; 20]| Oid::from_bytes(id).expect("20 bytes");
+        let commits: Vec<(Oid, Option<Oid>, Option<Oid>)> = match own_order {
             Some(order) => order
                 .commits
                 .iter()
-                .map(|(c, t)| (Oid::from_bytes(c).expect("20 bytes"), Oid::from_bytes(t).ok()))
+                .map(|(c, t, p)| (oid(c), Some(oid(t)), p.as_ref().map(oid)))
                 .collect(),
             None => libgit2_walk(&repo, &tips, hidden, &root)?
-                .map(|c| c.map(|c| (c, None)))
+                .map(|c| c.map(|c| (c, None, None)))
                 .collect::<Result<_, _>>()
                 .map_err(GitError::git(&root, "walking history"))?,
         };
         let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
         let walked = (|| -> Result<(), GitError> {
-            for (oid, tree) in commits {
+            for (oid, tree, base_tree) in commits {
                 let tree = match tree {
                     Some(t) => t,
                     None => trees
@@ -593,7 +642,7 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
                 };
                 let idx = en.commits.len() as u32;
                 en.commits.push(oid);
-                en.walk_tree(&mut trees, tree, idx, &root, &mut batch)?;
+                en.walk_tree(&mut trees, tree, base_tree, idx, &root, &mut batch)?;
                 if direct {
                     batch.clear();
                 } else if batch.len() >= BATCH {
@@ -864,10 +913,10 @@ mod tests {
 
     type Entry<'a> = (&'a str, &'a str, u8);
 
-    fn names(t: &TreeEntries, changed: &[u32]) -> Vec<String> {
+    fn names(t: &TreeEntries, changed: &[(u32, u32)]) -> Vec<String> {
         changed
             .iter()
-            .map(|&i| String::from_utf8_lossy(t.entry(i as usize).1).into_owned())
+            .map(|&(i, _)| String::from_utf8_lossy(t.entry(i as usize).1).into_owned())
             .collect()
     }
 
@@ -881,7 +930,7 @@ mod tests {
             ("100644", "z.txt", b' '),
         ];
         let (old, all) = TreeEntries::parse(Rc::new(tree(&base)), None).unwrap();
-        assert_eq!(all, [0, 1, 2, 3, 4]);
+        assert_eq!(all.iter().map(|c| c.0).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
         let cases: Vec<(Vec<Entry<'_>>, Vec<&str>)> = vec![
             // One id changed in the middle.
             (
@@ -997,8 +1046,13 @@ mod tests {
             let (fresh, _) = TreeEntries::parse(Rc::new(raw(&new)), None).unwrap();
             let (n, changed) = TreeEntries::parse(Rc::new(raw(&new)), Some(&o)).unwrap();
             assert_eq!(n.bounds, fresh.bounds);
-            let expect: Vec<u32> = (0..new.len() as u32)
+            let expect: Vec<(u32, u32)> = (0..new.len() as u32)
                 .filter(|&k| !old.contains(&new[k as usize]))
+                .map(|k| {
+                    let e = &new[k as usize];
+                    let was = old.iter().position(|o| o.0 == e.0 && o.1 == e.1);
+                    (k, was.map_or(u32::MAX, |w| w as u32))
+                })
                 .collect();
             assert_eq!(changed, expect, "old {old:?}\nnew {new:?}");
         }

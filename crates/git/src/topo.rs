@@ -27,9 +27,10 @@ use crate::pack::IdHash;
 
 type Id = [u8; 20];
 
-/// Commits oldest first (libgit2's `TOPOLOGICAL | REVERSE` order), each with its root tree.
+/// Commits oldest first (libgit2's `TOPOLOGICAL | REVERSE` order), each with its root tree and its first
+/// parent's (the walk diffs trees against that version).
 pub(crate) struct Order {
-    pub(crate) commits: Vec<(Id, Id)>,
+    pub(crate) commits: Vec<(Id, Id, Option<Id>)>,
 }
 
 struct Node {
@@ -121,7 +122,11 @@ where
         commits: sorted
             .iter()
             .rev()
-            .map(|&n| (w.nodes[n as usize].id, w.nodes[n as usize].tree))
+            .map(|&n| {
+                let node = &w.nodes[n as usize];
+                let parent = w.parents_of(n).first().map(|&p| w.nodes[p as usize].tree);
+                (node.id, node.tree, parent)
+            })
             .collect(),
     })
 }
@@ -355,11 +360,13 @@ mod tests {
                     .is_ok()
             })
             .expect("every commit parses");
-            let ids: Vec<Oid> = ours.commits.iter().map(|(c, _)| Oid::from_bytes(c).unwrap()).collect();
+            let ids: Vec<Oid> = ours.commits.iter().map(|(c, ..)| Oid::from_bytes(c).unwrap()).collect();
             assert_eq!(ids, libgit2, "case {case}: {n} commits");
-            for (c, t) in &ours.commits {
+            for (c, t, parent) in &ours.commits {
                 let commit = repo.find_commit(Oid::from_bytes(c).unwrap()).unwrap();
                 assert_eq!(commit.tree_id().as_bytes(), t);
+                let first = commit.parents().next().filter(|_| !shallow.contains(c));
+                assert_eq!(first.map(|p| p.tree_id()), parent.map(|p| Oid::from_bytes(&p).unwrap()));
             }
         }
     }
