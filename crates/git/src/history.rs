@@ -71,6 +71,12 @@ struct BlobSeen {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key([u8; 20]);
 
+impl Key {
+    fn oid(self) -> Oid {
+        Oid::from_bytes(&self.0).expect("20 bytes")
+    }
+}
+
 impl From<Oid> for Key {
     fn from(id: Oid) -> Key {
         Key(id.as_bytes().try_into().unwrap_or([0; 20]))
@@ -190,7 +196,6 @@ impl Enumeration {
             for (e, was) in changed {
                 let (mode, name, id) = entries.entry(e as usize);
                 let key = Key(id);
-                let id = Oid::from_bytes(&id).map_err(GitError::git(repo_path, "reading a tree"))?;
                 let at = place(prefix_id, name);
                 match entry_kind(mode) {
                     ObjectType::Blob => match self.blobs.get(&key) {
@@ -217,7 +222,7 @@ impl Enumeration {
                                     others: Vec::new(),
                                 },
                             );
-                            out.push((id, path));
+                            out.push((key.oid(), path));
                         }
                     },
                     ObjectType::Tree => match self.trees.get(&key) {
@@ -233,7 +238,7 @@ impl Enumeration {
                             let pid = self.intern(&join(&prefix, name));
                             self.trees.insert(key, (pid, at));
                             // The entry it replaced names the base's version of this directory.
-                            stack.push((id, pid, was));
+                            stack.push((key.oid(), pid, was));
                         }
                     },
                     // A gitlink: the submodule's history lives in another repository.
@@ -681,12 +686,12 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
                         acc.bytes += bytes;
                         let findings = scanner.findings(candidates, path);
                         if !findings.is_empty() {
-                            acc.found.push((Oid::from_bytes(&key.0).expect("20 bytes"), findings));
+                            acc.found.push((key.oid(), findings));
                         }
                     }
                     Some(Outcome::Binary) => acc.binary += 1,
                     Some(Outcome::Large) => acc.large += 1,
-                    None => rest.push((Oid::from_bytes(&key.0).expect("20 bytes"), path.clone())),
+                    None => rest.push((key.oid(), path.clone())),
                 }
             }
             tracing::info!(
