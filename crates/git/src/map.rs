@@ -1,11 +1,15 @@
 //! A pack file mapped read-only into memory, so an entry is read where it lies instead of copied out by a `pread`
-//! call (one per object: 400k calls on git/git, a tenth of a history scan's CPU in the kernel).
+//! call (one per object: 400k calls on git/git, 6% of a history scan's CPU, most of it in the kernel).
 //!
 //! Touched pages of a file mapping count in the process's resident memory, and a history scan touches all of a
-//! pack: [`Mapped::done_with`] tallies the bytes read and, every [`RELEASE_EVERY`] bytes, drops the mapping's page
-//! table entries (`MADV_DONTNEED`). The pages stay in the page cache; the next read of one maps it again (a minor
-//! fault), so resident memory stays bounded whatever the pack's size. Packs are never rewritten in place (git
-//! writes new ones and deletes old ones), so the mapping cannot change under a reader.
+//! pack: [`Mapped::done_with`] tallies each read (its bytes plus a page: a read of a few bytes still maps a page)
+//! and, every [`RELEASE_EVERY`] bytes of tally, drops the mapping's page table entries (`MADV_DONTNEED`). The
+//! pages stay in the page cache; the next read of one maps it again (a minor fault), so resident memory stays
+//! bounded whatever the pack's size (on git/git, counting the page as well took the peak from 317 MB to 277).
+//! The mapping is advised `MADV_RANDOM`, so a fault maps the page it needs and not its neighbours too, which keeps
+//! the tally an upper bound however scattered the reads (git/git's are close enough that it measured the same).
+//! Packs are never rewritten in place (git writes new ones and deletes old ones), so the mapping cannot change
+//! under a reader.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -69,7 +73,7 @@ impl Mapped {
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
-    /// Counts `n` more bytes read; every [`RELEASE_EVERY`] bytes the resident pages are released.
+    /// Counts a read of `n` bytes; every [`RELEASE_EVERY`] bytes counted, the resident pages are released.
     pub(crate) fn done_with(&self, n: usize) {
         let n = n as u64 + 4096;
         let before = self.read.fetch_add(n, Ordering::Relaxed);
@@ -90,5 +94,28 @@ impl Drop for Mapped {
                 libc::munmap(self.ptr as *mut libc::c_void, self.len);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Mapped, RELEASE_EVERY};
+    use std::io::Write;
+
+    #[test]
+    fn bytes_read_after_a_release_are_the_file_s() {
+        let mut f = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..3 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        let map = Mapped::new(&f).unwrap();
+        assert_eq!(map.bytes(), &data[..]);
+        // Enough reads to release the resident pages a few times over.
+        for _ in 0..3 * RELEASE_EVERY / (1 << 20) {
+            map.done_with(1 << 20);
+        }
+        assert_eq!(map.bytes(), &data[..]);
+        let empty = Mapped::new(&tempfile::tempfile().unwrap()).unwrap();
+        assert!(empty.bytes().is_empty());
+        empty.done_with(RELEASE_EVERY as usize);
     }
 }
