@@ -998,15 +998,7 @@ mod tests {
     /// one does not hold byte for byte.
     #[test]
     fn reported_entries_are_exactly_the_new_ones_for_random_edits() {
-        struct Rng(u64);
-        impl Rng {
-            fn below(&mut self, n: u64) -> u64 {
-                self.0 ^= self.0 << 13;
-                self.0 ^= self.0 >> 7;
-                self.0 ^= self.0 << 17;
-                self.0 % n
-            }
-        }
+        use crate::testing::Rng;
         type Entry = (String, bool, u8);
         fn pick(rng: &mut Rng) -> Vec<Entry> {
             let mut t = Vec::new();

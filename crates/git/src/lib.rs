@@ -17,6 +17,8 @@ mod inflate;
 mod map;
 mod pack;
 mod repo;
+#[cfg(test)]
+mod testing;
 mod topo;
 
 pub use diff::{scan_range, scan_staged};

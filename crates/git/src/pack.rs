@@ -859,6 +859,7 @@ pub(crate) fn packs(git_dir: &Path) -> Vec<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Rng;
     use leakstop_rules::RuleSet;
     use leakstop_scan::ScanOptions;
 
@@ -906,20 +907,6 @@ mod tests {
             }
         }
         d
-    }
-
-    /// A small deterministic generator (xorshift), so failures reproduce.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
     }
 
     /// Text made of words, keywords of the built-in rules among them (in mixed case, split across edits).

@@ -238,6 +238,7 @@ fn signature(rest: &mut &[u8], header: &[u8]) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Rng;
 
     #[test]
     fn commits_parse_as_libgit2_reads_them_or_not_at_all() {
@@ -259,16 +260,6 @@ mod tests {
             format!("tree {}\ncommitter C <c@x> 1700 +0000\n", &t[..39]),
         ] {
             assert!(parse_commit(bad.as_bytes()).is_none(), "{bad}");
-        }
-    }
-
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
         }
     }
 
@@ -305,7 +296,7 @@ mod tests {
                         _ => 1,
                     };
                     for _ in 0..merge.min(heads.len()) {
-                        let h = heads[rng.below(heads.len() as u64) as usize];
+                        let h = heads[rng.below(heads.len())];
                         if !parents.contains(&h) {
                             parents.push(h);
                         }
@@ -327,13 +318,13 @@ mod tests {
                 repo.reference(&format!("refs/heads/b{i}"), *h, true, "").unwrap();
             }
             for t in 0..rng.below(6) {
-                let c = commits[rng.below(commits.len() as u64) as usize];
+                let c = commits[rng.below(commits.len())];
                 repo.reference(&format!("refs/tags/t{t}"), c, true, "").unwrap();
             }
             repo.set_head("refs/heads/b0").unwrap();
             if case % 3 == 0 {
                 let cut: Vec<String> = (0..1 + rng.below(3))
-                    .map(|_| commits[rng.below(commits.len() as u64) as usize].to_string() + "\n")
+                    .map(|_| commits[rng.below(commits.len())].to_string() + "\n")
                     .collect();
                 std::fs::write(dir.path().join("shallow"), cut.concat()).unwrap();
             }
