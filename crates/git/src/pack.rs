@@ -934,6 +934,12 @@ mod tests {
             "to",
             " ",
             "\n\n",
+            // Longer than the pieces the stretch search cuts keywords into.
+            "-----BEGIN OPENSSH PRIVATE KEY",
+            "---- BEGIN SSH2 ENCRYPTED PRIVATE KEY",
+            "discord.com/api/webhooks",
+            "aws_session_token",
+            "X-Amz-Security-Token",
         ];
         let mut out = Vec::new();
         for _ in 0..words {
@@ -953,12 +959,37 @@ mod tests {
             if rng.below(2) == 0 && !base.is_empty() {
                 let from = rng.below(base.len());
                 let len = 1 + rng.below((base.len() - from).min(200));
+                // Often a copy is cut in two that continue each other, the second half copied or inserted (as git
+                // writes at its copy size limit or around an unmatched stretch): the cut can fall inside a keyword
+                // anywhere, which then spans the seam.
+                let cut = if len > 1 && rng.below(2) == 0 {
+                    1 + rng.below(len - 1)
+                } else {
+                    len
+                };
                 ops.push(Op::Copy {
                     from,
                     to: out.len(),
-                    len,
+                    len: cut,
                 });
-                out.extend_from_slice(&base[from..from + len]);
+                out.extend_from_slice(&base[from..from + cut]);
+                if cut < len {
+                    // Inserts hold at most 127 bytes.
+                    let rest = (len - cut).min(127);
+                    ops.push(if rng.below(2) == 0 {
+                        Op::Copy {
+                            from: from + cut,
+                            to: out.len(),
+                            len: rest,
+                        }
+                    } else {
+                        Op::Insert {
+                            to: out.len(),
+                            len: rest,
+                        }
+                    });
+                    out.extend_from_slice(&base[from + cut..from + cut + rest]);
+                }
             } else {
                 let words = 1 + rng.below(8);
                 let ins = text(rng, words);
@@ -978,7 +1009,7 @@ mod tests {
     fn derived_keyword_hits_are_those_of_a_full_search() {
         let scanner = Scanner::new(RuleSet::builtin(), ScanOptions::default()).unwrap();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        let mut checked_hits = 0;
+        let (mut checked_hits, mut long_searched) = (0, 0);
         for round in 0..400 {
             let base = text(&mut rng, 60);
             let mut base_hits = Vec::new();
@@ -995,8 +1026,20 @@ mod tests {
             derive_hits(&scanner, &base_hits, &got, &ops, &mut derived);
             assert_eq!(derived, full, "round {round}");
             checked_hits += full.len();
+            // Long keywords found by the stretch search, not carried over from the base.
+            long_searched += full
+                .iter()
+                .filter(|h| {
+                    let len = scanner.keyword_len(h.keyword);
+                    len > 16
+                        && !ops.iter().any(
+                            |op| matches!(*op, Op::Copy { to, len: n, .. } if h.start >= to && h.start + len <= to + n),
+                        )
+                })
+                .count();
         }
         assert!(checked_hits > 1000, "the texts hold keywords: {checked_hits}");
+        assert!(long_searched > 50, "long keywords across edits: {long_searched}");
     }
 
     #[test]

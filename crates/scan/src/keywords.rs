@@ -217,6 +217,16 @@ impl KeywordIndex {
         self.words[id].len()
     }
 
+    /// How many keywords there are (ids run from 0).
+    pub(crate) fn count(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Keyword `id`, lowercase.
+    pub(crate) fn word(&self, id: usize) -> &[u8] {
+        &self.words[id]
+    }
+
     /// Whether any keyword occurs in `data`.
     pub(crate) fn is_match(&self, data: &[u8]) -> bool {
         let mut found = false;

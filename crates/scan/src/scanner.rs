@@ -59,6 +59,12 @@ pub struct Scanner {
     pub(crate) opts: ScanOptions,
     /// All rules' keywords, deduplicated, ASCII case-insensitive. `None` when no rule has keywords.
     prefilter: Option<KeywordIndex>,
+    /// The keywords again, those longer than [`PIECE`] bytes cut into pieces of that length, with each piece's
+    /// keyword and offset in it: what [`Scanner::keyword_hits_touching`] searches stretches with. Around each
+    /// stretch it must test every position from which a keyword reaching into the stretch can be found; with
+    /// whole keywords that is set by the longest one (37 bytes, which more than doubled the positions tested on
+    /// git/git's deltas), with pieces by [`PIECE`]. Built on first use: only history scans need it.
+    pieces: std::sync::OnceLock<(KeywordIndex, Vec<(u32, u32)>)>,
     /// Prefilter pattern id -> indices of the rules that keyword enables.
     pattern_rules: Vec<Vec<usize>>,
     /// Rule index -> index of the rule it `requires` nearby (`None` if no requirement; `Some(None)` if the required
@@ -258,6 +264,7 @@ impl Scanner {
             rules,
             opts,
             prefilter,
+            pieces: std::sync::OnceLock::new(),
             pattern_rules,
             requires,
             always,
@@ -320,12 +327,26 @@ impl Scanner {
         stretches: impl IntoIterator<Item = std::ops::Range<usize>>,
         out: &mut Vec<KeywordHit>,
     ) {
-        let Some(index) = &self.prefilter else { return };
+        let Some(whole) = &self.prefilter else { return };
+        let (index, owner) = self.pieces.get_or_init(|| pieces(whole));
         let first = out.len();
         let (before, after) = index.anchor_reach();
         let mut pending: Option<std::ops::Range<usize>> = None;
-        let run =
-            |p: std::ops::Range<usize>, out: &mut Vec<KeywordHit>| index.for_each_anchored(data, p, hit_into(out));
+        let run = |p: std::ops::Range<usize>, out: &mut Vec<KeywordHit>| {
+            index.for_each_anchored(data, p, |piece, at| {
+                let (keyword, off) = owner[piece];
+                let word = whole.word(keyword as usize);
+                // A piece found: its keyword is there if the rest of it is.
+                if let Some(start) = at.checked_sub(off as usize)
+                    && data
+                        .get(start..start + word.len())
+                        .is_some_and(|d| d.eq_ignore_ascii_case(word))
+                {
+                    out.push(KeywordHit { start, keyword });
+                }
+                true
+            })
+        };
         for s in stretches {
             let p = s.start.saturating_sub(before)..(s.end + after).min(data.len());
             match &mut pending {
@@ -341,6 +362,15 @@ impl Scanner {
             run(done, out);
         }
         out[first..].sort_unstable();
+        // A long keyword is found once per piece near a stretch.
+        let mut kept = first;
+        for i in first..out.len() {
+            if kept == first || out[kept - 1] != out[i] {
+                out[kept] = out[i];
+                kept += 1;
+            }
+        }
+        out.truncate(kept);
     }
 
     /// Length in bytes of keyword `id` (from a [`KeywordHit`]).
@@ -536,6 +566,33 @@ impl Scanner {
 }
 
 /// A keyword-pass callback that collects every occurrence into `out`.
+/// Length of the pieces long keywords are cut into for [`Scanner::keyword_hits_touching`]: most keywords are no
+/// longer, and a piece of 16 bytes still almost never occurs by chance.
+const PIECE: usize = 16;
+
+/// The keywords of `whole` with those longer than [`PIECE`] bytes cut into pieces of that length (the last one
+/// reaching back from the keyword's end), each with its keyword and offset in it.
+fn pieces(whole: &KeywordIndex) -> (KeywordIndex, Vec<(u32, u32)>) {
+    let mut words: Vec<String> = Vec::new();
+    let mut owner: Vec<(u32, u32)> = Vec::new();
+    for id in 0..whole.count() {
+        let k = String::from_utf8_lossy(whole.word(id)).into_owned();
+        // Pieces at byte offsets: only ASCII keywords are cut (others cannot be cut anywhere).
+        if !k.is_ascii() || k.len() <= PIECE {
+            words.push(k);
+            owner.push((id as u32, 0));
+            continue;
+        }
+        let mut offsets: Vec<usize> = (0..k.len() - PIECE).step_by(PIECE).collect();
+        offsets.push(k.len() - PIECE);
+        for off in offsets {
+            words.push(k[off..off + PIECE].to_string());
+            owner.push((id as u32, off as u32));
+        }
+    }
+    (KeywordIndex::new(&words), owner)
+}
+
 fn hit_into(out: &mut Vec<KeywordHit>) -> impl FnMut(usize, usize) -> bool + '_ {
     |keyword, start| {
         out.push(KeywordHit {
