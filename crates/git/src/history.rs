@@ -1,9 +1,11 @@
 //! Whole-history scans: every blob reachable from the selected refs, each scanned exactly once.
 //!
 //! Two tasks run side by side and keep memory bounded:
-//! 1. one thread walks commits oldest first and their trees (each tree id read once, and of each tree only the
-//!    entries that differ from the previous tree at its path) and records, per new blob id, the first commit and
-//!    path it appeared under (ids and small integers only, never contents);
+//! 1. one thread walks commits oldest first, in libgit2's topological order (`topo.rs` computes it from the packs,
+//!    each commit read once), and their trees: each tree id is read once, and of each tree only the entries that
+//!    differ from its version in the commit's first parent (or the last one walked at its path) are looked at. It
+//!    records, per new blob id, the first commit and path it appeared under (ids and small integers only, never
+//!    contents);
 //! 2. the blobs are scanned. A scan of all refs reads the packs directly (`pack.rs`): each pack's delta forests are
 //!    walked in pack order, every object inflated once, and a delta's keyword occurrences derived from its base's,
 //!    so only what a delta inserts is searched; findings wait for the walk to name their path. One reader thread
