@@ -363,15 +363,17 @@ struct TreeEntries {
 }
 
 impl TreeEntries {
-    /// Parses `raw`, comparing it with `prev` (the previous tree at the same path): runs of bytes equal in both
-    /// hold the same entries, so only entries where the two differ are parsed, and of those only the ones not in
-    /// `prev` are reported (added or changed; removed ones are just passed over). Returns the entries and the
-    /// indices of those reported (all of them without a `prev`), each with the index of the entry of the same name
-    /// in `prev` (`u32::MAX` for an added one); `None` if the tree is malformed.
+    /// Parses `raw`, comparing it with `prev` (an earlier version of the same directory, already walked): runs of
+    /// bytes equal in both hold the same entries, so only entries where the two differ are parsed, and of those
+    /// only the ones not in `prev` are reported (added or changed; removed ones are just passed over). Returns the
+    /// entries and the indices of those reported (all of them without a `prev`), each with the index of the entry
+    /// of the same name in `prev` (`u32::MAX` for an added one); `None` if the tree is malformed. Entries out of
+    /// git's order (a malformed tree) may be reported although `prev` holds them, never the other way round.
     ///
-    /// A new tree usually differs from the last one at its path in an entry or two, often far apart (a commit
-    /// touching `Documentation/` and `t/`): reporting only those, not everything between the first and the last,
-    /// cut the entries the walk looks up on git/git from 31 million to a few.
+    /// A new version usually differs in an entry or two, often far apart (a commit touching `Documentation/` and
+    /// `t/`): reporting only those, instead of everything between the first difference and the last, took the
+    /// entries the walk looks up on git/git from 31 million to 6 million (3.6 million with the first parent's
+    /// version as `prev`).
     fn parse(shared: Rc<Vec<u8>>, prev: Option<&TreeEntries>) -> Option<(TreeEntries, Vec<(u32, u32)>)> {
         let raw = &shared[..];
         let empty = TreeEntries {

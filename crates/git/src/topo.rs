@@ -4,8 +4,8 @@
 //! Provenance is "the first commit in this order that holds the blob at that path", so the order must be exactly
 //! libgit2's: where two branches add the same blob, another valid topological order would name the other branch's
 //! commit. libgit2 inflates and parses every commit to sort them, and the walk then read each commit again for its
-//! tree; here each commit is inflated once and parsed only as far as the walk needs (tree and parents), which was a
-//! sixth of the walk's time on git/git.
+//! tree; here each commit is inflated once and parsed only as far as the walk needs (tree and parents). On git/git
+//! the two took 1.0 s of the walk thread's 4.3; this takes 0.4.
 //!
 //! libgit2 1.9 (`revwalk.c`: `prepare_walk`, `limit_list`, `sort_in_topological_order`) computes it in steps:
 //! 1. the pushed commits, latest push first, each once;

@@ -319,8 +319,9 @@ impl Scanner {
     }
 
     /// Every keyword occurrence that covers a byte of one of `stretches` (in order), and possibly others, appended
-    /// to `out` in order of start. Costs about the stretches' length plus a keyword's length each, however large
-    /// `data` is: what a caller needs that knows the occurrences everywhere else (from a blob `data` was built from).
+    /// to `out` in order of start. Costs about the stretches' length plus 16 bytes each (long keywords are searched
+    /// by pieces), however large `data` is: what a caller needs that knows the occurrences everywhere else (from a
+    /// blob `data` was built from).
     pub fn keyword_hits_touching(
         &self,
         data: &[u8],
@@ -361,16 +362,11 @@ impl Scanner {
         if let Some(done) = pending {
             run(done, out);
         }
-        out[first..].sort_unstable();
         // A long keyword is found once per piece near a stretch.
-        let mut kept = first;
-        for i in first..out.len() {
-            if kept == first || out[kept - 1] != out[i] {
-                out[kept] = out[i];
-                kept += 1;
-            }
-        }
-        out.truncate(kept);
+        let mut found = out.split_off(first);
+        found.sort_unstable();
+        found.dedup();
+        out.append(&mut found);
     }
 
     /// Length in bytes of keyword `id` (from a [`KeywordHit`]).
@@ -565,7 +561,6 @@ impl Scanner {
     }
 }
 
-/// A keyword-pass callback that collects every occurrence into `out`.
 /// Length of the pieces long keywords are cut into for [`Scanner::keyword_hits_touching`]: most keywords are no
 /// longer, and a piece of 16 bytes still almost never occurs by chance.
 const PIECE: usize = 16;
@@ -593,6 +588,7 @@ fn pieces(whole: &KeywordIndex) -> (KeywordIndex, Vec<(u32, u32)>) {
     (KeywordIndex::new(&words), owner)
 }
 
+/// A keyword-pass callback that collects every occurrence into `out`.
 fn hit_into(out: &mut Vec<KeywordHit>) -> impl FnMut(usize, usize) -> bool + '_ {
     |keyword, start| {
         out.push(KeywordHit {
