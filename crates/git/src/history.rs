@@ -274,11 +274,10 @@ enum Trees<'r> {
 }
 
 impl Trees<'_> {
-    /// The root tree of commit `id` (from the `tree` line of the raw commit when the packs hold it).
+    /// The root tree of commit `id`, from the `tree` line of the raw commit (libgit2's parse if that is malformed).
     fn commit_tree(&mut self, repo: &Repository, id: Oid) -> Result<Oid, git2::Error> {
         let mut raw = Vec::new();
-        if let Trees::Packs(..) = self
-            && self.read_raw(&Key::from(id).0, &mut raw)
+        if self.read_raw(&Key::from(id).0, &mut raw)
             && let Some(hex) = raw.strip_prefix(b"tree ").and_then(|r| r.get(..40))
             && let Ok(tree) = std::str::from_utf8(hex)
                 .map_err(|_| ())

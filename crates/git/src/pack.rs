@@ -631,9 +631,14 @@ impl<'a> ObjectReader<'a> {
 
     /// The bytes of object `id`, or `None` when no pack holds it whole or as a delta within the pack.
     pub(crate) fn read(&mut self, id: &[u8; 20]) -> Result<Option<Rc<Vec<u8>>>, PackError> {
-        let Some((p, i)) = self.locate(id) else {
-            return Ok(None);
-        };
+        match self.locate(id) {
+            Some((p, i)) => self.read_at(p, i, id),
+            None => Ok(None),
+        }
+    }
+
+    /// Entry `i` of pack `p` (object `id`), rebuilt through the cache; `None` for a delta whose base is elsewhere.
+    fn read_at(&mut self, p: u32, i: u32, id: &[u8; 20]) -> Result<Option<Rc<Vec<u8>>>, PackError> {
         let pack = &self.packs[p as usize];
         // Up the chain to a cached or whole object.
         let mut chain = Vec::new();
@@ -680,7 +685,7 @@ impl<'a> ObjectReader<'a> {
             self.scratch.inflate(pack, i, out)?;
             return Ok(true);
         }
-        let Some(data) = self.read(id)? else {
+        let Some(data) = self.read_at(p, i, id)? else {
             return Ok(false);
         };
         out.clear();
