@@ -10,6 +10,7 @@ pub mod client;
 pub mod core;
 pub mod engines;
 mod error;
+pub mod fields;
 pub mod http;
 pub mod leases;
 pub mod policy;

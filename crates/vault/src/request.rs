@@ -96,6 +96,13 @@ pub type BackendFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, VaultError
 pub trait Backend: Send + Sync {
     fn handle<'a>(&'a self, req: &'a LogicalRequest, store: &'a BarrierView) -> BackendFuture<'a, LogicalResponse>;
 
+    /// Mount-relative paths callable without a token (Vault's `PathsSpecial.Unauthenticated`), matched after
+    /// routing: an exact path (`login`), or a prefix when it ends in `*`. Everything else needs a token and passes
+    /// the ACL. Deliberately no default beyond "none": an engine opts each open path in by name.
+    fn unauthenticated_paths(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Whether `path` exists, so a POST/PUT counts as `create` or `update` for policies (Vault's existence check).
     fn exists<'a>(&'a self, _path: &'a str, _store: &'a BarrierView) -> BackendFuture<'a, bool> {
         Box::pin(async { Ok(true) })
