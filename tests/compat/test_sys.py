@@ -1,5 +1,6 @@
 """Seal status, health and mounts through hvac."""
 
+import pytest
 import requests
 
 from conftest import require_hvac, unique
@@ -39,3 +40,27 @@ def test_mounts_list_enable_disable(root):
 def test_auth_methods_list(root):
     methods = root.sys.list_auth_methods()["data"]
     assert methods["token/"]["type"] == "token"
+
+
+def test_enabling_an_auth_method_needs_sudo(server, root):
+    """`sys/auth/<path>` is root-protected in Vault: create/update/delete without `sudo` is refused."""
+    name = unique("authadm")
+    root.sys.create_or_update_acl_policy(
+        name=name,
+        policy='path "sys/auth/*" { capabilities = ["create", "read", "update", "delete"] }\n'
+        'path "sys/auth" { capabilities = ["read"] }',
+    )
+    tok = root.auth.token.create(policies=[name], ttl="1h")["auth"]["client_token"]
+    client = server.client(tok)
+    path = unique("jwt")
+    with pytest.raises(hvac.exceptions.Forbidden):
+        client.sys.enable_auth_method(method_type="jwt", path=path)
+    assert f"{path}/" not in root.sys.list_auth_methods()["data"]
+    sudo = unique("authsudo")
+    root.sys.create_or_update_acl_policy(
+        name=sudo, policy='path "sys/auth/*" { capabilities = ["create", "update", "delete", "sudo"] }'
+    )
+    tok = root.auth.token.create(policies=[sudo], ttl="1h")["auth"]["client_token"]
+    server.client(tok).sys.enable_auth_method(method_type="jwt", path=path)
+    assert f"{path}/" in root.sys.list_auth_methods()["data"]
+    root.sys.disable_auth_method(path)

@@ -119,3 +119,29 @@ def test_json_policy_is_accepted(server, root):
     c.secrets.kv.v2.create_or_update_secret(path="json/x", secret={"k": "v"})
     with pytest.raises(hvac.exceptions.Forbidden):
         c.secrets.kv.v2.read_secret_version(path="elsewhere", raise_on_deleted_version=True)
+
+
+def test_limited_use_tokens_cannot_create_children(server, root):
+    """A token with a use limit would otherwise multiply into unlimited ones; Vault refuses, and so must we."""
+    name = unique("maker")
+    root.sys.create_or_update_acl_policy(
+        name=name, policy='path "auth/token/create" { capabilities = ["create", "update"] }'
+    )
+    limited = root.auth.token.create(policies=[name], num_uses=5, ttl="1h")["auth"]["client_token"]
+    with pytest.raises((hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden)):
+        server.client(limited).auth.token.create(policies=[name], ttl="1h")
+
+
+def test_num_uses_sent_as_a_string_limits_the_token(server, root):
+    """The bao CLI sends every value as a string: `num_uses=1` must still mean one use."""
+    r = requests.post(
+        f"{server.addr}/v1/auth/token/create",
+        headers={"X-Vault-Token": server.root_token},
+        json={"policies": ["default"], "num_uses": "1", "ttl": "1h"},
+    )
+    assert r.status_code == 200, r.text
+    tok = r.json()["auth"]["client_token"]
+    client = server.client(tok)
+    client.auth.token.lookup_self()
+    with pytest.raises(hvac.exceptions.Forbidden):
+        client.auth.token.lookup_self()

@@ -243,6 +243,10 @@ impl Barrier {
 
     fn persist_keyring(&self) -> Result<(), VaultError> {
         let ring = self.keyring.read().unwrap_or_else(|e| e.into_inner());
+        self.persist(&ring)
+    }
+
+    fn persist(&self, ring: &Keyring) -> Result<(), VaultError> {
         let stored = StoredKeyring {
             active: ring.active,
             keys: ring
@@ -255,7 +259,6 @@ impl Barrier {
                 })
                 .collect(),
         };
-        drop(ring);
         let plain = Zeroizing::new(serde_json::to_vec(&stored)?);
         let blob = seal_bytes(&self.root, 0, KEYRING_PATH, &plain)?;
         blocking(|| self.storage.put(KEYRING_PATH, &blob))?;
@@ -263,14 +266,21 @@ impl Barrier {
     }
 
     /// `sys/rotate`: add a new term and make it active; entries written under older terms stay readable.
+    ///
+    /// The new term is stored before anything is encrypted under it (the write lock is held throughout): a
+    /// failed write leaves the old term active, never entries sealed under a key that a restart would not know.
     pub fn rotate(&self) -> Result<KeyStatus, VaultError> {
         {
             let mut ring = self.keyring.write().unwrap_or_else(|e| e.into_inner());
-            let next = ring.active + 1;
+            let (previous, next) = (ring.active, ring.active + 1);
             ring.terms.insert(next, term_of(new_key(), now_unix())?);
             ring.active = next;
+            if let Err(e) = self.persist(&ring) {
+                ring.terms.remove(&next);
+                ring.active = previous;
+                return Err(e);
+            }
         }
-        self.persist_keyring()?;
         Ok(self.key_status())
     }
 

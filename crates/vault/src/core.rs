@@ -1,26 +1,22 @@
-//! The core: seal state, the unsealed barrier and everything behind it (mount tables, token store, policies),
-//! and the request pipeline every API call goes through:
-//!
-//! token → route → existence check (create vs update) → policy → audit the request → engine (writes buffered) →
-//! audit the response → commit the writes.
-//!
-//! Committing only after the response is in the audit log means a request the audit device refuses changes
-//! nothing: never served unaudited, never half applied.
+//! The core: seal state, the unsealed barrier and everything behind it (mount tables, token store, policies).
+//! The request pipeline that runs every API call through them is in [`crate::pipeline`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
 
 use leakstop_seal::{KeySeal, Seal, SealKind, Zeroizing};
 use leakstop_storage::Storage;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::audit::{AuditAuth, AuditBroker, AuditEntry, DeviceConfig, EntryKind, HmacKey};
-use crate::barrier::{Barrier, BarrierView};
+use crate::audit::{AuditAuth, AuditBroker, DeviceConfig, HmacKey};
+use crate::barrier::Barrier;
+use crate::pipeline::Effects;
 use crate::policy::{Acl, DEFAULT_POLICY, Policy};
-use crate::token::{TokenEntry, TokenRequest, TokenStore, now_unix};
-use crate::{Backend, LogicalRequest, Operation, VaultError};
+use crate::token::{TokenEntry, TokenRequest, TokenStore};
+use crate::{Backend, Operation, VaultError};
+
+pub use crate::pipeline::LoginSpec;
 
 const SEAL_CONFIG_PATH: &str = "core/seal-config";
 const ROOT_KEY_PATH: &str = "core/root-key";
@@ -101,7 +97,10 @@ pub struct Unsealed {
     pub mounts: RwLock<Vec<Mount>>,
     pub auth: RwLock<Vec<Mount>>,
     policies: RwLock<HashMap<String, Arc<Policy>>>,
-    write_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Striped locks serialising writes to one engine target from dispatch to commit (see the pipeline).
+    pub(crate) write_locks: Vec<Arc<tokio::sync::Mutex<()>>>,
+    /// Serialises `sys/*` writes: they stage changes to shared tables that must not interleave.
+    sys_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Unsealed {
@@ -120,19 +119,35 @@ impl Unsealed {
         Ok(Some(p))
     }
 
-    pub fn put_policy(&self, p: Policy) -> Result<(), VaultError> {
-        self.barrier.put(&format!("sys/policy/{}", p.name), p.raw.as_bytes())?;
-        self.policies
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(p.name.clone(), Arc::new(p));
-        Ok(())
+    pub(crate) async fn sys_lock(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.sys_lock.clone().lock_owned().await
     }
 
-    pub fn delete_policy(&self, name: &str) -> Result<(), VaultError> {
-        self.barrier.delete(&format!("sys/policy/{name}"))?;
-        self.policies.write().unwrap_or_else(|e| e.into_inner()).remove(name);
-        Ok(())
+    /// Store a policy now (outside a request, e.g. at init).
+    pub fn put_policy(self: &Arc<Self>, p: Policy) -> Result<(), VaultError> {
+        let mut fx = Effects::default();
+        self.stage_policy(p, &mut fx);
+        fx.apply(self)
+    }
+
+    /// Stage a policy write; the cache follows once it is committed.
+    pub fn stage_policy(self: &Arc<Self>, p: Policy, fx: &mut Effects) {
+        fx.put(format!("sys/policy/{}", p.name), p.raw.as_bytes().to_vec());
+        let st = self.clone();
+        fx.after(move || {
+            st.policies
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(p.name.clone(), Arc::new(p));
+        });
+    }
+
+    pub fn stage_delete_policy(self: &Arc<Self>, name: &str, fx: &mut Effects) {
+        fx.delete(format!("sys/policy/{name}"));
+        let (st, name) = (self.clone(), name.to_string());
+        fx.after(move || {
+            st.policies.write().unwrap_or_else(|e| e.into_inner()).remove(&name);
+        });
     }
 
     pub fn policy_names(&self) -> Result<Vec<String>, VaultError> {
@@ -155,20 +170,20 @@ impl Unsealed {
         Ok(Acl::new(found.iter().map(|p| p.as_ref())))
     }
 
-    /// Persist the secrets-engine table (`auth = false`) or the auth-method table.
-    fn save_table(&self, auth: bool) -> Result<(), VaultError> {
-        let (table, path) = if auth {
-            (&self.auth, AUTH_PATH)
-        } else {
-            (&self.mounts, MOUNTS_PATH)
-        };
-        let entries: Vec<MountEntry> = table
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|m| (*m.entry).clone())
-            .collect();
-        self.barrier.put_json(path, &entries)
+    fn table(&self, auth: bool) -> &RwLock<Vec<Mount>> {
+        if auth { &self.auth } else { &self.mounts }
+    }
+
+    /// Stage the secrets-engine table (`auth = false`) or the auth-method table as it will be, and swap it in
+    /// once committed.
+    fn stage_table(self: &Arc<Self>, auth: bool, next: Vec<Mount>, fx: &mut Effects) -> Result<(), VaultError> {
+        let entries: Vec<&MountEntry> = next.iter().map(|m| m.entry.as_ref()).collect();
+        fx.put_json(if auth { AUTH_PATH } else { MOUNTS_PATH }, &entries)?;
+        let st = self.clone();
+        fx.after(move || {
+            *st.table(auth).write().unwrap_or_else(|e| e.into_inner()) = next;
+        });
+        Ok(())
     }
 }
 
@@ -253,7 +268,7 @@ pub struct Core {
     /// pkcs11 and dev: the seal itself. Shamir: none until enough shares arrive.
     auto_seal: Option<Arc<dyn Seal>>,
     state: RwLock<Option<Arc<Unsealed>>>,
-    unseal_shares: Mutex<Vec<Vec<u8>>>,
+    unseal_shares: Mutex<Zeroizing<Vec<Vec<u8>>>>,
     pub audit: AuditBroker,
     pub options: CoreOptions,
     factories: RwLock<HashMap<String, BackendFactory>>,
@@ -279,7 +294,7 @@ impl Core {
             seal_kind,
             auto_seal: seal,
             state: RwLock::new(None),
-            unseal_shares: Mutex::new(Vec::new()),
+            unseal_shares: Mutex::default(),
             audit: AuditBroker::new(options.audit_deadline),
             options,
             factories: RwLock::default(),
@@ -429,7 +444,7 @@ impl Core {
     }
 
     /// `sys/unseal`: add one Shamir share; unseals when the threshold is reached.
-    pub async fn submit_unseal_key(self: &Arc<Self>, share: Vec<u8>) -> Result<(), VaultError> {
+    pub async fn submit_unseal_key(self: &Arc<Self>, share: Zeroizing<Vec<u8>>) -> Result<(), VaultError> {
         if !self.is_sealed() {
             return Ok(());
         }
@@ -439,8 +454,8 @@ impl Core {
         }
         let ready = {
             let mut shares = self.unseal_shares.lock().unwrap_or_else(|e| e.into_inner());
-            if !shares.contains(&share) {
-                shares.push(share);
+            if !shares.contains(&*share) {
+                shares.push(share.to_vec());
             }
             (shares.len() >= cfg.secret_threshold as usize).then(|| std::mem::take(&mut *shares))
         };
@@ -488,7 +503,8 @@ impl Core {
             mounts: RwLock::default(),
             auth: RwLock::default(),
             policies: RwLock::default(),
-            write_locks: (0..WRITE_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            write_locks: (0..WRITE_STRIPES).map(|_| Arc::default()).collect(),
+            sys_lock: Arc::default(),
         });
         let mounts: Vec<MountEntry> = barrier.get_json(MOUNTS_PATH)?.unwrap_or_default();
         let mut live = Vec::new();
@@ -553,7 +569,7 @@ impl Core {
         f(e, self)
     }
 
-    /// Mount a secrets engine (`auth = false`) or an auth method at `path`.
+    /// Mount a secrets engine (`auth = false`) or an auth method at `path`, now (outside a request).
     pub fn mount(
         self: &Arc<Self>,
         auth: bool,
@@ -563,6 +579,23 @@ impl Core {
         options: BTreeMap<String, String>,
     ) -> Result<(), VaultError> {
         let st = self.unsealed()?;
+        let mut fx = Effects::default();
+        self.stage_mount(&st, auth, path, kind, description, options, &mut fx)?;
+        fx.apply(&st)
+    }
+
+    /// Stage a mount: validated and its engine built now, stored and routable once committed.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn stage_mount(
+        self: &Arc<Self>,
+        st: &Arc<Unsealed>,
+        auth: bool,
+        path: &str,
+        kind: &str,
+        description: &str,
+        options: BTreeMap<String, String>,
+        fx: &mut Effects,
+    ) -> Result<(), VaultError> {
         let path = format!("{}/", path.trim_matches('/'));
         if path == "/" || path.contains("//") {
             return Err(VaultError::BadRequest(
@@ -593,50 +626,67 @@ impl Core {
             max_lease_ttl: 0,
         };
         let backend = self.build(&entry, auth)?;
-        let table = if auth { &st.auth } else { &st.mounts };
+        let mut next = st.table(auth).read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(other) = next
+            .iter()
+            .find(|m| m.entry.path.starts_with(&path) || path.starts_with(&m.entry.path))
         {
-            let mut t = table.write().unwrap_or_else(|e| e.into_inner());
-            if let Some(other) = t
-                .iter()
-                .find(|m| m.entry.path.starts_with(&path) || path.starts_with(&m.entry.path))
-            {
-                return Err(VaultError::BadRequest(format!(
-                    "path is already in use at {}{}",
-                    if auth { "auth/" } else { "" },
-                    other.entry.path
-                )));
-            }
-            t.push(Mount {
-                entry: Arc::new(entry),
-                backend,
-            });
+            return Err(VaultError::BadRequest(format!(
+                "path is already in use at {}{}",
+                if auth { "auth/" } else { "" },
+                other.entry.path
+            )));
         }
-        st.save_table(auth)
+        next.push(Mount {
+            entry: Arc::new(entry),
+            backend,
+        });
+        st.stage_table(auth, next, fx)
     }
 
-    /// Unmount and delete everything the engine stored.
-    pub fn unmount(&self, auth: bool, path: &str) -> Result<(), VaultError> {
-        let st = self.unsealed()?;
+    /// Stage an unmount: the table entry and everything the engine stored go in the same commit.
+    pub(crate) fn stage_unmount(
+        &self,
+        st: &Arc<Unsealed>,
+        auth: bool,
+        path: &str,
+        fx: &mut Effects,
+    ) -> Result<(), VaultError> {
         let path = format!("{}/", path.trim_matches('/'));
-        let table = if auth { &st.auth } else { &st.mounts };
-        let removed = {
-            let mut t = table.write().unwrap_or_else(|e| e.into_inner());
-            let i = t.iter().position(|m| m.entry.path == path);
-            i.map(|i| t.remove(i))
-        };
+        let mut next = st.table(auth).read().unwrap_or_else(|e| e.into_inner()).clone();
         // Vault answers 204 for a path with nothing mounted.
-        let Some(m) = removed else { return Ok(()) };
-        st.save_table(auth)?;
+        let Some(i) = next.iter().position(|m| m.entry.path == path) else {
+            return Ok(());
+        };
+        let m = next.remove(i);
         let prefix = format!("{}/{}/", if auth { "auth" } else { "logical" }, m.entry.uuid);
         for k in st.barrier.list_recursive(&prefix)? {
-            st.barrier.delete(&k)?;
+            fx.delete(k);
         }
-        Ok(())
+        st.stage_table(auth, next, fx)
     }
 
-    pub fn enable_audit_persisted(&self) -> Result<(), VaultError> {
+    /// Stage the audit device table as it is now.
+    pub(crate) fn stage_audit_table(&self, fx: &mut Effects) -> Result<(), VaultError> {
+        fx.put_json(AUDIT_PATH, &self.audit.configs())
+    }
+
+    /// Revoke every token and lease whose time is up, and tokens whose last use was claimed by a request that
+    /// never finished. Returns how many tokens and leases were revoked.
+    pub async fn sweep_expired(&self, now: i64) -> Result<(usize, usize), VaultError> {
         let st = self.unsealed()?;
-        st.barrier.put_json(AUDIT_PATH, &self.audit.configs())
+        let mut tokens = 0;
+        for h in st.tokens.all_hashes()? {
+            if let Some(e) = st.tokens.load(&h)?
+                && TokenStore::is_dead(&e, now)
+            {
+                // Expired tokens take their leases with them.
+                self.revoke_token_tree(&st, &h).await?;
+                tokens += 1;
+            }
+        }
+        let leases = crate::leases::revoke_expired(self, now).await?;
+        Ok((tokens, leases))
     }
 
     /// The mount serving `path` (longest prefix), with the path relative to it.
@@ -652,250 +702,6 @@ impl Core {
             .max_by_key(|m| m.entry.path.len())
             .map(|m| (m.clone(), rest.get(m.entry.path.len()..).unwrap_or("").to_string()))
     }
-
-    /// Handle one API request end to end.
-    pub async fn handle(self: &Arc<Self>, mut req: ApiRequest) -> Result<Reply, VaultError> {
-        req.path = req.path.trim_start_matches('/').to_string();
-        if let Some(r) = self.unauthenticated(&req).await {
-            return r;
-        }
-        let st = self.unsealed()?;
-        let login = is_login_path(&req.path);
-        let token = if login {
-            None
-        } else {
-            let t = req
-                .token
-                .as_deref()
-                .filter(|t| !t.is_empty())
-                .ok_or(VaultError::PermissionDenied)?;
-            let e = st.tokens.lookup(t)?.ok_or(VaultError::PermissionDenied)?;
-            Some((t.to_string(), e))
-        };
-
-        let route = if req.path.starts_with("sys/") || req.path.starts_with("auth/token/") {
-            None
-        } else {
-            Some(self.route(&st, &req.path).ok_or(VaultError::UnsupportedPath)?)
-        };
-        let view = route.as_ref().map(|(m, _)| {
-            let area = if req.path.starts_with("auth/") {
-                "auth"
-            } else {
-                "logical"
-            };
-            BarrierView::new(st.barrier.clone(), format!("{area}/{}/", m.entry.uuid))
-        });
-        let now = SystemTime::now();
-        let mut logical = LogicalRequest {
-            op: req.op,
-            path: route.as_ref().map(|(_, rest)| rest.clone()).unwrap_or_default(),
-            data: std::mem::take(&mut req.data),
-            query: std::mem::take(&mut req.query),
-            now,
-            mount_path: route.as_ref().map(|(m, _)| m.entry.path.clone()).unwrap_or_default(),
-            token_hash: token.as_ref().map(|(_, e)| e.hash.clone()),
-        };
-        if let (Some((m, _)), Some(view)) = (&route, &view)
-            && req.op == Operation::Update
-            && !login
-            && !m.backend.exists(&logical.path, view).await?
-        {
-            logical.op = Operation::Create;
-        }
-
-        let mut policy_path = req.path.clone();
-        if logical.op == Operation::List && !policy_path.ends_with('/') {
-            policy_path.push('/');
-        }
-        if let Some((_, entry)) = &token {
-            let acl = st.acl(&entry.policies)?;
-            let sudo = needs_sudo(&req.path);
-            let self_service = is_self_service(&req.path);
-            if !self_service && !acl.allows(&policy_path, logical.op, sudo) {
-                return Err(VaultError::PermissionDenied);
-            }
-        }
-
-        // Audit the request before anything happens.
-        let mut entry = AuditEntry::new(EntryKind::Request, now, &uuid(), logical.op.as_str(), &req.path);
-        entry.remote_address = req.remote_addr.clone();
-        if let Some((m, _)) = &route {
-            entry.mount_point = Some(if req.path.starts_with("auth/") {
-                format!("auth/{}", m.entry.path)
-            } else {
-                m.entry.path.clone()
-            });
-            entry.mount_type = Some(m.entry.kind.clone());
-        }
-        entry.auth = token.as_ref().map(|(t, e)| audit_auth(Some(t), e, now_unix()));
-        entry.request_data = (!logical.data.is_empty()).then(|| Value::Object(logical.data.clone()));
-        let audited = self.audit.is_enabled();
-        let audit_err = |e: crate::audit::AuditError| VaultError::AuditUnavailable(e.to_string());
-        // An engine whose every effect is a buffered write cannot change anything before the commit, which waits for
-        // both lines: its request line goes to the device together with the response line, so one flush serves
-        // both (sent on its own, the request line would get a flush of its own, the writer being idle when it
-        // arrives). Everything else (tokens, logins, leases, sys) waits for the request line before it runs.
-        let pipelined = route.as_ref().is_some_and(|(m, _)| m.backend.effects_buffered());
-        // Reads through a buffered engine change nothing: their lines need not be fsynced before the answer.
-        entry.durable = !pipelined || logical.op.is_write();
-        if audited && !pipelined {
-            self.audit.log(&entry).await.map_err(audit_err)?;
-        }
-
-        // Serialize writes to the same key so buffered writes cannot be lost to a concurrent writer.
-        let _guard = match (&route, logical.op.is_write()) {
-            (Some((m, rest)), true) if !login => {
-                Some(st.write_locks[stripe(&m.entry.uuid, rest, &m.entry.kind)].lock().await)
-            }
-            _ => None,
-        };
-        let result = match (&route, &view) {
-            (Some((m, _)), Some(view)) => {
-                let r = m.backend.handle(&logical, view).await;
-                r.map(|lr| Reply {
-                    status: lr.status,
-                    data: lr.data,
-                    auth: lr.auth,
-                    lease_id: lr.lease_id.unwrap_or_default(),
-                    lease_duration: lr.lease_duration,
-                    renewable: lr.renewable,
-                    warnings: lr.warnings,
-                    mount_type: m.entry.kind.clone(),
-                    raw: None,
-                })
-            }
-            _ => self.handle_system(&st, &req, &logical, token.as_ref()).await,
-        };
-        let mut new_token: Option<(TokenEntry, Vec<crate::barrier::BufferedOp>)> = None;
-        let result = match result {
-            Ok(mut reply) if login => match self.finish_login(&st, &mut reply) {
-                Ok(t) => {
-                    new_token = t;
-                    Ok(reply)
-                }
-                Err(e) => Err(e),
-            },
-            other => other,
-        };
-
-        let mut resp = entry.response(SystemTime::now());
-        match &result {
-            Ok(r) => {
-                resp.status = Some(
-                    r.status
-                        .unwrap_or(if r.data.is_some() || r.raw.is_some() { 200 } else { 204 }),
-                );
-                resp.response_data = r.data.clone().or_else(|| r.raw.clone());
-                if let Some(a) = &r.auth
-                    && let Some(t) = a.get("client_token").and_then(Value::as_str)
-                {
-                    resp.response_auth = Some(AuditAuth {
-                        client_token: Some(t.to_string()),
-                        accessor: a.get("accessor").and_then(Value::as_str).map(String::from),
-                        policies: a
-                            .get("policies")
-                            .and_then(Value::as_array)
-                            .map(|p| p.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-                            .unwrap_or_default(),
-                        token_type: "service".into(),
-                        ..Default::default()
-                    });
-                }
-            }
-            Err(e) => {
-                resp.status = Some(e.status());
-                resp.error = Some(e.to_string());
-            }
-        }
-        if audited {
-            let ticket = if pipelined {
-                self.audit.submit_all(&[&entry, &resp])
-            } else {
-                self.audit.submit(&resp)
-            }
-            .map_err(audit_err)?;
-            if let Some(t) = ticket {
-                t.wait().await.map_err(audit_err)?;
-            }
-        }
-        let mut ops = view.as_ref().map(|v| v.take_pending()).unwrap_or_default();
-        if let Some((_, token_ops)) = &mut new_token {
-            ops.append(token_ops);
-        }
-        st.barrier.commit(&ops)?;
-        if let Some((e, _)) = &new_token {
-            st.tokens.install(e);
-        }
-        if let Some((_, e)) = &token
-            && e.num_uses > 0
-        {
-            st.tokens.use_once(e)?;
-        }
-        result
-    }
-
-    /// A login answered with token parameters: mint the token now (the engine never sees it).
-    /// Returns the new token's entry and the writes that create it (committed with the request's other writes).
-    #[allow(clippy::type_complexity)]
-    fn finish_login(
-        &self,
-        st: &Unsealed,
-        reply: &mut Reply,
-    ) -> Result<Option<(TokenEntry, Vec<crate::barrier::BufferedOp>)>, VaultError> {
-        let Some(auth) = reply.auth.take() else { return Ok(None) };
-        let req: LoginSpec = serde_json::from_value(auth).map_err(|e| VaultError::Internal(format!("login: {e}")))?;
-        let mut policies = req.policies;
-        if !req.no_default_policy && !policies.iter().any(|p| p == "default") {
-            policies.push("default".into());
-        }
-        let (token, entry, ops) = st.tokens.prepare(TokenRequest {
-            policies,
-            meta: req.metadata,
-            display_name: req.display_name,
-            path: req.path,
-            ttl: req.ttl,
-            explicit_max_ttl: req.max_ttl,
-            num_uses: req.num_uses,
-            renewable: true,
-            ..Default::default()
-        })?;
-        reply.auth = Some(entry.auth_json(&token, now_unix()));
-        Ok(Some((entry, ops)))
-    }
-}
-
-/// What an auth method's login returns in `LogicalResponse::auth`: the token to mint.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct LoginSpec {
-    pub policies: Vec<String>,
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-    #[serde(default)]
-    pub display_name: String,
-    pub path: String,
-    #[serde(default)]
-    pub ttl: u64,
-    #[serde(default)]
-    pub max_ttl: u64,
-    #[serde(default)]
-    pub num_uses: u64,
-    #[serde(default)]
-    pub no_default_policy: bool,
-}
-
-fn stripe(uuid: &str, rest: &str, kind: &str) -> usize {
-    use std::hash::{Hash, Hasher};
-    // KV v2 addresses one secret through data/, metadata/, delete/, undelete/ and destroy/: lock the secret.
-    let key = if kind == "kv" {
-        rest.split_once('/').map(|(_, r)| r).unwrap_or(rest)
-    } else {
-        rest
-    };
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    uuid.hash(&mut h);
-    key.hash(&mut h);
-    (h.finish() as usize) % WRITE_STRIPES
 }
 
 pub fn audit_auth(token: Option<&str>, e: &TokenEntry, now: i64) -> AuditAuth {
@@ -909,30 +715,4 @@ pub fn audit_auth(token: Option<&str>, e: &TokenEntry, now: i64) -> AuditAuth {
         ttl_secs: e.expire_time.map(|_| e.ttl(now)),
         ..Default::default()
     }
-}
-
-fn is_login_path(path: &str) -> bool {
-    path.strip_prefix("auth/")
-        .is_some_and(|r| !r.starts_with("token/") && (r.ends_with("/login") || r.contains("/login/")))
-}
-
-/// Paths a token may always call on itself (Vault lets these through regardless of policy).
-fn is_self_service(path: &str) -> bool {
-    path.starts_with("sys/internal/ui/mounts")
-}
-
-fn needs_sudo(path: &str) -> bool {
-    [
-        "sys/audit",
-        "sys/rotate",
-        "sys/seal",
-        "sys/raw",
-        "auth/token/revoke-orphan",
-        "sys/audit-hash",
-    ]
-    .iter()
-    .any(|p| {
-        path.strip_prefix(p)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
 }

@@ -51,6 +51,11 @@ impl VaultError {
             VaultError::NotFound => vec![],
             VaultError::UnsupportedPath => vec!["1 error occurred:\n\t* unsupported path\n\n".into()],
             VaultError::PermissionDenied => vec!["1 error occurred:\n\t* permission denied\n\n".into()],
+            // The detail (storage keys, paths, upstream errors) is for the server log, not for any caller.
+            VaultError::Internal(_) => vec!["internal error: the server log has the details".into()],
+            VaultError::Integrity(_) => {
+                vec!["integrity check failed for a stored entry: the server log names it".into()]
+            }
             e => vec![e.to_string()],
         }
     }

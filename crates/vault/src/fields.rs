@@ -144,9 +144,11 @@ pub fn boolean(v: &Value, field: &str) -> Result<bool, VaultError> {
 
 pub fn unsigned(v: &Value, field: &str) -> Result<u64, VaultError> {
     match v {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 2f64.powi(63)).map(|f| f as u64)),
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 2f64.powi(63))
+                .map(|f| f as u64)
+        }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -185,12 +187,16 @@ fn parse_duration_str(s: &str) -> Option<u64> {
     let mut total: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let (num, tail) = rest.split_at(num_len);
         if num.is_empty() || num.matches('.').count() > 1 {
             return None;
         }
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let scale: u128 = match unit {
             "ns" => 1,
@@ -262,9 +268,7 @@ pub fn string_map(v: &Value, field: &str) -> Result<BTreeMap<String, String>, Va
             Value::String(s) => Ok((k, s)),
             Value::Number(n) => Ok((k, n.to_string())),
             Value::Bool(b) => Ok((k, b.to_string())),
-            _ => Err(bad(format!(
-                "field `{field}`: the value of `{k}` must be a string"
-            ))),
+            _ => Err(bad(format!("field `{field}`: the value of `{k}` must be a string"))),
         })
         .collect()
 }
@@ -288,7 +292,10 @@ mod tests {
             assert_eq!(f.bool("b").unwrap(), Some(true));
             assert_eq!(f.duration("d").unwrap(), Some(600));
             assert_eq!(f.list("l").unwrap(), Some(vec!["a".to_string(), "b".to_string()]));
-            assert_eq!(f.string_map("m").unwrap().unwrap().get("k").map(String::as_str), Some("v"));
+            assert_eq!(
+                f.string_map("m").unwrap().unwrap().get("k").map(String::as_str),
+                Some("v")
+            );
             f.finish().unwrap();
         }
     }

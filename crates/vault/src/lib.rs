@@ -1,6 +1,7 @@
 //! The credential service: a Vault-compatible HTTP API over a sealed, encrypted store.
 //!
-//! Request path: [`http`] (Vault's envelopes and status codes) → [`core`] (token, route, policy, audit, commit) →
+//! Request path: [`http`] (Vault's envelopes and status codes) → [`pipeline`] (canonical path, route, token,
+//! policy, audit, commit) →
 //! an engine ([`engines`]) → [`barrier`] (AES-256-GCM with the storage path as AAD, keyring under the root key) →
 //! `leakstop_storage`. The root key is wrapped by a `leakstop_seal` seal (PKCS#11 HSM, Shamir shares or dev).
 
@@ -13,6 +14,7 @@ mod error;
 pub mod fields;
 pub mod http;
 pub mod leases;
+pub mod pipeline;
 pub mod policy;
 mod request;
 pub mod server;

@@ -268,6 +268,18 @@ impl Acl {
             .unwrap_or_default()
     }
 
+    /// Whether any rule grants something on `prefix` or below it (what `sys/internal/ui/mounts` shows a token).
+    pub fn any_under(&self, prefix: &str) -> bool {
+        if self.root {
+            return true;
+        }
+        self.rules.iter().any(|(pattern, caps)| {
+            let useful = !caps.contains(Caps::DENY) && *caps != Caps::default();
+            let glob_covers = pattern.strip_suffix('*').is_some_and(|stem| prefix.starts_with(stem));
+            useful && (pattern.starts_with(prefix) || matches(pattern, prefix) || glob_covers)
+        })
+    }
+
     /// Allowed to perform `op` on `path` (with `sudo` when the path needs it)?
     pub fn allows(&self, path: &str, op: Operation, needs_sudo: bool) -> bool {
         if self.root {

@@ -312,23 +312,13 @@ fn spawn_expiry(core: Arc<Core>) {
         let mut tick = tokio::time::interval(*EXPIRY_SWEEP);
         loop {
             tick.tick().await;
-            let Ok(st) = core.unsealed() else { continue };
-            // Expired tokens take their leases with them (revoke_tree returns them).
-            if let Ok(hashes) = st.tokens.all_hashes() {
-                for h in hashes {
-                    if let Ok(Some(e)) = st.tokens.load(&h)
-                        && e.expire_time.is_some_and(|t| t <= crate::token::now_unix())
-                        && let Ok(leases) = st.tokens.revoke_tree(&h)
-                        && let Err(e) = core.revoke_leases(&leases).await
-                    {
-                        tracing::warn!(error = %e, "revoking an expired token's leases failed; retried next sweep");
-                    }
-                }
+            if core.is_sealed() {
+                continue;
             }
-            match crate::leases::revoke_expired(&core, crate::token::now_unix()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(n, "expired leases revoked"),
-                Err(e) => tracing::warn!(error = %e, "lease expiry sweep failed; retried next sweep"),
+            match core.sweep_expired(crate::token::now_unix()).await {
+                Ok((0, 0)) => {}
+                Ok((tokens, leases)) => tracing::info!(tokens, leases, "expired tokens and leases revoked"),
+                Err(e) => tracing::warn!(error = %e, "expiry sweep failed; retried next sweep"),
             }
         }
     });

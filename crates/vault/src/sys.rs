@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 
 use crate::audit::DeviceConfig;
 use crate::core::{ApiRequest, Core, Reply, Unsealed, VERSION};
-use crate::engines::kv::model::parse_duration;
+use crate::fields::{self, Fields};
+use crate::pipeline::{Caller, Effects};
 use crate::policy::{Acl, Policy};
 use crate::token::{SYSTEM_MAX_TTL, TokenEntry, TokenRequest, now_unix};
 use crate::{LogicalRequest, Operation, VaultError};
@@ -24,56 +25,18 @@ fn str_field<'a>(data: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
 }
 
 fn duration(data: &Map<String, Value>, field: &str) -> Result<Option<u64>, VaultError> {
-    match data.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => parse_duration(v, field).map(Some).map_err(|e| bad(e.to_string())),
-    }
+    data.get(field)
+        .filter(|v| !v.is_null())
+        .map(|v| fields::duration(v, field))
+        .transpose()
 }
 
 /// A list field as Vault takes it: a JSON array of strings or one comma-separated string (the CLI's form).
 pub(crate) fn string_list(data: &Map<String, Value>, field: &str) -> Result<Option<Vec<String>>, VaultError> {
-    match data.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(
-            s.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
-        )),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(String::from)
-                    .ok_or_else(|| bad(format!("field `{field}` must be a list of strings")))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(bad(format!("field `{field}` must be a list of strings"))),
-    }
-}
-
-fn string_map(data: &Map<String, Value>, field: &str) -> Result<BTreeMap<String, String>, VaultError> {
-    match data.get(field) {
-        None | Some(Value::Null) => Ok(BTreeMap::new()),
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                _ => Err(bad(format!("field `{field}` must map strings to strings"))),
-            })
-            .collect(),
-        Some(_) => Err(bad(format!("field `{field}` must be an object of strings"))),
-    }
-}
-
-fn bool_field(data: &Map<String, Value>, field: &str) -> Option<bool> {
-    match data.get(field)? {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
+    data.get(field)
+        .filter(|v| !v.is_null())
+        .map(|v| fields::list(v, field))
+        .transpose()
 }
 
 impl Core {
@@ -141,9 +104,14 @@ impl Core {
     }
 
     async fn init_endpoint(self: &Arc<Self>, data: &Map<String, Value>) -> Result<Reply, VaultError> {
-        let num = |f: &str, d: u64| data.get(f).and_then(Value::as_u64).unwrap_or(d);
-        let shares = num("secret_shares", 5);
-        let threshold = num("secret_threshold", 3);
+        let num = |f: &str, d: u64| -> Result<u64, VaultError> {
+            data.get(f)
+                .filter(|v| !v.is_null())
+                .map(|v| fields::unsigned(v, f))
+                .unwrap_or(Ok(d))
+        };
+        let shares = num("secret_shares", 5)?;
+        let threshold = num("secret_threshold", 3)?;
         if shares > 255 || threshold > 255 {
             return Err(bad("secret_shares and secret_threshold must be at most 255"));
         }
@@ -158,33 +126,36 @@ impl Core {
     }
 
     async fn unseal_endpoint(self: &Arc<Self>, data: &Map<String, Value>) -> Result<Reply, VaultError> {
-        if bool_field(data, "reset") == Some(true) {
+        if data
+            .get("reset")
+            .is_some_and(|v| fields::boolean(v, "reset").unwrap_or(false))
+        {
             self.reset_unseal();
             return self.seal_status().map(Reply::raw);
         }
         let key = str_field(data, "key")
             .ok_or_else(|| bad("field `key` is required: one unseal key share (hex or base64)"))?;
-        let share = hex::decode(key).or_else(|_| B64.decode(key)).map_err(|_| {
+        let share = zeroize::Zeroizing::new(hex::decode(key).or_else(|_| B64.decode(key)).map_err(|_| {
             bad("the unseal key is neither hex nor base64: paste one share exactly as `operator init` printed it")
-        })?;
+        })?);
         self.submit_unseal_key(share).await?;
         self.seal_status().map(Reply::raw)
     }
 
-    /// Everything under `sys/` and `auth/token/` that needs a token.
+    /// Everything under `sys/` and `auth/token/` that needs a token. Writes to shared state are staged in `fx`.
     pub(crate) async fn handle_system(
         self: &Arc<Self>,
         st: &Arc<Unsealed>,
-        req: &ApiRequest,
+        path: &str,
         lr: &LogicalRequest,
-        token: Option<&(String, Arc<TokenEntry>)>,
+        token: Option<&Caller>,
+        fx: &mut Effects,
     ) -> Result<Reply, VaultError> {
-        let path = req.path.as_str();
         let data = &lr.data;
         let op = lr.op;
         use Operation::*;
         if let Some(rest) = path.strip_prefix("auth/token/") {
-            return self.token_endpoint(st, rest, op, data, &lr.query, token).await;
+            return self.token_endpoint(st, rest, op, data, &lr.query, token, fx).await;
         }
         let rest = path.strip_prefix("sys/").unwrap_or(path);
         match (rest, op) {
@@ -210,6 +181,7 @@ impl Core {
                 let names = st.policy_names()?;
                 Ok(Reply::data(json!({ "keys": names, "policies": names })))
             }
+            // Takes effect at once: the new term is stored before it is used (see `Barrier::rotate`).
             ("rotate", Update | Create) => {
                 st.barrier.rotate()?;
                 Ok(Reply::empty())
@@ -270,20 +242,24 @@ impl Core {
                 })))
             }
             ("internal/ui/mounts", Read) => {
-                let to_map = |t: &std::sync::RwLock<Vec<crate::core::Mount>>| {
+                // Any token may ask; it is shown only the mounts it can do something with.
+                let acl = caller_acl(st, token)?;
+                let to_map = |t: &std::sync::RwLock<Vec<crate::core::Mount>>, area: &str| {
                     Value::Object(
                         t.read()
                             .unwrap_or_else(|e| e.into_inner())
                             .iter()
+                            .filter(|m| acl.any_under(&format!("{area}{}", m.entry.path)))
                             .map(|m| (m.entry.path.clone(), m.entry.to_json()))
                             .collect(),
                     )
                 };
                 Ok(Reply::data(
-                    json!({ "secret": to_map(&st.mounts), "auth": to_map(&st.auth) }),
+                    json!({ "secret": to_map(&st.mounts, ""), "auth": to_map(&st.auth, "auth/") }),
                 ))
             }
-            _ => self.sys_with_name(st, rest, op, data).await,
+            ("internal/ui/mounts", _) => Err(VaultError::UnsupportedOperation),
+            _ => self.sys_with_name(st, rest, op, data, token, fx).await,
         }
     }
 
@@ -293,13 +269,18 @@ impl Core {
         rest: &str,
         op: Operation,
         data: &Map<String, Value>,
+        token: Option<&Caller>,
+        fx: &mut Effects,
     ) -> Result<Reply, VaultError> {
         use Operation::*;
         let (section, name) = rest.split_once('/').ok_or(VaultError::UnsupportedPath)?;
         match (section, op) {
             ("mounts" | "auth", Create | Update) => {
                 let kind = str_field(data, "type").ok_or_else(|| bad("field `type` is required, e.g. \"kv\""))?;
-                let mut options = string_map_lossy(data.get("options"));
+                let mut options = match data.get("options").filter(|v| !v.is_null()) {
+                    Some(v) => fields::string_map(v, "options")?,
+                    None => BTreeMap::new(),
+                };
                 if kind == "kv-v2" {
                     options.insert("version".into(), "2".into());
                 }
@@ -308,11 +289,11 @@ impl Core {
                     options.insert("version".into(), "1".into());
                 }
                 let desc = str_field(data, "description").unwrap_or_default();
-                self.mount(section == "auth", name, kind, desc, options)?;
+                self.stage_mount(st, section == "auth", name, kind, desc, options, fx)?;
                 Ok(Reply::empty())
             }
             ("mounts" | "auth", Delete) => {
-                self.unmount(section == "auth", name)?;
+                self.stage_unmount(st, section == "auth", name, fx)?;
                 Ok(Reply::empty())
             }
             ("mounts" | "auth", Read) => {
@@ -325,17 +306,17 @@ impl Core {
                     .ok_or_else(|| bad(format!("no mount at {want}")))?;
                 Ok(Reply::data(m.entry.to_json()))
             }
-            ("policies", _) if name.starts_with("acl/") => self.policy_endpoint(st, &name[4..], op, data),
-            ("policy", _) => self.policy_endpoint(st, name, op, data),
+            ("policies", _) if name.starts_with("acl/") => self.policy_endpoint(st, &name[4..], op, data, fx),
+            ("policy", _) => self.policy_endpoint(st, name, op, data, fx),
             ("audit", Create | Update) => {
                 let cfg = DeviceConfig::from_request(name, data).map_err(|e| bad(e.to_string()))?;
                 self.audit.enable(cfg).await.map_err(|e| bad(e.to_string()))?;
-                self.enable_audit_persisted()?;
+                self.stage_audit_table(fx)?;
                 Ok(Reply::empty())
             }
             ("audit", Delete) => {
                 self.audit.disable(name).map_err(|e| bad(e.to_string()))?;
-                self.enable_audit_persisted()?;
+                self.stage_audit_table(fx)?;
                 Ok(Reply::empty())
             }
             ("audit-hash", Create | Update) => {
@@ -351,6 +332,10 @@ impl Core {
                 let (m, _) = self
                     .route(st, target)
                     .ok_or_else(|| bad(format!("no secrets engine is mounted at the path {target:?}")))?;
+                let area = if target.starts_with("auth/") { "auth/" } else { "" };
+                if !caller_acl(st, token)?.any_under(&format!("{area}{}", m.entry.path)) {
+                    return Err(VaultError::PermissionDenied);
+                }
                 let mut v = m.entry.to_json();
                 if let Some(o) = v.as_object_mut() {
                     o.insert("path".into(), json!(m.entry.path));
@@ -363,16 +348,25 @@ impl Core {
 
     fn policy_endpoint(
         &self,
-        st: &Unsealed,
+        st: &Arc<Unsealed>,
         name: &str,
         op: Operation,
         data: &Map<String, Value>,
+        fx: &mut Effects,
     ) -> Result<Reply, VaultError> {
         use Operation::*;
-        let name = name.trim_matches('/').to_lowercase();
-        if name.is_empty() {
-            return Err(bad("a policy name is required"));
+        // The path is canonical and the ACL has checked exactly this name: refuse any other spelling of it
+        // rather than fold it into one (`ADMIN` written as `admin` would overwrite a policy the caller may not).
+        if name.is_empty() || name.contains('/') {
+            return Err(bad("a policy name is required, without `/`"));
         }
+        if name.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(bad(format!(
+                "policy names are lower case: use `{}`",
+                name.to_ascii_lowercase()
+            )));
+        }
+        let name = name.to_string();
         match op {
             Read => {
                 if name == "root" {
@@ -390,14 +384,14 @@ impl Core {
                     Some(v @ Value::Object(_)) => v.to_string(),
                     _ => return Err(bad("field `policy` is required: the policy in HCL or JSON")),
                 };
-                st.put_policy(Policy::parse(&name, &text)?)?;
+                st.stage_policy(Policy::parse(&name, &text)?, fx);
                 Ok(Reply::empty())
             }
             Delete => {
                 if name == "root" || name == "default" {
                     return Err(bad(format!("cannot delete the {name} policy")));
                 }
-                st.delete_policy(&name)?;
+                st.stage_delete_policy(&name, fx);
                 Ok(Reply::empty())
             }
             _ => Err(VaultError::UnsupportedOperation),
@@ -411,7 +405,8 @@ impl Core {
         op: Operation,
         data: &Map<String, Value>,
         query: &std::collections::HashMap<String, String>,
-        caller: Option<&(String, Arc<TokenEntry>)>,
+        caller: Option<&Caller>,
+        fx: &mut Effects,
     ) -> Result<Reply, VaultError> {
         use Operation::*;
         let (caller_token, caller) = caller
@@ -427,7 +422,7 @@ impl Core {
         let lookup_token = |t: &str| st.tokens.lookup(t)?.ok_or_else(|| bad("bad token"));
         match (rest, op) {
             ("create" | "create-orphan", Create | Update) => {
-                self.create_token(st, &caller, data, rest == "create-orphan").await
+                self.create_token(st, &caller, data, rest == "create-orphan", fx)
             }
             ("lookup-self", Read | Update | Create) => Ok(Reply::data(caller.lookup_json(caller_token, now))),
             ("lookup", Read | Update | Create) => {
@@ -511,15 +506,21 @@ impl Core {
         crate::leases::revoke_all(self, leases).await
     }
 
-    async fn create_token(
+    fn create_token(
         self: &Arc<Self>,
         st: &Arc<Unsealed>,
         parent: &TokenEntry,
         data: &Map<String, Value>,
         orphan_endpoint: bool,
+        fx: &mut Effects,
     ) -> Result<Reply, VaultError> {
+        // A limited-use token would otherwise multiply itself into unlimited ones (Vault refuses too).
+        if parent.num_uses > 0 {
+            return Err(bad("a token with a use limit cannot create child tokens"));
+        }
+        let mut f = Fields::new(data);
         let parent_root = parent.policies.iter().any(|p| p == "root");
-        let mut policies = string_list(data, "policies")?.unwrap_or_else(|| parent.policies.clone());
+        let mut policies = f.list("policies")?.unwrap_or_else(|| parent.policies.clone());
         if !parent_root
             && let Some(p) = policies
                 .iter()
@@ -529,21 +530,21 @@ impl Core {
                 "child policies must be a subset of the parent's: the parent token does not have policy {p:?}"
             )));
         }
-        let no_default = bool_field(data, "no_default_policy").unwrap_or(false);
+        let no_default = f.bool("no_default_policy")?.unwrap_or(false);
         if !no_default && !policies.iter().any(|p| p == "default" || p == "root") {
             policies.push("default".into());
         }
-        let no_parent = orphan_endpoint || bool_field(data, "no_parent").unwrap_or(false);
+        let no_parent = orphan_endpoint || f.bool("no_parent")?.unwrap_or(false);
         if no_parent && !parent_root && !orphan_endpoint {
             return Err(bad("root or sudo privileges required to create an orphan token"));
         }
-        let id = str_field(data, "id").map(String::from);
+        let id = f.string("id")?.filter(|s| !s.is_empty());
         if id.is_some() && !parent_root {
             return Err(bad("root or sudo privileges required to specify a token id"));
         }
-        let explicit_max_ttl = duration(data, "explicit_max_ttl")?.unwrap_or(0);
-        let period = duration(data, "period")?.unwrap_or(0);
-        let mut ttl = duration(data, "ttl")?.unwrap_or(0);
+        let explicit_max_ttl = f.duration("explicit_max_ttl")?.unwrap_or(0);
+        let period = f.duration("period")?.unwrap_or(0);
+        let mut ttl = f.duration("ttl")?.unwrap_or(0);
         if ttl == 0 {
             ttl = if period > 0 { period } else { SYSTEM_MAX_TTL };
         }
@@ -554,22 +555,42 @@ impl Core {
         if is_root_token && !parent_root {
             return Err(bad("root tokens can only be created by root tokens"));
         }
-        let display = str_field(data, "display_name")
+        let display = f
+            .string("display_name")?
+            .filter(|d| !d.is_empty())
             .map(|d| format!("token-{d}"))
             .unwrap_or_else(|| "token".into());
-        let (token, entry) = st.tokens.create(TokenRequest {
+        let meta = f.string_map("meta")?.unwrap_or_default();
+        let num_uses = f.u64("num_uses")?.unwrap_or(0);
+        let renewable = f.bool("renewable")?.unwrap_or(true);
+        match f.string("type")?.as_deref() {
+            None | Some("" | "service" | "default") => {}
+            Some(t) => return Err(bad(format!("token type `{t}` is not supported: use `service`"))),
+        }
+        // Accepted from clients that always send them, honoured only in their neutral form.
+        if f.list("bound_cidrs")?.is_some_and(|c| !c.is_empty()) {
+            return Err(bad(
+                "bound_cidrs is not supported: a token bound to addresses cannot be issued here",
+            ));
+        }
+        f.accept(&["entity_alias", "lease", "format"]);
+        f.finish()?;
+        let (token, entry, ops) = st.tokens.prepare(TokenRequest {
             id,
             policies,
-            meta: string_map(data, "meta")?,
+            meta,
             display_name: display,
             path: "auth/token/create".into(),
             ttl,
             explicit_max_ttl,
-            num_uses: data.get("num_uses").and_then(Value::as_u64).unwrap_or(0),
-            renewable: bool_field(data, "renewable").unwrap_or(true),
+            num_uses,
+            renewable,
             period,
             parent: (!no_parent).then(|| parent.hash.clone()),
         })?;
+        fx.extend(ops);
+        let (st2, installed) = (st.clone(), entry.clone());
+        fx.after(move || st2.tokens.install(&installed));
         Ok(Reply {
             auth: Some(entry.auth_json(&token, now_unix())),
             ..Default::default()
@@ -577,14 +598,12 @@ impl Core {
     }
 }
 
-fn string_map_lossy(v: Option<&Value>) -> BTreeMap<String, String> {
-    v.and_then(Value::as_object)
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The ACL of the caller (none for a caller without a token: it may see nothing).
+fn caller_acl(st: &Unsealed, token: Option<&Caller>) -> Result<Acl, VaultError> {
+    match token {
+        Some((_, e)) => st.acl(&e.policies),
+        None => Ok(Acl::default()),
+    }
 }
 
 fn caps_of(acl: &Acl, path: &str) -> Vec<&'static str> {

@@ -6,7 +6,7 @@
 //! `sys/token/parent/<parent hash>/<child hash>` (the tree that revoking a parent walks).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use hmac::{Hmac, Mac};
 use leakstop_proto::token::{Kind, accessor, mint};
@@ -47,6 +47,22 @@ pub struct TokenEntry {
     /// Lease ids this token owns, revoked with it.
     #[serde(default)]
     pub leases: Vec<String>,
+    /// A limited-use token whose last use was claimed by a request still running: it authenticates nothing more
+    /// and is revoked (with whatever that request attached to it) when the request ends, or by the expiry sweep
+    /// after a crash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exhausted: bool,
+}
+
+/// What claiming one use of a token found (see [`TokenStore::claim_use`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UseClaim {
+    /// No use limit.
+    Unlimited,
+    /// One use counted; more remain.
+    Counted,
+    /// This was the last use: revoke the token once the request is over.
+    Last,
 }
 
 impl TokenEntry {
@@ -65,7 +81,7 @@ impl TokenEntry {
         } else {
             SYSTEM_MAX_TTL
         };
-        self.creation_time + max as i64
+        self.creation_time.saturating_add_unsigned(max)
     }
 
     /// `lookup` data. `id` is the token itself where the caller holds it, "" otherwise.
@@ -137,6 +153,10 @@ pub struct TokenStore {
     barrier: Arc<Barrier>,
     salt: Zeroizing<Vec<u8>>,
     cache: RwLock<HashMap<String, Arc<TokenEntry>>>,
+    /// Held across every read-modify-write of a stored entry (use claims, renewals, lease attachment, revocation),
+    /// so no writer saves a stale copy over another's change: a revoked token stays revoked, a counted use stays
+    /// counted.
+    entry_lock: Mutex<()>,
 }
 
 pub fn now_unix() -> i64 {
@@ -160,7 +180,12 @@ impl TokenStore {
             barrier,
             salt,
             cache: RwLock::default(),
+            entry_lock: Mutex::new(()),
         })
+    }
+
+    fn lock_entries(&self) -> MutexGuard<'_, ()> {
+        self.entry_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The keyed hash under which a token (or accessor) is stored.
@@ -223,9 +248,10 @@ impl TokenStore {
             renewable: req.renewable,
             period: req.period,
             leases: vec![],
+            exhausted: false,
         };
         if req.ttl > 0 {
-            e.expire_time = Some((now + req.ttl as i64).min(e.max_expire()));
+            e.expire_time = Some(now.saturating_add_unsigned(req.ttl).min(e.max_expire()));
         }
         // Entry, accessor index and parent link in one transaction: one durable write, never a half-created token.
         let mut ops = vec![
@@ -247,12 +273,18 @@ impl TokenStore {
         Ok((token, e, ops))
     }
 
-    /// The live entry for a token hash; an expired one is treated as absent (the expiry sweep revokes it and
-    /// its leases).
+    /// The live entry for a token hash; an expired or used-up one is treated as absent (the expiry sweep revokes
+    /// it and its leases).
     pub fn get(&self, hash: &str) -> Result<Option<Arc<TokenEntry>>, VaultError> {
+        let now = now_unix();
         Ok(self
             .load(hash)?
-            .filter(|e| e.expire_time.is_none_or(|t| t > now_unix())))
+            .filter(|e| !e.exhausted && e.expire_time.is_none_or(|t| t > now)))
+    }
+
+    /// Whether the sweep should revoke this stored entry: expired, or used up by a request that never finished.
+    pub fn is_dead(e: &TokenEntry, now: i64) -> bool {
+        e.exhausted || e.expire_time.is_some_and(|t| t <= now)
     }
 
     /// The stored entry, expired or not.
@@ -288,17 +320,26 @@ impl TokenStore {
         }
     }
 
-    /// Count one use of a limited-use token; the last use revokes it.
-    pub fn use_once(&self, e: &TokenEntry) -> Result<(), VaultError> {
+    /// Claim one use of a token before its request runs (Vault's `UseToken`). Under the entry lock and on the
+    /// current stored entry, so concurrent requests with a `num_uses=1` token get exactly one success, and nothing
+    /// written after the request can bring back a token revoked meanwhile. The last use marks the entry
+    /// `exhausted`; the caller revokes it when the request is over.
+    pub fn claim_use(&self, hash: &str) -> Result<UseClaim, VaultError> {
+        let _g = self.lock_entries();
+        let e = self.get(hash)?.ok_or(VaultError::PermissionDenied)?;
         if e.num_uses == 0 {
-            return Ok(());
+            return Ok(UseClaim::Unlimited);
         }
-        if e.num_uses == 1 {
-            return self.revoke_tree(&e.hash).map(|_| ());
-        }
-        let mut next = e.clone();
-        next.num_uses -= 1;
-        self.save(&next)
+        let mut next = (*e).clone();
+        let claim = if next.num_uses == 1 {
+            next.exhausted = true;
+            UseClaim::Last
+        } else {
+            next.num_uses -= 1;
+            UseClaim::Counted
+        };
+        self.save(&next)?;
+        Ok(claim)
     }
 
     /// Revoke a token and every token created from it. Returns the lease ids they owned (the caller revokes them).
@@ -321,7 +362,8 @@ impl TokenStore {
         let prefix = format!("sys/token/parent/{hash}/");
         for child in self.barrier.list(&prefix)? {
             let child = child.trim_end_matches('/').to_string();
-            if let Some(e) = self.get(&child)? {
+            let _g = self.lock_entries();
+            if let Some(e) = self.load(&child)? {
                 let mut e = (*e).clone();
                 e.parent = None;
                 self.save(&e)?;
@@ -332,6 +374,7 @@ impl TokenStore {
     }
 
     fn revoke_one(&self, hash: &str) -> Result<Vec<String>, VaultError> {
+        let _g = self.lock_entries();
         let key = format!("sys/token/id/{hash}");
         let entry: Option<TokenEntry> = self.barrier.get_json(&key)?;
         self.cache.write().unwrap_or_else(|p| p.into_inner()).remove(hash);
@@ -347,6 +390,7 @@ impl TokenStore {
 
     /// Extend a token's life by `increment` (or its creation TTL), never past its max TTL.
     pub fn renew(&self, hash: &str, increment: Option<u64>) -> Result<TokenEntry, VaultError> {
+        let _g = self.lock_entries();
         let e = self.get(hash)?.ok_or(VaultError::PermissionDenied)?;
         if e.expire_time.is_none() {
             return Ok((*e).clone());
@@ -359,14 +403,16 @@ impl TokenStore {
             .filter(|i| *i > 0)
             .unwrap_or(if e.period > 0 { e.period } else { e.creation_ttl });
         let mut next = (*e).clone();
-        next.expire_time = Some((now + inc as i64).min(e.max_expire()));
+        next.expire_time = Some(now.saturating_add_unsigned(inc).min(e.max_expire()));
         self.save(&next)?;
         Ok(next)
     }
 
-    /// Record that a lease belongs to a token (revoked with it).
+    /// Record that a lease belongs to a token (revoked with it). Also on a token whose last use the running
+    /// request claimed: its revocation at the end of the request then takes the lease along.
     pub fn attach_lease(&self, hash: &str, lease_id: &str) -> Result<(), VaultError> {
-        if let Some(e) = self.get(hash)? {
+        let _g = self.lock_entries();
+        if let Some(e) = self.load(hash)? {
             let mut e = (*e).clone();
             e.leases.push(lease_id.to_string());
             self.save(&e)?;

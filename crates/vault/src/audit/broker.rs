@@ -133,6 +133,9 @@ pub struct AuditBroker {
     devices: RwLock<Arc<Vec<Arc<Device>>>>,
     key: RwLock<Option<Arc<HmacKey>>>,
     deadline: Duration,
+    /// Tests: how many more submissions succeed before every one fails (a device that breaks mid-request).
+    #[cfg(test)]
+    pub(crate) submissions_left: std::sync::atomic::AtomicI64,
 }
 
 impl Default for AuditBroker {
@@ -147,6 +150,8 @@ impl AuditBroker {
             devices: RwLock::default(),
             key: RwLock::default(),
             deadline,
+            #[cfg(test)]
+            submissions_left: std::sync::atomic::AtomicI64::new(i64::MAX),
         }
     }
 
@@ -242,6 +247,10 @@ impl AuditBroker {
         let devices = self.snapshot();
         if devices.is_empty() {
             return Ok(None);
+        }
+        #[cfg(test)]
+        if self.submissions_left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) <= 0 {
+            return Err(AuditError::Unavailable("injected device failure".into()));
         }
         let key = self.key()?;
         let mut lines: Vec<String> = entries.iter().map(|e| e.to_line(&key)).collect();

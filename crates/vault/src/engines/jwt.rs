@@ -637,6 +637,11 @@ fn glob_match(pattern: &str, s: &str) -> bool {
 }
 
 impl Backend for JwtBackend {
+    // Only the login itself: roles and config are managed with a token, like any other path.
+    fn unauthenticated_paths(&self) -> &'static [&'static str] {
+        &["login"]
+    }
+
     // Config, roles and replay records go through the view; the login's token is committed by the core with them.
     fn effects_buffered(&self) -> bool {
         true
