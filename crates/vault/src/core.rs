@@ -858,6 +858,7 @@ impl Core {
             explicit_max_ttl: req.max_ttl,
             num_uses: req.num_uses,
             renewable: true,
+            period: req.period,
             ..Default::default()
         })?;
         reply.auth = Some(entry.auth_json(&token, now_unix()));
@@ -878,6 +879,9 @@ pub struct LoginSpec {
     pub ttl: u64,
     #[serde(default)]
     pub max_ttl: u64,
+    /// A periodic token: renewable by this much each time (within `max_ttl`).
+    #[serde(default)]
+    pub period: u64,
     #[serde(default)]
     pub num_uses: u64,
     #[serde(default)]
