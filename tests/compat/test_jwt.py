@@ -85,3 +85,37 @@ def test_jwt_login_refusals_are_400(server, jwt_mount, rsa_key, bad):
     mount, _ = jwt_mount
     with pytest.raises(hvac.exceptions.InvalidRequest):
         server.client(token="").auth.jwt.jwt_login(role="deploy", jwt=sign(rsa_key[0], claims(**bad)), path=mount)
+
+
+def test_a_role_without_bound_audiences_refuses_a_token_minted_for_an_audience(server, root, rsa_key):
+    mount = unique("jwt")
+    root.sys.enable_auth_method("jwt", path=mount)
+    try:
+        root.auth.jwt.configure(jwt_validation_pubkeys=[rsa_key[1]],
+                                bound_issuer="https://token.actions.githubusercontent.com", path=mount)
+        root.auth.jwt.create_role(name="any-aud", allowed_redirect_uris=[], role_type="jwt", user_claim="repository",
+                                  bound_claims={"repository_id": "1296269"}, token_ttl="10m", path=mount)
+        c = server.client(token="")
+        # A token minted for another service (an AWS audience, say) must not log in here.
+        with pytest.raises(hvac.exceptions.InvalidRequest):
+            c.auth.jwt.jwt_login(role="any-aud", jwt=sign(rsa_key[0], claims(aud="sts.amazonaws.com")), path=mount)
+        without_aud = claims()
+        del without_aud["aud"]
+        resp = c.auth.jwt.jwt_login(role="any-aud", jwt=sign(rsa_key[0], without_aud), path=mount)
+        assert resp["auth"]["client_token"]
+    finally:
+        root.sys.disable_auth_method(mount)
+
+
+def test_a_login_never_mints_a_root_token(server, root, jwt_mount, rsa_key):
+    """Vault refuses at login; leakstop refuses already when the role is written. Either way: no root token."""
+    mount, _ = jwt_mount
+    try:
+        root.auth.jwt.create_role(name="escalate", allowed_redirect_uris=[], role_type="jwt", user_claim="repository",
+                                  bound_audiences=["leakstop"], token_policies=["root"], path=mount)
+    except hvac.exceptions.InvalidRequest as e:
+        assert "auth methods cannot create root tokens" in str(e)
+        return
+    with pytest.raises(hvac.exceptions.InvalidRequest) as e:
+        server.client(token="").auth.jwt.jwt_login(role="escalate", jwt=sign(rsa_key[0], claims()), path=mount)
+    assert "auth methods cannot create root tokens" in str(e.value)

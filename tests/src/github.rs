@@ -129,6 +129,17 @@ impl GithubStandIn {
         }
     }
 
+    /// Stop answering: the port is closed (an unreachable GitHub API).
+    pub async fn stop(&self) {
+        self.task.abort();
+        while tokio::net::TcpStream::connect(self.url.trim_start_matches("http://"))
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn issued(&self) -> Vec<Issued> {
         self.state.issued.lock().unwrap().clone()
     }

@@ -1,5 +1,6 @@
 //! A loopback OIDC issuer for tests: discovery document, JWKS (RSA and EC P-256 keys made with `openssl`), key
-//! rotation, minting tokens with any claims, an outage switch, and GitHub Actions' ID-token request endpoint
+//! rotation, minting tokens with any claims, an outage switch, a slow mode, an oversized-JWKS mode, a count of
+//! every discovery and JWKS request, and GitHub Actions' ID-token request endpoint
 //! (`ACTIONS_ID_TOKEN_REQUEST_URL` + bearer `ACTIONS_ID_TOKEN_REQUEST_TOKEN`, answering `{"value": <jwt>}`).
 
 use std::process::Command;
@@ -26,7 +27,11 @@ struct IssuerState {
     url: String,
     keys: RwLock<Vec<Key>>,
     jwks_fetches: AtomicUsize,
+    /// Discovery and JWKS requests, answered or not.
+    requests: AtomicUsize,
     down: AtomicBool,
+    delay_ms: AtomicUsize,
+    oversized: AtomicBool,
     /// Claims of tokens handed out through the Actions endpoint (audience added per request).
     actions_claims: RwLock<Value>,
     actions_bearer: String,
@@ -95,7 +100,10 @@ impl Issuer {
                 make_key("ec-1", Algorithm::ES256),
             ]),
             jwks_fetches: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
             down: AtomicBool::new(false),
+            delay_ms: AtomicUsize::new(0),
+            oversized: AtomicBool::new(false),
             actions_claims: RwLock::new(json!({})),
             actions_bearer: format!("actions-request-{:x}", rand::random::<u64>()),
         });
@@ -154,6 +162,26 @@ impl Issuer {
 
     pub fn jwks_fetches(&self) -> usize {
         self.state.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Discovery and JWKS requests received so far, including those answered 503.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Answer discovery and JWKS requests only after `ms` milliseconds (a slow issuer).
+    pub fn set_delay_ms(&self, ms: usize) {
+        self.state.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Serve the JWKS padded with 2 MiB of junk (still valid JSON with the real keys).
+    pub fn set_oversized(&self, on: bool) {
+        self.state.oversized.store(on, Ordering::SeqCst);
+    }
+
+    /// The URL of the JWKS (as the discovery document names it).
+    pub fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks", self.url)
     }
 
     /// The env vars GitHub Actions sets for a job with `id-token: write`, served by this issuer; tokens it hands
@@ -237,7 +265,16 @@ pub fn gitlab_claims(project_path: &str, project_id: u64, git_ref: &str, aud: &s
     })
 }
 
+async fn arrive(s: &IssuerState) {
+    s.requests.fetch_add(1, Ordering::SeqCst);
+    let ms = s.delay_ms.load(Ordering::SeqCst);
+    if ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(ms as u64)).await;
+    }
+}
+
 async fn discovery(State(s): State<Arc<IssuerState>>) -> impl IntoResponse {
+    arrive(&s).await;
     if s.down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "down"})));
     }
@@ -256,6 +293,7 @@ async fn discovery(State(s): State<Arc<IssuerState>>) -> impl IntoResponse {
 }
 
 async fn jwks(State(s): State<Arc<IssuerState>>) -> impl IntoResponse {
+    arrive(&s).await;
     if s.down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "down"})));
     }
@@ -263,7 +301,11 @@ async fn jwks(State(s): State<Arc<IssuerState>>) -> impl IntoResponse {
     let set = JwkSet {
         keys: s.keys.read().unwrap().iter().map(|k| k.jwk.clone()).collect(),
     };
-    (StatusCode::OK, Json(serde_json::to_value(set).unwrap()))
+    let mut body = serde_json::to_value(set).unwrap();
+    if s.oversized.load(Ordering::SeqCst) {
+        body["padding"] = json!("x".repeat(2 << 20));
+    }
+    (StatusCode::OK, Json(body))
 }
 
 async fn actions_token(

@@ -181,3 +181,61 @@ async fn a_ci_job_logs_in_with_oidc_reads_a_secret_and_gets_a_scoped_github_toke
         "an expired lease is revoked at GitHub"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_shaped_github_roles_work_and_an_unreachable_github_is_a_502_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::dev(dir.path()).await;
+    let gh = GithubStandIn::start().await;
+    srv.ok("POST", "sys/mounts/github", Some(json!({"type": "github"})))
+        .await;
+    srv.ok(
+        "POST",
+        "github/config",
+        Some(json!({"app_id": leakstop_tests::github::APP_ID.to_string(), "private_key": gh.app_private_key, "base_url": gh.url})),
+    )
+    .await;
+    // The README's `bao write github/role/release owner=... repositories=app permissions='{"contents":"read"}'`.
+    srv.ok(
+        "POST",
+        "github/role/release",
+        Some(json!({"owner": OWNER, "repositories": "app", "permissions": "{\"contents\":\"read\"}", "ttl": "10m"})),
+    )
+    .await;
+    for (body, needle) in [
+        (json!({"owner": OWNER, "repositories": "app"}), "permissions"),
+        (
+            json!({"owner": OWNER, "repositories": "app", "permissions": "{\"contents\":\"admin\"}"}),
+            "contents",
+        ),
+        (
+            json!({"owner": OWNER, "repositories": "app", "permissions": "contents=read"}),
+            "permissions",
+        ),
+        (
+            json!({"owner": OWNER, "repositories": "app", "permissions": {"contents": "read"}, "ttl": "2h"}),
+            "ttl",
+        ),
+        (
+            json!({"owner": OWNER, "repositories": "app", "permissions": {"contents": "read"}, "repos": "x"}),
+            "repos",
+        ),
+    ] {
+        let (status, resp) = srv.call("POST", "github/role/bad", Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {resp}");
+        assert!(resp["errors"][0].as_str().unwrap().contains(needle), "{body}: {resp}");
+    }
+    let (status, minted) = srv.call("POST", "github/token/release", None).await;
+    assert_eq!(status, 200, "{minted}");
+    let issued = gh.issued();
+    assert_eq!(issued.last().unwrap().permissions, json!({"contents": "read"}));
+
+    gh.stop().await;
+    let (status, body) = srv.call("POST", "github/token/release", None).await;
+    assert_eq!(status, 502, "an unreachable GitHub API is an upstream failure: {body}");
+    let msg = body["errors"][0].as_str().unwrap();
+    let host = gh.url.trim_start_matches("http://");
+    assert!(msg.contains(host), "names the API host: {msg}");
+    assert!(msg.contains("connection refused"), "names the failure: {msg}");
+    assert!(!msg.contains("not installed"), "{msg}");
+}

@@ -27,6 +27,9 @@ pub enum VaultError {
     AuditUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// 502: a service this one depends on (an OIDC issuer, the GitHub API) failed or could not be reached.
+    #[error("{0}")]
+    Upstream(String),
     /// An integrity failure of a stored entry (tampered or corrupted): never served as data.
     #[error("integrity check failed for stored entry `{0}`: the storage was modified or corrupted outside leakstop")]
     Integrity(String),
@@ -42,6 +45,7 @@ impl VaultError {
             VaultError::Sealed | VaultError::AuditUnavailable(_) => 503,
             VaultError::NotInitialized => 503,
             VaultError::Internal(_) | VaultError::Integrity(_) => 500,
+            VaultError::Upstream(_) => 502,
         }
     }
 

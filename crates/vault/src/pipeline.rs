@@ -89,6 +89,9 @@ pub struct LoginSpec {
     pub ttl: u64,
     #[serde(default)]
     pub max_ttl: u64,
+    /// A periodic token: renewable by this much each time (within `max_ttl`).
+    #[serde(default)]
+    pub period: u64,
     #[serde(default)]
     pub num_uses: u64,
     #[serde(default)]
@@ -392,6 +395,7 @@ impl Core {
             explicit_max_ttl: max_ttl,
             num_uses: spec.num_uses,
             renewable: true,
+            period: spec.period,
             ..Default::default()
         })?;
         reply.auth = Some(entry.auth_json(&token, now_unix()));

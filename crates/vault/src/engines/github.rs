@@ -6,28 +6,73 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use octocrab::Octocrab;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::engines::kv::model::parse_duration;
+use crate::VaultError::{BadRequest, Upstream};
+use crate::engines::jwt::valid_role_name;
+use crate::fields::Fields;
 use crate::leases::Lease;
 use crate::{Backend, BackendFuture, BarrierView, LogicalRequest, LogicalResponse, Operation, VaultError};
 
+type Builder = octocrab::OctocrabBuilder<
+    octocrab::NoSvc,
+    octocrab::DefaultOctocrabBuilderConfig,
+    octocrab::NoAuth,
+    octocrab::NotLayerReady,
+>;
+
 /// GitHub installation tokens live one hour; a lease never outlives its token.
 const GITHUB_TOKEN_LIFETIME: u64 = 3600;
+const DEFAULT_TTL: u64 = 600;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// GitHub's own message and status, not octocrab's bare variant name.
-fn gh_err(e: &octocrab::Error) -> String {
-    match e {
-        octocrab::Error::GitHub { source, .. } => format!("{} {}", source.status_code, source.message),
-        other => other.to_string(),
-    }
+/// The API's `host[:port]`, to name it in errors without the rest of the URL.
+fn api_host(base_url: &str) -> String {
+    reqwest::Url::parse(base_url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| u.port().map_or_else(|| h.to_string(), |p| format!("{h}:{p}")))
+        })
+        .unwrap_or_else(|| base_url.to_string())
 }
 
-fn bad(msg: impl Into<String>) -> VaultError {
-    VaultError::BadRequest(msg.into())
+/// What went wrong below HTTP (refused, timed out, DNS...), from the innermost I/O error when there is one.
+fn transport_category(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+                std::io::ErrorKind::TimedOut => "timed out".into(),
+                kind => kind.to_string(),
+            };
+        }
+        cur = err.source();
+    }
+    e.to_string()
+}
+
+/// A failed call to the GitHub API as the caller should see it: GitHub's own status and message when it answered
+/// (not octocrab's bare variant name), the host and the transport failure when it could not be reached (502 both:
+/// the failure is upstream, not in the request).
+fn gh_failure(base_url: &str, what: &str, e: &octocrab::Error) -> VaultError {
+    let host = api_host(base_url);
+    match e {
+        octocrab::Error::GitHub { source, .. } => Upstream(format!(
+            "the GitHub API at {host} refused to {what}: {} {}",
+            source.status_code, source.message
+        )),
+        other => Upstream(format!(
+            "the GitHub API at {host} could not be reached to {what}: {}",
+            transport_category(other)
+        )),
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -63,17 +108,24 @@ impl GithubBackend {
 
     async fn config(&self, store: &BarrierView) -> Result<GithubConfig, VaultError> {
         let b = store.get("config").await?.ok_or_else(|| {
-            bad("the github engine is not configured: write github/config with app_id and private_key")
+            BadRequest("the github engine is not configured: write github/config with app_id and private_key".into())
         })?;
         Ok(serde_json::from_slice(&b)?)
     }
 
+    /// A client for the API at `base_url` with timeouts (an unresponsive API must not hold the request forever).
+    fn client(base_url: &str) -> Result<Builder, VaultError> {
+        Ok(Octocrab::builder()
+            .base_uri(base_url)
+            .map_err(|e| BadRequest(format!("base_url {base_url}: {e}")))?
+            .set_connect_timeout(Some(CONNECT_TIMEOUT))
+            .set_read_timeout(Some(READ_TIMEOUT)))
+    }
+
     fn app_client(cfg: &GithubConfig) -> Result<Octocrab, VaultError> {
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(cfg.private_key.as_bytes())
-            .map_err(|e| bad(format!("the GitHub App private key is not an RSA PEM key: {e}")))?;
-        Octocrab::builder()
-            .base_uri(cfg.base_url.as_str())
-            .map_err(|e| bad(format!("base_url {}: {e}", cfg.base_url)))?
+            .map_err(|e| BadRequest(format!("the GitHub App private key is not an RSA PEM key: {e}")))?;
+        Self::client(&cfg.base_url)?
             .app(octocrab::models::AppId(cfg.app_id), key)
             .build()
             .map_err(|e| VaultError::Internal(format!("GitHub client: {e}")))
@@ -85,10 +137,11 @@ impl GithubBackend {
         store: &BarrierView,
         role_name: &str,
     ) -> Result<LogicalResponse, VaultError> {
+        Fields::new(&req.data).finish()?;
         let cfg = self.config(store).await?;
         let role: GithubRole = match store.get(&format!("role/{role_name}")).await? {
             Some(b) => serde_json::from_slice(&b)?,
-            None => return Err(bad(format!("role {role_name:?} could not be found"))),
+            None => return Err(BadRequest(format!("role {role_name:?} could not be found"))),
         };
         let gh = Self::app_client(&cfg)?;
         let installation_id = match role.installation_id {
@@ -97,20 +150,22 @@ impl GithubBackend {
                 let first = role
                     .repositories
                     .first()
-                    .ok_or_else(|| bad("the role names no repository"))?;
+                    .ok_or_else(|| BadRequest("the role names no repository".into()))?;
                 let inst: Value = gh
                     .get(format!("/repos/{}/{}/installation", role.owner, first), None::<&()>)
                     .await
-                    .map_err(|e| {
-                        bad(format!(
-                            "the GitHub App is not installed on {}/{first}: {}",
-                            role.owner,
-                            gh_err(&e)
-                        ))
+                    .map_err(|e| match &e {
+                        octocrab::Error::GitHub { source, .. } if source.status_code.as_u16() == 404 => {
+                            BadRequest(format!(
+                                "the GitHub App is not installed on {}/{first} (GitHub answered 404)",
+                                role.owner
+                            ))
+                        }
+                        _ => gh_failure(&cfg.base_url, "look up the App's installation", &e),
                     })?;
                 inst["id"]
                     .as_u64()
-                    .ok_or_else(|| VaultError::Internal("installation answer has no id".into()))?
+                    .ok_or_else(|| Upstream("the GitHub API answered an installation without an id".into()))?
             }
         };
         let body = json!({ "repositories": role.repositories, "permissions": role.permissions });
@@ -120,19 +175,14 @@ impl GithubBackend {
                 Some(&body),
             )
             .await
-            .map_err(|e| {
-                VaultError::Internal(format!(
-                    "GitHub refused to create the installation token: {}",
-                    gh_err(&e)
-                ))
-            })?;
+            .map_err(|e| gh_failure(&cfg.base_url, "create the installation token", &e))?;
         let token = tok["token"]
             .as_str()
-            .ok_or_else(|| VaultError::Internal("GitHub answered without a token".into()))?;
+            .ok_or_else(|| Upstream("the GitHub API answered without a token".into()))?;
         let now = req
             .now
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or_default();
         let ttl = role.ttl.clamp(1, GITHUB_TOKEN_LIFETIME);
         let lease_id = format!(
@@ -144,7 +194,7 @@ impl GithubBackend {
             id: lease_id.clone(),
             mount: req.mount_path.clone(),
             internal: json!({ "token": token, "installation_id": installation_id }),
-            expire_time: now + ttl as i64,
+            expire_time: now.saturating_add_unsigned(ttl),
             token_hash: req.token_hash.clone(),
         };
         let core = self.core.upgrade().ok_or(VaultError::Sealed)?;
@@ -174,26 +224,30 @@ impl GithubBackend {
             .await?
             .map(|b| serde_json::from_slice(&b))
             .transpose()?;
-        let app_id = match data.get("app_id") {
-            Some(Value::Number(n)) => n.as_u64(),
-            Some(Value::String(s)) => s.parse().ok(),
-            _ => old.as_ref().map(|o| o.app_id),
-        }
-        .ok_or_else(|| bad("app_id is required (the GitHub App's numeric id)"))?;
-        let private_key = data
-            .get("private_key")
-            .and_then(Value::as_str)
-            .map(String::from)
+        let mut f = Fields::new(data);
+        let app_id = f
+            .u64("app_id")?
+            .or(old.as_ref().map(|o| o.app_id))
+            .ok_or_else(|| BadRequest("app_id is required (the GitHub App's numeric id)".into()))?;
+        let private_key = f
+            .string("private_key")?
+            .filter(|k| !k.is_empty())
             .or(old.as_ref().map(|o| o.private_key.clone()))
-            .ok_or_else(|| bad("private_key is required (the GitHub App's PEM private key)"))?;
-        jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
-            .map_err(|_| bad("private_key is not a PEM RSA private key (GitHub App keys are RSA)"))?;
-        let base_url = data
-            .get("base_url")
-            .and_then(Value::as_str)
+            .ok_or_else(|| BadRequest("private_key is required (the GitHub App's PEM private key)".into()))?;
+        let base_url = f
+            .string("base_url")?
+            .filter(|u| !u.is_empty())
             .map(|s| s.trim_end_matches('/').to_string())
             .or(old.map(|o| o.base_url))
             .unwrap_or_else(|| "https://api.github.com".into());
+        f.finish()?;
+        jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
+            .map_err(|_| BadRequest("private_key is not a PEM RSA private key (GitHub App keys are RSA)".into()))?;
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            return Err(BadRequest(format!(
+                "base_url {base_url:?} must be an http(s) URL such as https://api.github.com"
+            )));
+        }
         store
             .put(
                 "config",
@@ -207,47 +261,38 @@ impl GithubBackend {
     }
 
     async fn write_role(&self, name: &str, data: &Map<String, Value>, store: &BarrierView) -> Result<(), VaultError> {
-        let owner = data
-            .get("owner")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| bad("owner is required"))?;
-        let repositories: Vec<String> = match data.get("repositories") {
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
-            Some(Value::String(s)) => s
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            _ => vec![],
-        };
+        let mut f = Fields::new(data);
+        let owner = f.required_string("owner", ": the org or user whose App installation is used")?;
+        let repositories = f.list("repositories")?.unwrap_or_default();
+        let permissions = f.string_map("permissions")?.unwrap_or_default();
+        let ttl = f.duration("ttl")?.filter(|t| *t > 0).unwrap_or(DEFAULT_TTL);
+        let installation_id = f.u64("installation_id")?;
+        f.finish()?;
         if repositories.is_empty() {
-            return Err(bad(
-                "repositories is required: the repositories (names without owner) a token may reach",
+            return Err(BadRequest(
+                "repositories is required: the repositories (names without owner) a token may reach".into(),
             ));
         }
-        let permissions: BTreeMap<String, String> = match data.get("permissions") {
-            Some(Value::Object(m)) => m
-                .iter()
-                .map(|(k, v)| match v.as_str() {
-                    Some(l @ ("read" | "write")) => Ok((k.clone(), l.to_string())),
-                    _ => Err(bad(format!("permission {k}: the level must be \"read\" or \"write\""))),
-                })
-                .collect::<Result<_, _>>()?,
-            _ => return Err(bad("permissions is required, e.g. {\"contents\": \"read\"}")),
-        };
-        let ttl = match data.get("ttl") {
-            Some(v) => parse_duration(v, "ttl").map_err(|e| bad(e.to_string()))?,
-            None => 600,
-        };
+        if permissions.is_empty() {
+            return Err(BadRequest(
+                "permissions is required: a JSON object of permission to level, e.g. '{\"contents\":\"read\"}'".into(),
+            ));
+        }
+        if let Some((k, _)) = permissions
+            .iter()
+            .find(|(_, l)| !matches!(l.as_str(), "read" | "write"))
+        {
+            return Err(BadRequest(format!(
+                "permission {k:?}: the level must be \"read\" or \"write\""
+            )));
+        }
         if ttl > GITHUB_TOKEN_LIFETIME {
-            return Err(bad(
-                "ttl cannot exceed 1h: GitHub installation tokens expire after one hour",
+            return Err(BadRequest(
+                "ttl cannot exceed 1h: GitHub installation tokens expire after one hour".into(),
             ));
         }
-        let installation_id = data.get("installation_id").and_then(Value::as_u64);
         let role = GithubRole {
-            owner: owner.into(),
+            owner,
             installation_id,
             repositories,
             permissions,
@@ -276,6 +321,11 @@ impl Backend for GithubBackend {
                 ("role", List) => LogicalResponse::keys(store.list("role/").await?),
                 (p, op) if p.starts_with("role/") => {
                     let name = &p[5..];
+                    if !valid_role_name(name) {
+                        return Err(BadRequest(format!(
+                            "invalid role name {name:?}: use 1 to 128 of A-Z a-z 0-9 _ . @ - (not \".\" or \"..\")"
+                        )));
+                    }
                     match op {
                         Create | Update => {
                             self.write_role(name, &req.data, store).await?;
@@ -323,24 +373,23 @@ impl Backend for GithubBackend {
                 .ok_or_else(|| VaultError::Internal(format!("mount {} is gone", lease.mount)))?;
             let view = BarrierView::new(st.barrier.clone(), format!("logical/{mount}/"));
             let cfg = self.config(&view).await?;
-            let gh = Octocrab::builder()
-                .base_uri(cfg.base_url.as_str())
-                .map_err(|e| VaultError::Internal(e.to_string()))?
+            let gh = Self::client(&cfg.base_url)?
                 .personal_token(token.to_string())
                 .build()
-                .map_err(|e| VaultError::Internal(e.to_string()))?;
+                .map_err(|e| VaultError::Internal(format!("GitHub client: {e}")))?;
             let uri = format!("{}/installation/token", cfg.base_url);
             let resp = gh
                 ._delete(uri.as_str(), None::<&()>)
                 .await
-                .map_err(|e| VaultError::Internal(format!("revoking the GitHub token failed: {}", gh_err(&e))))?;
+                .map_err(|e| gh_failure(&cfg.base_url, "revoke the installation token", &e))?;
             let status = resp.status().as_u16();
             // 401: the token already expired or was revoked; either way it is dead.
             if status == 204 || status == 401 {
                 Ok(())
             } else {
-                Err(VaultError::Internal(format!(
-                    "GitHub answered {status} to DELETE /installation/token"
+                Err(Upstream(format!(
+                    "the GitHub API at {} answered {status} to DELETE /installation/token",
+                    api_host(&cfg.base_url)
                 )))
             }
         })

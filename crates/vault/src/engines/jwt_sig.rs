@@ -152,20 +152,51 @@ impl VerifyKey {
     }
 }
 
-/// Check the signature of a compact JWS and return its claims.
+/// Check the signature of a compact JWS and return its claims. Each part must be canonical unpadded base64url
+/// (RFC 7515): a token is accepted in exactly one spelling.
 pub fn verify_jwt(jwt: &str, key: &VerifyKey, alg: Algorithm) -> Result<Map<String, Value>, String> {
     let mut parts = jwt.split('.');
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err("the jwt is malformed: expected three dot-separated parts".into());
     };
+    if B64URL.decode(h).is_err() {
+        return Err("the header is not unpadded base64url".into());
+    }
     let sig = B64URL
-        .decode(s.trim_end_matches('='))
-        .map_err(|_| "the signature is not base64url".to_string())?;
+        .decode(s)
+        .map_err(|_| "the signature is not unpadded base64url".to_string())?;
     if !key.verify(alg, &jwt.as_bytes()[..h.len() + 1 + p.len()], &sig) {
         return Err("InvalidSignature".into());
     }
     let payload = B64URL
-        .decode(p.trim_end_matches('='))
-        .map_err(|_| "the payload is not base64url".to_string())?;
+        .decode(p)
+        .map_err(|_| "the payload is not unpadded base64url".to_string())?;
     serde_json::from_slice(&payload).map_err(|e| format!("the payload is not a JSON object: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+
+    #[test]
+    fn only_the_canonical_unpadded_spelling_verifies() {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        let key = VerifyKey::Ec {
+            point: pair.public_key().as_ref().to_vec(),
+            p384: false,
+        };
+        let h = B64URL.encode(br#"{"alg":"ES256","typ":"JWT"}"#);
+        let p = B64URL.encode(br#"{"sub":"ci","exp":4102444800}"#);
+        let input = format!("{h}.{p}");
+        let sig = B64URL.encode(pair.sign(&rng, input.as_bytes()).unwrap());
+        let jwt = format!("{input}.{sig}");
+        assert_eq!(verify_jwt(&jwt, &key, Algorithm::ES256).unwrap()["sub"], "ci");
+        // An ES256 signature is 64 bytes: padded base64url ends in `==`. Same bytes, another spelling: refused.
+        assert!(verify_jwt(&format!("{jwt}=="), &key, Algorithm::ES256).is_err());
+        assert!(verify_jwt(&format!("{jwt}="), &key, Algorithm::ES256).is_err());
+    }
 }

@@ -12,8 +12,9 @@ use crate::core::{Core, MountEntry};
 
 /// Register every engine and auth method this build knows (kv is built into the core).
 pub fn register_all(core: &Arc<Core>) {
-    let jwt: crate::core::BackendFactory =
-        Arc::new(|_: &MountEntry, _: &Arc<Core>| Ok(jwt::JwtBackend::new() as Arc<dyn Backend>));
+    let jwt: crate::core::BackendFactory = Arc::new(|m: &MountEntry, _: &Arc<Core>| {
+        Ok(jwt::JwtBackend::new(m.default_lease_ttl, m.max_lease_ttl) as Arc<dyn Backend>)
+    });
     core.register_auth("jwt", jwt.clone());
     core.register_auth("oidc", jwt);
     core.register_engine(
