@@ -1,7 +1,8 @@
 //! The PKCS#11 seal end to end on SoftHSM2: a token created by the test with softhsm2-util, a server that
 //! initializes with its root key wrapped by an AES key inside the token, restarts auto-unsealed with its data, and
-//! refuses to start (with a message naming the cause) on a wrong PIN or a missing key. Also Shamir: fewer than T
-//! shares stay sealed, T shares unseal.
+//! refuses to start (with a message naming the cause, once) on a wrong PIN or a missing key; the PIN does not stay
+//! in the server's environment, and `operator init` asks to store no unseal keys. Also Shamir: fewer than T shares
+//! stay sealed, a share of the wrong length is refused without losing progress, T shares unseal.
 
 mod kvsupport;
 

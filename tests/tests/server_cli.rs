@@ -1,5 +1,7 @@
-//! `leakstop server` as an operator meets it: Vault's single-dash flags, TLS from PEM files, plain HTTP refused off
-//! loopback, clear errors (exit 2) for a bad config, and oversized requests refused.
+//! `leakstop server` and the service CLI as an operator meets them: Vault's single-dash flags, TLS from PEM files,
+//! plain HTTP refused off loopback, clear errors (exit 2, said once) for a bad config checked before any database
+//! is created, where the server listens, no root token from a dev server that cannot listen, oversized requests
+//! refused; the CLI's address and token sources, its wording for Vault's errors, and its documented exit codes.
 
 mod kvsupport;
 
