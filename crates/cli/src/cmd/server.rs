@@ -93,11 +93,11 @@ fn forget_env_var(name: &str) {
     #[cfg(target_os = "linux")]
     if let Ok(cname) = std::ffi::CString::new(name) {
         use zeroize::Zeroize;
-        // SAFETY: called from `run` before the async runtime starts, when this process has a single thread, so nothing
+        // SAFETY: called from `run` before the async runtime starts, while the process has one thread, so nothing
         // reads or changes the environment meanwhile. glibc's and musl's `getenv` return a pointer into the
         // environment strings themselves (at first those the kernel copied at exec, which /proc/PID/environ
-        // shows), NUL-terminated and writable; the `strlen` bytes after it are the value, overwritten in place
-        // before `remove_var` unlinks the entry.
+        // shows), NUL-terminated and writable; the `strlen` bytes it points to are the value, overwritten in
+        // place before `remove_var` unlinks the entry.
         unsafe {
             let value = libc::getenv(cname.as_ptr());
             if !value.is_null() {
