@@ -78,32 +78,31 @@ fn main() -> ExitCode {
     }
 }
 
-/// Vault users type `-dev -dev-root-token-id=x` or `-format=json`; clap wants `--dev`. Rewrite a single-dash word
-/// to double-dash when it names one of leakstop's long options, so both spellings work and clusters of short flags
-/// (`-vv`) stay short flags.
+/// Vault users type `-dev -dev-root-token-id=x`; clap wants `--dev`. Rewrite single-dash long flags
+/// (more than one letter after the dash) to double-dash so both spellings work; `-vv` and `-vvv` (verbosity)
+/// stay short flags.
 fn normalize_vault_style_flags(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    use clap::CommandFactory;
-    fn longs(cmd: &clap::Command, out: &mut std::collections::HashSet<String>) {
-        for a in cmd.get_arguments() {
-            out.extend(a.get_long_and_visible_aliases().into_iter().flatten().map(String::from));
-        }
-        for sub in cmd.get_subcommands() {
-            longs(sub, out);
-        }
-    }
-    let mut known = std::collections::HashSet::new();
-    longs(&Cli::command(), &mut known);
     args.enumerate()
-        .map(|(i, a)| match a.to_str() {
-            Some(s)
-                if i > 0
-                    && s.starts_with('-')
-                    && !s.starts_with("--")
-                    && known.contains(s[1..].split('=').next().unwrap_or_default()) =>
-            {
-                format!("-{s}").into()
+        .map(|(i, a)| {
+            if i == 0 {
+                return a;
             }
-            _ => a,
+            match a.to_str() {
+                Some(s)
+                    if s.len() > 2
+                        && s.starts_with('-')
+                        && !s.starts_with("--")
+                        && s.as_bytes()[1].is_ascii_alphabetic()
+                        && s[1..].split('=').next().is_some_and(|n| {
+                            n.len() > 1
+                                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                                && !n.chars().all(|c| c == 'v')
+                        }) =>
+                {
+                    format!("-{s}").into()
+                }
+                _ => a,
+            }
         })
         .collect()
 }
@@ -117,11 +116,12 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEAKSTOP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    use std::io::IsTerminal;
+    // Colour codes only for a person at a terminal: not in files, pipes or CI logs.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        // Colour codes only for a person watching a terminal, not in a log file or a pipe.
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
 }
