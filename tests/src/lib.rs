@@ -1,5 +1,6 @@
 //! Test support shared by the end-to-end tests: locating the built binary, fixtures, and the loopback
 //! stand-ins (OIDC issuer, GitHub REST API) that the tests start themselves.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 

@@ -1,7 +1,8 @@
 //! The PKCS#11 seal end to end on SoftHSM2: a token created by the test with softhsm2-util, a server that
 //! initializes with its root key wrapped by an AES key inside the token, restarts auto-unsealed with its data, and
-//! refuses to start (with a message naming the cause) on a wrong PIN or a missing key. Also Shamir: fewer than T
-//! shares stay sealed, T shares unseal.
+//! refuses to start (with a message naming the cause, once) on a wrong PIN or a missing key; the PIN does not stay
+//! in the server's environment, and `operator init` asks to store no unseal keys. Also Shamir: fewer than T shares
+//! stay sealed, a share of the wrong length is refused without losing progress, T shares unseal.
 
 mod kvsupport;
 
@@ -82,12 +83,35 @@ async fn pkcs11_seal_auto_unseals_after_restart_and_refuses_a_wrong_pin_or_missi
     let env = [("SOFTHSM2_CONF", conf_s.as_str()), ("LEAKSTOP_TEST_HSM_PIN", PIN)];
 
     let mut srv = Server::start_env(dir.path(), &args(&cfg), &env, port, "").await;
-    let (status, init) = srv.call("PUT", "sys/init", Some(json!({}))).await;
-    assert_eq!(status, 200, "{init}");
-    let root = init["root_token"].as_str().unwrap().to_string();
+    // The PIN was read, then removed from the server's environment, bytes included: /proc/PID/environ shows the
+    // environment block as it was at exec, and the server overwrote the value there.
+    let environ = std::fs::read(format!("/proc/{}/environ", srv.child.id())).unwrap();
     assert!(
-        init["keys"].as_array().is_none_or(|k| k.is_empty()),
-        "an HSM seal hands out no unseal keys: {init}"
+        !environ.windows(PIN.len()).any(|w| w == PIN.as_bytes()),
+        "the PIN is still readable in /proc/PID/environ"
+    );
+    let out = Command::new(leakstop_tests::leakstop_bin())
+        .args(["operator", "init", "--address", &srv.addr])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("Initial Root Token: "))
+        .unwrap_or_else(|| panic!("no root token printed: {printed}"))
+        .to_string();
+    assert!(
+        !printed.contains("Unseal Key") && !printed.contains("Store the unseal keys"),
+        "an HSM seal hands out no unseal keys, and init does not ask to store any: {printed}"
+    );
+    assert!(
+        printed.contains("no unseal keys") && printed.contains("pkcs11"),
+        "{printed}"
     );
     srv.token = root.clone();
     let status = srv.ok("GET", "sys/seal-status", None).await;
@@ -125,7 +149,12 @@ async fn pkcs11_seal_auto_unseals_after_restart_and_refuses_a_wrong_pin_or_missi
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("PIN"), "the error names the PIN: {err}");
+    assert_eq!(
+        err.matches("PIN rejected by token leakstop-test").count(),
+        1,
+        "said once: {err}"
+    );
+    assert!(err.contains("pin_env"), "what to check: {err}");
     assert!(!err.contains("0000-wrong"), "the PIN itself is never printed: {err}");
 
     // A missing key (another label, not generated): refused with the label named.
@@ -138,7 +167,12 @@ async fn pkcs11_seal_auto_unseals_after_restart_and_refuses_a_wrong_pin_or_missi
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("no-such-key"), "the error names the missing key: {err}");
+    assert_eq!(
+        err.matches("no AES key with label `no-such-key`").count(),
+        1,
+        "the error names the missing key, once: {err}"
+    );
+    assert!(err.contains("generate_key = true"), "what to do: {err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,6 +218,17 @@ async fn shamir_needs_threshold_shares_to_unseal() {
     }
     let (status, _) = srv.call_as(&root, "GET", "sys/mounts", None).await;
     assert_eq!(status, 503, "sealed servers refuse requests");
+    // A share of the wrong length (here cut short) is refused alone: the two shares entered so far stay.
+    let (status, body) = srv
+        .call("PUT", "sys/unseal", Some(json!({"key": &keys[3][..40]})))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.to_string().contains("34 bytes"),
+        "names the expected length: {body}"
+    );
+    let (_, st) = srv.call("GET", "sys/seal-status", None).await;
+    assert_eq!(st["progress"], 2, "the other holders' progress is kept: {st}");
     let (_, st) = srv.call("PUT", "sys/unseal", Some(json!({"key": keys[4]}))).await;
     assert_eq!(st["sealed"], false, "the third share unseals: {st}");
     let (status, _) = srv.call_as(&root, "GET", "sys/mounts", None).await;

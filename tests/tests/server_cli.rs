@@ -1,5 +1,7 @@
-//! `leakstop server` as an operator meets it: Vault's single-dash flags, TLS from PEM files, plain HTTP refused off
-//! loopback, clear errors (exit 2) for a bad config, and oversized requests refused.
+//! `leakstop server` and the service CLI as an operator meets them: Vault's single-dash flags, TLS from PEM files,
+//! plain HTTP refused off loopback, clear errors (exit 2, said once) for a bad config checked before any database
+//! is created, where the server listens, no root token from a dev server that cannot listen, oversized requests
+//! refused; the CLI's address and token sources, its wording for Vault's errors, and its documented exit codes.
 
 mod kvsupport;
 
@@ -187,5 +189,286 @@ fn bad_configs_are_refused_with_a_message_naming_the_problem() {
     assert!(
         err.contains("LEAKSTOP_NO_SUCH_PIN_VAR"),
         "the missing PIN source is named: {err}"
+    );
+}
+
+/// `leakstop ARGS` with `env` (and no inherited token or address variables); returns (exit code, stdout, stderr).
+fn leakstop(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(leakstop_tests::leakstop_bin())
+        .args(args)
+        .env_remove("LEAKSTOP_TOKEN")
+        .env_remove("VAULT_TOKEN")
+        .env_remove("LEAKSTOP_ADDR")
+        .env_remove("VAULT_ADDR")
+        .env("HOME", home.path())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn plain_config(dir: &std::path::Path, port: u16, db: &std::path::Path) -> std::path::PathBuf {
+    let cfg = dir.join(format!("server-{port}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen_address = \"127.0.0.1:{port}\"\ntls_disable = true\n[storage]\ntype = \"sqlite\"\npath = \"{}\"\n[seal]\ntype = \"shamir\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_says_where_it_listens_and_writes_no_colour_codes_to_a_log_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = plain_config(dir.path(), port, &dir.path().join("leakstop.db"));
+    // `-vv` is two -v (debug logs), not an unknown `--vv`.
+    let args: Vec<String> = vec![
+        "-vv".into(),
+        "server".into(),
+        "--config".into(),
+        cfg.display().to_string(),
+    ];
+    let srv = Server::start(dir.path(), &args, port, "").await;
+    let log = srv.log_text();
+    assert!(
+        log.contains(&format!("leakstop server listening on http://127.0.0.1:{port}")),
+        "{log}"
+    );
+    assert!(
+        log.contains("WARN") && log.contains("not initialized"),
+        "logs are on: {log}"
+    );
+    assert!(!log.contains('\u{1b}'), "no ANSI escape codes in a log file: {log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_database_is_refused_with_the_reason_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leakstop.db");
+    let port = free_port();
+    let cfg = plain_config(dir.path(), port, &db);
+    let _first = Server::start(
+        dir.path(),
+        &["server".into(), "--config".into(), cfg.display().to_string()],
+        port,
+        "",
+    )
+    .await;
+    let other = plain_config(dir.path(), free_port(), &db);
+    let (code, _, err) = leakstop(&["server", "--config", other.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err.matches("in use by another leakstop server").count(),
+        1,
+        "said once: {err}"
+    );
+    assert!(err.contains("stop that server"), "what to do: {err}");
+}
+
+#[test]
+fn dev_flags_without_dev_ask_for_dev_only() {
+    let (code, _, err) = leakstop(&["server", "--dev-root-token-id", "x"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--dev-root-token-id needs --dev"), "{err}");
+    assert!(!err.contains("--config"), "--config is not what is missing: {err}");
+    let (code, _, err) = leakstop(&["server", "-dev-listen-address=127.0.0.1:1"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--dev-listen-address needs --dev"), "{err}");
+}
+
+#[test]
+fn a_dev_server_that_cannot_listen_prints_no_root_token() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, out, err) = leakstop(
+        &[
+            "server",
+            "--dev",
+            "--dev-root-token-id",
+            "devroot",
+            "--dev-listen-address",
+            &addr,
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot listen") && err.contains(&addr), "{err}");
+    assert!(
+        !err.contains("devroot") && !out.contains("devroot"),
+        "no banner before the bind: {err}"
+    );
+    assert!(!err.contains("listening on"), "{err}");
+}
+
+#[test]
+fn a_config_that_fails_its_checks_leaves_no_database_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leakstop.db");
+    let storage = format!("[storage]\ntype = \"sqlite\"\npath = \"{}\"\n", db.display());
+    let cases = [
+        (
+            format!(
+                "listen_address = \"127.0.0.1:1\"\ntls_cert_file = \"/nonexistent/cert.pem\"\ntls_key_file = \"/nonexistent/key.pem\"\n{storage}"
+            ),
+            "/nonexistent/cert.pem",
+        ),
+        (
+            format!("listen_address = \"0.0.0.0:1\"\ntls_disable = true\n{storage}"),
+            "plain HTTP",
+        ),
+        (
+            format!("tls_disable = true\n{storage}[[audit]]\nfile_path = \"relative/audit.log\"\n"),
+            "absolute path",
+        ),
+        (
+            format!(
+                "tls_disable = true\n{storage}[seal]\ntype = \"pkcs11\"\nlib = \"/nonexistent/libhsm.so\"\ntoken_label = \"t\"\nkey_label = \"k\"\npin_env = \"LEAKSTOP_NO_SUCH_PIN_VAR\"\n"
+            ),
+            "environment variable LEAKSTOP_NO_SUCH_PIN_VAR (pin_env in [seal]) is not set",
+        ),
+        (
+            format!(
+                "tls_disable = true\n{storage}[seal]\ntype = \"pkcs11\"\nlib = \"/nonexistent/libhsm.so\"\ntoken_label = \"t\"\nkey_label = \"k\"\npin_env = \"LEAKSTOP_TEST_SET_PIN\"\n"
+            ),
+            "/nonexistent/libhsm.so",
+        ),
+    ];
+    for (toml, expected) in cases {
+        let cfg = dir.path().join("server.toml");
+        std::fs::write(&cfg, &toml).unwrap();
+        let (code, _, err) = leakstop(
+            &["server", "--config", cfg.to_str().unwrap()],
+            &[("LEAKSTOP_TEST_SET_PIN", "1234")],
+        );
+        assert_eq!(code, Some(2), "{toml}\n{err}");
+        assert!(err.contains(expected), "{toml}\nexpected {expected:?} in: {err}");
+        assert!(!err.contains("TOML parse error"), "{err}");
+        assert!(
+            !db.exists(),
+            "{toml}\nthe database was created before the config was found bad: {err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_names_address_and_token_mistakes_and_speaks_leakstop() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::dev(dir.path()).await;
+    let port = srv.addr.rsplit(':').next().unwrap().to_string();
+    let bare = format!("127.0.0.1:{port}");
+
+    let (code, _, err) = leakstop(
+        &["read", "secret/app"],
+        &[("VAULT_ADDR", &bare), ("VAULT_TOKEN", "root")],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "address `{bare}` (from VAULT_ADDR) has no scheme: use http://{bare} or https://{bare}"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("builder error"), "{err}");
+
+    let (code, _, err) = leakstop(
+        &["read", "secret/app"],
+        &[("VAULT_ADDR", &srv.addr), ("VAULT_TOKEN", "root\n")],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("the token (from VAULT_TOKEN) contains a newline"), "{err}");
+    assert!(!err.contains("builder error"), "{err}");
+
+    // An empty LEAKSTOP_TOKEN is unset: VAULT_TOKEN is used.
+    srv.ok("POST", "secret/data/app", Some(json!({"data": {"password": "s3cret"}})))
+        .await;
+    let (code, out, err) = leakstop(
+        &["read", "secret/app", "--field", "password"],
+        &[
+            ("VAULT_ADDR", &srv.addr),
+            ("LEAKSTOP_TOKEN", ""),
+            ("VAULT_TOKEN", "root"),
+        ],
+    );
+    assert_eq!((code, out.trim()), (Some(0), "s3cret"), "{err}");
+    // ... and ~/.vault-token (what `bao login` writes) after both.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join(".vault-token"), "root\n").unwrap();
+    let (code, out, err) = leakstop(
+        &["read", "secret/app", "--field", "password"],
+        &[("VAULT_ADDR", &srv.addr), ("HOME", home.path().to_str().unwrap())],
+    );
+    assert_eq!((code, out.trim()), (Some(0), "s3cret"), "{err}");
+
+    let (code, _, err) = leakstop(&["read", "secret/app"], &[("VAULT_ADDR", &srv.addr)]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no token") && err.contains("~/.vault-token"), "{err}");
+
+    // Vault's error envelope is not leakstop's output.
+    let (code, _, err) = leakstop(
+        &["read", "secret/app"],
+        &[("VAULT_ADDR", &srv.addr), ("VAULT_TOKEN", "wrong")],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(!err.contains("error occurred") && !err.contains("\t*"), "{err}");
+
+    let (code, out, err) = leakstop(&["operator", "status", "-format=json"], &[("VAULT_ADDR", &srv.addr)]);
+    assert_eq!(code, Some(0), "unsealed: {err}");
+    let status: serde_json::Value = serde_json::from_str(&out).expect("status -format=json prints JSON");
+    assert_eq!(status["sealed"], false, "{out}");
+    assert_eq!(status["type"], "dev", "{out}");
+    let (code, _, err) = leakstop(
+        &["operator", "seal", "--address", &srv.addr],
+        &[("VAULT_TOKEN", "root")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = leakstop(&["operator", "status", "--format", "json", "--address", &srv.addr], &[]);
+    assert_eq!(code, Some(2), "sealed is exit 2: {err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["sealed"], true);
+    let (code, _, err) = leakstop(
+        &["read", "secret/app"],
+        &[("VAULT_ADDR", &srv.addr), ("VAULT_TOKEN", "root")],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("the server is sealed") && err.contains("operator unseal"),
+        "{err}"
+    );
+    assert!(!err.contains("Vault"), "{err}");
+
+    let (code, _, err) = leakstop(&["operator", "status"], &[("VAULT_ADDR", "http://127.0.0.1:1")]);
+    assert_eq!(code, Some(1), "no status is exit 1 (2 is sealed): {err}");
+    assert!(err.contains("cannot reach the server"), "{err}");
+}
+
+#[test]
+fn service_commands_document_their_exit_codes_and_token_sources() {
+    for cmd in [
+        &["server"][..],
+        &["operator", "status"],
+        &["operator", "init"],
+        &["read"],
+        &["creds"],
+        &["login"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let (code, out, err) = leakstop(&args, &[]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("Exit codes: 0"), "{cmd:?} --help: {out}");
+    }
+    let (_, out, _) = leakstop(&["read", "--help"], &[]);
+    assert!(
+        out.contains("LEAKSTOP_TOKEN, else VAULT_TOKEN, else ~/.vault-token"),
+        "{out}"
     );
 }

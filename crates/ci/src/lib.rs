@@ -5,6 +5,7 @@
 //! - [`fetch`]: fetching just enough of a shallow CI checkout to scan that range.
 //! - [`workflow`]: the runner's workflow commands and environment files, escaped as it parses them.
 //! - [`publish`]: findings as annotations, a job summary table and step outputs.
+#![forbid(unsafe_code)]
 
 pub mod event;
 pub mod fetch;

@@ -9,6 +9,9 @@
 //!
 //! Shallow clones are handled explicitly: a range that reaches past the shallow boundary is an error that says
 //! how to fetch more, never a silent scan of a truncated history.
+//!
+//! Unsafe code (denied elsewhere): `map` (the read-only pack mapping), `inflate` (zlib's C API) and
+//! `repo::configure_libgit2` (libgit2's global memory limits).
 
 mod diff;
 mod error;

@@ -1,5 +1,6 @@
 //! Wire-level facts shared by the service, the CLI, the scanner and the tests: the credential format leakstop
 //! issues (so the scanner can recognise exactly what the service mints) and the Vault-compatible error body.
+#![forbid(unsafe_code)]
 
 pub mod token;
 

@@ -1,6 +1,7 @@
 //! leakstop detection rules: the rule model, loading and validation of rule files (`rules/*.toml`, embedded at
 //! build time), per-rule matching (`Rule::find_iter`), structured checks, false-positive guards, and user
 //! configuration (`.leakstop.toml`, or an existing `.gitleaks.toml`).
+#![forbid(unsafe_code)]
 
 mod allow;
 pub mod checks;

@@ -1,6 +1,8 @@
 //! leakstop-scan: the detection engine (keyword prefilter, then per-rule matching), file/directory/stdin inputs,
 //! filters (inline allow markers, allowlists, baselines and ignore files), findings with stable fingerprints, and
 //! the reporters.
+//!
+//! Unsafe code (denied elsewhere): the SIMD keyword prefilter in `keywords` (x86-64 intrinsics).
 
 pub mod baseline;
 pub mod error;

@@ -3,7 +3,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
-use crate::{IV_LEN, Seal, SealError, SealKind, WRAP_VERSION, parse_blob};
+use crate::{IV_LEN, KEY_LEN, Seal, SealError, SealKind, WRAP_VERSION, parse_blob};
 
 /// Associated data bound into every KeySeal blob, so a blob cannot be confused with other AES-GCM data.
 const AAD: &[u8] = b"leakstop/root-key/v1";
@@ -21,7 +21,7 @@ impl KeySeal {
     }
 
     pub fn with_kind(kek: Zeroizing<Vec<u8>>, kind: SealKind) -> Result<KeySeal, SealError> {
-        if kek.len() != 32 {
+        if kek.len() != KEY_LEN {
             return Err(SealError::BadKeyLength(kek.len()));
         }
         let cipher = Aes256Gcm::new_from_slice(&kek).map_err(|_| SealError::BadKeyLength(kek.len()))?;
@@ -46,7 +46,7 @@ impl KeySeal {
 
 /// A fresh random 32-byte key (for root keys, unseal keys).
 pub fn generate_key() -> Zeroizing<Vec<u8>> {
-    let mut key = Zeroizing::new(vec![0u8; 32]);
+    let mut key = Zeroizing::new(vec![0u8; KEY_LEN]);
     rand::rngs::OsRng.fill_bytes(&mut key);
     key
 }

@@ -5,6 +5,9 @@
 //! combined from [`shamir`] shares (manual unseal), and [`KeySeal`] with a random in-memory key (dev mode).
 //!
 //! Wrapped blobs are opaque: `version byte || 12-byte IV || AES-256-GCM ciphertext+tag`.
+//!
+//! No unsafe code: the PKCS#11 FFI is `cryptoki`'s.
+#![forbid(unsafe_code)]
 
 pub mod pkcs11;
 pub mod shamir;
@@ -12,7 +15,7 @@ pub mod shamir;
 mod keyseal;
 
 pub use keyseal::{KeySeal, generate_key};
-pub use pkcs11::{Pin, Pkcs11Config, Pkcs11Seal};
+pub use pkcs11::{Pin, PinSource, Pkcs11Config, Pkcs11Seal};
 pub use zeroize::Zeroizing;
 
 use std::fmt;
@@ -24,6 +27,8 @@ pub const WRAP_VERSION: u8 = 1;
 pub const IV_LEN: usize = 12;
 /// AES-GCM tag length.
 pub const TAG_LEN: usize = 16;
+/// Length of every key a seal holds or wraps (AES-256): root keys, unseal keys, sealing keys.
+pub const KEY_LEN: usize = 32;
 
 /// Which kind of seal protects the root key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -28,33 +28,6 @@ impl Pin {
         Pin(pin)
     }
 
-    /// Read the PIN from environment variable `name`.
-    pub fn from_env(name: &str) -> Result<Pin, SealError> {
-        match std::env::var(name) {
-            Ok(v) if !v.is_empty() => Ok(Pin(Zeroizing::new(v))),
-            Ok(_) => Err(SealError::PinSource(format!("environment variable {name} is empty"))),
-            Err(_) => Err(SealError::PinSource(format!(
-                "environment variable {name} (named by `pin_env`) is not set"
-            ))),
-        }
-    }
-
-    /// Read the PIN from a file; one trailing newline is ignored.
-    pub fn from_file(path: &Path) -> Result<Pin, SealError> {
-        let raw = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-            SealError::PinSource(format!(
-                "cannot read PIN file {} (named by `pin_file`): {e}",
-                path.display()
-            ))
-        })?);
-        let pin = raw.strip_suffix('\n').unwrap_or(&raw);
-        let pin = pin.strip_suffix('\r').unwrap_or(pin);
-        if pin.is_empty() {
-            return Err(SealError::PinSource(format!("PIN file {} is empty", path.display())));
-        }
-        Ok(Pin(Zeroizing::new(pin.to_owned())))
-    }
-
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -63,6 +36,47 @@ impl Pin {
 impl std::fmt::Debug for Pin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Pin(<redacted>)")
+    }
+}
+
+/// Where the token PIN comes from (`pin_env` or `pin_file` in `[seal]`). Parsing the config only records the
+/// source; [`PinSource::read`] reads it, so a start-up can report a missing PIN as such and then remove the
+/// variable from its environment before anything else can see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinSource {
+    Env(String),
+    File(PathBuf),
+}
+
+impl PinSource {
+    pub fn read(&self) -> Result<Pin, SealError> {
+        match self {
+            PinSource::Env(name) => match std::env::var(name) {
+                Ok(v) if !v.is_empty() => Ok(Pin(Zeroizing::new(v))),
+                Ok(_) => Err(SealError::PinSource(format!(
+                    "environment variable {name} (pin_env in [seal]) is empty: put the token's user PIN in it"
+                ))),
+                Err(_) => Err(SealError::PinSource(format!(
+                    "environment variable {name} (pin_env in [seal]) is not set: export the token's user PIN in it \
+                     before starting the server, or name a file with pin_file"
+                ))),
+            },
+            PinSource::File(path) => {
+                let raw = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                    SealError::PinSource(format!("cannot read {} (pin_file in [seal]): {e}", path.display()))
+                })?);
+                // One trailing newline (what `echo PIN > file` writes) is not part of the PIN.
+                let pin = raw.strip_suffix('\n').unwrap_or(&raw);
+                let pin = pin.strip_suffix('\r').unwrap_or(pin);
+                if pin.is_empty() {
+                    return Err(SealError::PinSource(format!(
+                        "{} (pin_file in [seal]) is empty: put the token's user PIN in it",
+                        path.display()
+                    )));
+                }
+                Ok(Pin(Zeroizing::new(pin.to_owned())))
+            }
+        }
     }
 }
 
@@ -75,7 +89,7 @@ impl std::fmt::Debug for Pin {
 /// pin_env = "LEAKSTOP_HSM_PIN"  # or: pin_file = "/etc/leakstop/hsm.pin"
 /// generate_key = true           # create the key on first start if missing
 /// ```
-/// The PIN is read when the config is deserialized; the env var name / file path are kept for messages.
+/// Only the PIN's source is kept: [`PinSource::read`] reads it and [`Pkcs11Seal::open`] takes the result.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "Pkcs11ConfigToml")]
 pub struct Pkcs11Config {
@@ -83,7 +97,7 @@ pub struct Pkcs11Config {
     pub token_label: Option<String>,
     pub slot: Option<u64>,
     pub key_label: String,
-    pub pin: Pin,
+    pub pin: PinSource,
     pub generate_key: bool,
 }
 
@@ -104,9 +118,9 @@ impl TryFrom<Pkcs11ConfigToml> for Pkcs11Config {
     type Error = SealError;
 
     fn try_from(t: Pkcs11ConfigToml) -> Result<Self, SealError> {
-        let pin = match (&t.pin_env, &t.pin_file) {
-            (Some(name), None) => Pin::from_env(name)?,
-            (None, Some(path)) => Pin::from_file(path)?,
+        let pin = match (t.pin_env, t.pin_file) {
+            (Some(name), None) => PinSource::Env(name),
+            (None, Some(path)) => PinSource::File(path),
             (Some(_), Some(_)) => {
                 return Err(SealError::PinSource("set only one of `pin_env` and `pin_file`".into()));
             }
@@ -223,18 +237,19 @@ fn login(session: &Session, pin: &Pin, token: &str) -> Result<(), SealError> {
 }
 
 impl Pkcs11Seal {
-    /// Load the library, find the token, log in, find (or, with `generate_key`, create) the wrapping key.
-    pub fn open(cfg: &Pkcs11Config) -> Result<Pkcs11Seal, SealError> {
+    /// Load the library, find the token, log in with `pin` (read from `cfg.pin`), find (or, with `generate_key`,
+    /// create) the wrapping key.
+    pub fn open(cfg: &Pkcs11Config, pin: Pin) -> Result<Pkcs11Seal, SealError> {
         let ctx = context_for(&cfg.lib)?;
         let (slot, token) = find_slot(&ctx, cfg)?;
         let session = ctx.open_rw_session(slot).map_err(p11("open session"))?;
-        login(&session, &cfg.pin, &token)?;
+        login(&session, &pin, &token)?;
         let key = find_or_create_key(&session, &cfg.key_label, cfg.generate_key, &token)?;
         tracing::info!(token = %token, key_label = %cfg.key_label, "pkcs11 seal ready");
         Ok(Pkcs11Seal {
             ctx,
             slot,
-            pin: cfg.pin.clone(),
+            pin,
             state: Mutex::new((session, key)),
             token,
             key_label: cfg.key_label.clone(),

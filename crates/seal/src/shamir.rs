@@ -8,7 +8,7 @@
 use rand::RngCore;
 use zeroize::Zeroizing;
 
-use crate::SealError;
+use crate::{KEY_LEN, SealError};
 
 /// Bytes a share adds to the secret's length (threshold and x coordinate).
 pub const SHARE_OVERHEAD: usize = 2;
@@ -83,6 +83,31 @@ pub fn split(secret: &[u8], shares: u8, threshold: u8) -> Result<Vec<Zeroizing<V
         share.push((i + 1) as u8);
     }
     Ok(out)
+}
+
+/// Check one unseal key share (of a [`KEY_LEN`]-byte unseal key split with `threshold`) before it joins the
+/// shares already submitted: a share that cannot combine with them is refused alone, so the holders who already
+/// entered theirs keep their progress.
+pub fn check_unseal_share(share: &[u8], threshold: u8) -> Result<(), SealError> {
+    let expected = KEY_LEN + SHARE_OVERHEAD;
+    if share.len() != expected {
+        return Err(SealError::Shamir(format!(
+            "this unseal key share is {} bytes but every share of this server is {expected} bytes ({} hex digits or \
+             {} base64 characters): enter it exactly as `operator init` printed it; the shares entered so far are kept",
+            share.len(),
+            expected * 2,
+            expected.div_ceil(3) * 4,
+        )));
+    }
+    let (t, x) = (share[expected - 2], share[expected - 1]);
+    if x == 0 || t != threshold {
+        return Err(SealError::Shamir(
+            "this unseal key share is not one of this server's (it comes from another `operator init`, or is \
+             mistyped); the shares entered so far are kept"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Recover the secret from at least `threshold` distinct shares of one split.
@@ -225,6 +250,31 @@ mod tests {
         let n = zero_x[0].len();
         zero_x[0][n - 1] = 0;
         assert!(combine(&zero_x).unwrap_err().to_string().contains("malformed"));
+    }
+
+    #[test]
+    fn a_share_of_another_length_or_split_is_refused_before_combining() {
+        let key = crate::generate_key();
+        let shares = split(&key, 5, 3).unwrap();
+        for s in &shares {
+            check_unseal_share(s, 3).unwrap();
+        }
+        let err = check_unseal_share(&shares[0][..20], 3).unwrap_err().to_string();
+        assert!(
+            err.contains("20 bytes") && err.contains("34 bytes") && err.contains("68 hex"),
+            "{err}"
+        );
+        let mut long = shares[0].to_vec();
+        long.push(1);
+        assert!(
+            check_unseal_share(&long, 3)
+                .unwrap_err()
+                .to_string()
+                .contains("35 bytes")
+        );
+        let other = split(&key, 5, 2).unwrap();
+        let err = check_unseal_share(&other[0], 3).unwrap_err().to_string();
+        assert!(err.contains("not one of this server's"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use leakstop_seal::{Pkcs11Config, Pkcs11Seal, Seal, SealConfig, SealError, SealKind};
+use leakstop_seal::{Pin, PinSource, Pkcs11Config, Pkcs11Seal, Seal, SealConfig, SealError, SealKind, Zeroizing};
 
 const PIN: &str = "1234";
 const SO_PIN: &str = "5678";
@@ -106,7 +106,9 @@ fn child_config() -> Result<Pkcs11Config, String> {
 }
 
 fn open_in_child() -> Result<Pkcs11Seal, String> {
-    Pkcs11Seal::open(&child_config()?).map_err(|e| e.to_string())
+    let cfg = child_config()?;
+    let pin = cfg.pin.read().map_err(|e| e.to_string())?;
+    Pkcs11Seal::open(&cfg, pin).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -323,12 +325,10 @@ fn unknown_token_label_lists_the_available_ones() {
 #[test]
 fn missing_library_names_the_package() {
     let cfg: Pkcs11Config = toml::from_str(
-        "lib = \"/nonexistent/libsofthsm2.so\"\ntoken_label = \"T\"\nkey_label = \"k\"\npin_file = \"PINFILE\"\n"
-            .replace("PINFILE", &write_pin_file().1.display().to_string())
-            .as_str(),
+        "lib = \"/nonexistent/libsofthsm2.so\"\ntoken_label = \"T\"\nkey_label = \"k\"\npin_env = \"P\"\n",
     )
     .unwrap();
-    let err = Pkcs11Seal::open(&cfg).unwrap_err();
+    let err = Pkcs11Seal::open(&cfg, Pin::new(Zeroizing::new("1234".into()))).unwrap_err();
     assert!(matches!(err, SealError::LibraryLoad { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
@@ -346,26 +346,33 @@ fn write_pin_file() -> (tempfile::TempDir, PathBuf) {
 }
 
 #[test]
-fn pin_sources_are_checked_and_never_printed() {
+fn pin_sources_are_read_apart_from_the_config_and_never_printed() {
     let (_dir, pin_file) = write_pin_file();
     let cfg: Pkcs11Config = toml::from_str(&format!(
         "lib = \"/x.so\"\ntoken_label = \"T\"\nkey_label = \"k\"\npin_file = {:?}\n",
         pin_file.display().to_string()
     ))
     .unwrap();
-    assert_eq!(cfg.pin.expose(), "1234", "one trailing newline is stripped");
-    assert!(!format!("{cfg:?}").contains("1234"), "Debug must not show the PIN");
+    assert_eq!(cfg.pin, PinSource::File(pin_file.clone()));
+    let pin = cfg.pin.read().unwrap();
+    assert_eq!(pin.expose(), "1234", "one trailing newline is stripped");
+    assert!(!format!("{pin:?}").contains("1234"), "Debug must not show the PIN");
 
     let err = toml::from_str::<Pkcs11Config>("lib = \"/x.so\"\ntoken_label = \"T\"\nkey_label = \"k\"\n").unwrap_err();
     assert!(err.to_string().contains("pin_env"), "{err}");
-    let err = toml::from_str::<Pkcs11Config>(
+    // A variable that is not set is no config error (the config parses); reading it names the variable.
+    let cfg = toml::from_str::<Pkcs11Config>(
         "lib = \"/x.so\"\ntoken_label = \"T\"\nkey_label = \"k\"\npin_env = \"LEAKSTOP_TEST_SURELY_UNSET_VAR\"\n",
     )
-    .unwrap_err();
+    .unwrap();
+    let err = cfg.pin.read().unwrap_err().to_string();
     assert!(
-        err.to_string().contains("LEAKSTOP_TEST_SURELY_UNSET_VAR") && err.to_string().contains("not set"),
+        err.contains("environment variable LEAKSTOP_TEST_SURELY_UNSET_VAR (pin_env in [seal]) is not set"),
         "{err}"
     );
+    std::fs::write(&pin_file, "\n").unwrap();
+    let err = PinSource::File(pin_file.clone()).read().unwrap_err().to_string();
+    assert!(err.contains("is empty") && err.contains("pin_file"), "{err}");
     let err = toml::from_str::<Pkcs11Config>("lib = \"/x.so\"\nkey_label = \"k\"\npin_env = \"HOME\"\n").unwrap_err();
     assert!(err.to_string().contains("token_label"), "{err}");
 }

@@ -11,6 +11,7 @@
 //! group-commit batch containing the write is fsynced: typically 1-10 ms, longer on slow disks. Async callers
 //! should run writes through `tokio::task::spawn_blocking` (or `block_in_place` on the multi-threaded runtime);
 //! reads are cheap enough to call inline. [`MemoryStorage`] never blocks beyond a lock.
+#![forbid(unsafe_code)]
 
 pub mod conformance;
 mod memory;

@@ -452,6 +452,8 @@ impl Core {
         if self.auto_seal.is_some() {
             return self.auto_unseal().await;
         }
+        leakstop_seal::shamir::check_unseal_share(&share, cfg.secret_threshold)
+            .map_err(|e| VaultError::BadRequest(e.to_string()))?;
         let ready = {
             let mut shares = self.unseal_shares.lock().unwrap_or_else(|e| e.into_inner());
             if !shares.contains(&*share) {

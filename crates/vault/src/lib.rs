@@ -4,6 +4,7 @@
 //! policy, audit, commit) →
 //! an engine ([`engines`]) → [`barrier`] (AES-256-GCM with the storage path as AAD, keyring under the root key) →
 //! `leakstop_storage`. The root key is wrapped by a `leakstop_seal` seal (PKCS#11 HSM, Shamir shares or dev).
+#![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod barrier;

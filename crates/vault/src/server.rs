@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use leakstop_seal::{KeySeal, Pkcs11Seal, Seal, SealConfig};
+use leakstop_seal::{KeySeal, Pin, PinSource, Pkcs11Seal, Seal, SealConfig};
 use leakstop_storage::StorageConfig;
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -39,9 +39,11 @@ use crate::core::{Core, CoreOptions};
 pub enum ServerError {
     #[error("config file {path}: {reason}")]
     Config { path: String, reason: String },
-    #[error("storage: {0}")]
+    // Transparent: their messages name the storage file / HSM token already, and a prefix plus the source would
+    // print the message twice under anyhow's `{:#}`.
+    #[error(transparent)]
     Storage(#[from] leakstop_storage::StorageError),
-    #[error("seal: {0}")]
+    #[error(transparent)]
     Seal(#[from] leakstop_seal::SealError),
     #[error("could not unseal at start: {0}")]
     Unseal(String),
@@ -121,6 +123,14 @@ impl ServerConfig {
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         toml::from_str(&text).map_err(|e| err(e.to_string()))
     }
+
+    /// Where the PKCS#11 seal's PIN comes from, when the config has such a seal.
+    pub fn pin_source(&self) -> Option<&PinSource> {
+        match &self.seal {
+            Some(SealConfig::Pkcs11(p)) => Some(&p.pin),
+            Some(SealConfig::Shamir) | None => None,
+        }
+    }
 }
 
 /// Options of `leakstop server --dev`.
@@ -136,17 +146,35 @@ struct Listen {
     tls: Option<(PathBuf, PathBuf)>,
 }
 
-/// Run a server from a config file until SIGINT/SIGTERM.
-pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
-    let storage_type = match &cfg.storage {
-        StorageConfig::Sqlite { .. } => "sqlite",
-        StorageConfig::Memory => "inmem",
+/// What a config asks for, checked before anything is created.
+struct Checked {
+    listen: Listen,
+    audit_devices: Vec<crate::audit::DeviceConfig>,
+}
+
+/// Every check that needs no storage and no HSM: TLS files, plain HTTP off loopback, audit devices. A config
+/// that fails one leaves nothing behind (no database file).
+fn check(cfg: &ServerConfig) -> Result<Checked, ServerError> {
+    let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file, cfg.tls_disable) {
+        (Some(c), Some(k), false) => Some((c.clone(), k.clone())),
+        (_, _, true) => None,
+        _ => {
+            return Err(ServerError::Tls(
+                "set tls_cert_file and tls_key_file (PEM), or tls_disable = true for plain HTTP on loopback".into(),
+            ));
+        }
     };
-    let storage = cfg.storage.open()?;
-    let seal: Option<Arc<dyn Seal>> = match &cfg.seal {
-        Some(SealConfig::Pkcs11(p)) => Some(Arc::new(Pkcs11Seal::open(p)?)),
-        Some(SealConfig::Shamir) | None => None,
-    };
+    if let Some((cert, key)) = &tls {
+        tls_acceptor(cert, key)?;
+    }
+    // A host name is resolved at bind time, where `serve` checks again.
+    if tls.is_none()
+        && !cfg.allow_plaintext_http
+        && let Ok(addr) = cfg.listen_address.parse::<SocketAddr>()
+        && !is_loopback(&addr)
+    {
+        return Err(ServerError::PlaintextRefused(addr.to_string()));
+    }
     let mut audit_devices = Vec::new();
     for a in &cfg.audit {
         let mut body = serde_json::Map::new();
@@ -157,6 +185,35 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
                 .map_err(|e| ServerError::Core(format!("[[audit]] {}: {e}", a.path)))?,
         );
     }
+    Ok(Checked {
+        listen: Listen {
+            addr: cfg.listen_address.clone(),
+            tls,
+        },
+        audit_devices,
+    })
+}
+
+/// Run a server from a config file until SIGINT/SIGTERM. `pin` is the PKCS#11 seal's PIN when the caller already
+/// read it (to clear it from its environment); otherwise it is read from the config's source.
+pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError> {
+    let Checked { listen, audit_devices } = check(&cfg)?;
+    // The seal before the storage: a wrong PIN or a missing HSM key leaves no new database behind.
+    let seal: Option<Arc<dyn Seal>> = match &cfg.seal {
+        Some(SealConfig::Pkcs11(p)) => {
+            let pin = match pin {
+                Some(pin) => pin,
+                None => p.pin.read()?,
+            };
+            Some(Arc::new(Pkcs11Seal::open(p, pin)?))
+        }
+        Some(SealConfig::Shamir) | None => None,
+    };
+    let storage_type = match &cfg.storage {
+        StorageConfig::Sqlite { .. } => "sqlite",
+        StorageConfig::Memory => "inmem",
+    };
+    let storage = cfg.storage.open()?;
     let core = Core::new(
         storage,
         seal,
@@ -179,20 +236,19 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     } else {
         tracing::warn!("sealed: submit unseal key shares with `leakstop operator unseal` (or PUT /v1/sys/unseal)");
     }
-    let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file, cfg.tls_disable) {
-        (Some(c), Some(k), false) => Some((c.clone(), k.clone())),
-        (_, _, true) => None,
-        _ => {
-            return Err(ServerError::Tls(
-                "set tls_cert_file and tls_key_file (PEM), or tls_disable = true for plain HTTP on loopback".into(),
-            ));
-        }
-    };
-    let listen = Listen {
-        addr: cfg.listen_address.clone(),
-        tls,
-    };
-    serve(core, listen, cfg.max_request_size, cfg.allow_plaintext_http, None).await
+    let scheme = if listen.tls.is_some() { "https" } else { "http" };
+    let (ready, bound) = tokio::sync::oneshot::channel();
+    let serving = serve(
+        core,
+        listen,
+        cfg.max_request_size,
+        cfg.allow_plaintext_http,
+        Some(ready),
+    );
+    announce(serving, bound, |local| {
+        eprintln!("leakstop server listening on {scheme}://{local}");
+    })
+    .await
 }
 
 /// `leakstop server --dev`: in memory, unsealed, `secret/` mounted as KV v2, the root token printed.
@@ -208,20 +264,38 @@ pub async fn run_dev(opts: DevOptions) -> Result<(), ServerError> {
     kv.insert("version".to_string(), "2".to_string());
     core.mount(false, "secret", "kv", "key/value secret storage", kv)
         .map_err(|e| ServerError::Core(e.to_string()))?;
-    let banner = format!(
-        "WARNING! dev mode is enabled! In this mode, leakstop runs entirely in-memory and starts unsealed with a \
-         single root token. Nothing survives a restart. Do not run dev mode in production!\n\n\
-         You may need to set the following environment variables:\n\n    \
-         export VAULT_ADDR='http://{addr}'\n    export LEAKSTOP_ADDR='http://{addr}'\n\n\
-         Root Token: {root}\n\nDevelopment mode should NOT be used in production installations!\n",
-        addr = opts.listen_address
-    );
-    eprintln!("{banner}");
     let listen = Listen {
         addr: opts.listen_address,
         tls: None,
     };
-    serve(core, listen, crate::http::DEFAULT_MAX_REQUEST_SIZE, false, None).await
+    let (ready, bound) = tokio::sync::oneshot::channel();
+    let serving = serve(core, listen, crate::http::DEFAULT_MAX_REQUEST_SIZE, false, Some(ready));
+    announce(serving, bound, |local| {
+        eprintln!(
+            "WARNING! dev mode is enabled! In this mode, leakstop runs entirely in-memory and starts unsealed with \
+             a single root token. Nothing survives a restart. Do not run dev mode in production!\n\n\
+             You may need to set the following environment variables:\n\n    \
+             export VAULT_ADDR='http://{local}'\n    export LEAKSTOP_ADDR='http://{local}'\n\n\
+             Root Token: {root}\n\nDevelopment mode should NOT be used in production installations!\n\n\
+             leakstop server listening on http://{local}"
+        );
+    })
+    .await
+}
+
+/// Drive `serving` and call `on_listening` once its listener is bound, so nothing (not the dev root token, not
+/// "listening on") is printed by a server that cannot listen.
+async fn announce(
+    serving: impl std::future::Future<Output = Result<(), ServerError>>,
+    bound: tokio::sync::oneshot::Receiver<SocketAddr>,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), ServerError> {
+    tokio::pin!(serving);
+    tokio::select! {
+        done = &mut serving => return done,
+        Ok(local) = bound => on_listening(local),
+    }
+    serving.await
 }
 
 /// How often expired tokens and leases are revoked (`LEAKSTOP_EXPIRY_SWEEP_MS` overrides, for tests).

@@ -8,10 +8,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use leakstop_vault::client::{Client, default_addr, default_token};
+use leakstop_vault::client::{self, Client};
 use serde_json::{Value, json};
 
+const LOGIN_HELP: &str = "Prints the token on stdout and nothing else.\n\n\
+Exit codes: 0 logged in; 2 error (no identity token, server unreachable, login refused).";
+
+fn read_help() -> String {
+    format!(
+        "{}\n\nExit codes: 0 printed; 2 error (no token, server unreachable, permission denied, path or field not \
+         found).",
+        client::TOKEN_PRECEDENCE
+    )
+}
+
 #[derive(clap::Args, Debug)]
+#[command(after_help = LOGIN_HELP)]
 pub struct LoginArgs {
     /// Log in with the CI job's OIDC identity token (JWT auth method).
     #[arg(long)]
@@ -31,7 +43,7 @@ pub struct LoginArgs {
     /// Read the ID token from this file.
     #[arg(long, value_name = "FILE")]
     pub jwt_file: Option<PathBuf>,
-    /// Server address (default: $LEAKSTOP_ADDR, then $VAULT_ADDR).
+    /// Server address (default: $LEAKSTOP_ADDR, then $VAULT_ADDR, then http://127.0.0.1:8200).
     #[arg(long)]
     pub address: Option<String>,
     /// Print the whole auth response as JSON instead of just the token.
@@ -40,6 +52,7 @@ pub struct LoginArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = read_help())]
 pub struct ReadArgs {
     /// A logical path: `secret/app/db` (KV v2 is detected and `data/` inserted), or any API path such as
     /// `github/token/deploy` or `auth/token/lookup-self`.
@@ -47,7 +60,7 @@ pub struct ReadArgs {
     /// Print only this field of the secret's data.
     #[arg(long)]
     pub field: Option<String>,
-    /// Server address (default: $LEAKSTOP_ADDR, then $VAULT_ADDR).
+    /// Server address (default: $LEAKSTOP_ADDR, then $VAULT_ADDR, then http://127.0.0.1:8200).
     #[arg(long)]
     pub address: Option<String>,
 }
@@ -88,7 +101,12 @@ pub fn run_login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let jwt = if let Some(var) = &args.jwt_env {
-            std::env::var(var).with_context(|| format!("environment variable {var} (--jwt-env) is not set"))?
+            let jwt =
+                std::env::var(var).with_context(|| format!("environment variable {var} (--jwt-env) is not set"))?;
+            if jwt.trim().is_empty() {
+                bail!("environment variable {var} (--jwt-env) is empty");
+            }
+            jwt
         } else if let Some(f) = &args.jwt_file {
             std::fs::read_to_string(f).with_context(|| format!("cannot read --jwt-file {}", f.display()))?
         } else if let Ok(t) = std::env::var("LEAKSTOP_OIDC_TOKEN") {
@@ -96,8 +114,7 @@ pub fn run_login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         } else {
             github_id_token(&args.audience).await?
         };
-        let addr = args.address.clone().unwrap_or_else(default_addr);
-        let c = Client::new(&addr, None)?;
+        let c = Client::new(&client::address(args.address.clone()), None)?;
         let v = c
             .call(
                 "POST",
@@ -121,11 +138,14 @@ pub fn run_login(args: LoginArgs) -> anyhow::Result<ExitCode> {
 pub fn run_read(args: ReadArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let addr = args.address.clone().unwrap_or_else(default_addr);
-        let c = Client::new(&addr, default_token())?;
-        if c.token.is_none() {
-            bail!("no token: set LEAKSTOP_TOKEN (e.g. from `leakstop login --oidc`) or VAULT_TOKEN");
-        }
+        let Some(token) = client::token()? else {
+            bail!(
+                "no token: set LEAKSTOP_TOKEN (e.g. `export LEAKSTOP_TOKEN=$(leakstop login --oidc --role ROLE)`); \
+                 {}",
+                client::TOKEN_PRECEDENCE
+            );
+        };
+        let c = Client::new(&client::address(args.address.clone()), Some(&token))?;
         let path = args.path.trim_matches('/');
         // KV v2 mounts take `data/` after the mount; ask the server which mount serves the path.
         let mut api_path = path.to_string();

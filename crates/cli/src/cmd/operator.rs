@@ -2,19 +2,35 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use leakstop_vault::client::{Client, default_addr, default_token};
+use leakstop_vault::client::{self, Client};
 use serde_json::{Value, json};
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 2 error (server unreachable, request refused, bad input).";
+
+const STATUS_EXIT_CODES: &str = "Exit codes: 0 unsealed; 2 sealed; 1 the status could not be read (server \
+     unreachable, bad address). As `vault status`, so scripts can test them.";
 
 #[derive(clap::Args, Debug)]
 pub struct Conn {
-    /// Server address (default: $LEAKSTOP_ADDR, then $VAULT_ADDR, then http://127.0.0.1:8200).
+    /// Server address (default: $LEAKSTOP_ADDR, then $VAULT_ADDR, then http://127.0.0.1:8200). The token comes from
+    /// $LEAKSTOP_TOKEN, else $VAULT_TOKEN, else ~/.vault-token; an empty variable counts as unset.
     #[arg(long, global = true)]
     pub address: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StatusFormat {
+    /// Aligned `Key Value` lines.
+    #[default]
+    Table,
+    /// The server's `sys/seal-status` answer as JSON.
+    Json,
 }
 
 #[derive(clap::Subcommand, Debug)]
 pub enum OperatorCommand {
     /// Initialize a new server: prints the unseal key shares (Shamir) and the initial root token.
+    #[command(after_help = EXIT_CODES)]
     Init {
         /// Number of unseal key shares (Shamir seal).
         #[arg(long = "key-shares", default_value_t = 5)]
@@ -26,33 +42,39 @@ pub enum OperatorCommand {
         conn: Conn,
     },
     /// Submit one unseal key share (read from stdin when not given, so it stays out of shell history).
+    #[command(after_help = EXIT_CODES)]
     Unseal {
         key: Option<String>,
         #[command(flatten)]
         conn: Conn,
     },
     /// Seal the server (needs a token with sudo on sys/seal).
+    #[command(after_help = EXIT_CODES)]
     Seal {
         #[command(flatten)]
         conn: Conn,
     },
     /// Show seal status.
+    #[command(after_help = STATUS_EXIT_CODES)]
     Status {
+        /// Output format (Vault's spelling `-format=json` works too).
+        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+        format: StatusFormat,
         #[command(flatten)]
         conn: Conn,
     },
     /// Add a new barrier key term (old entries stay readable).
+    #[command(after_help = EXIT_CODES)]
     Rotate {
         #[command(flatten)]
         conn: Conn,
     },
 }
 
-fn client(conn: &Conn) -> anyhow::Result<Client> {
-    Ok(Client::new(
-        &conn.address.clone().unwrap_or_else(default_addr),
-        default_token(),
-    )?)
+/// A client for `conn`; with `token` it sends the caller's token (init, unseal and status need none).
+fn client(conn: &Conn, token: bool) -> anyhow::Result<Client> {
+    let token = if token { client::token()? } else { None };
+    Ok(Client::new(&client::address(conn.address.clone()), token.as_ref())?)
 }
 
 fn print_status(v: &Value) {
@@ -71,6 +93,49 @@ fn print_status(v: &Value) {
     println!("Storage Type    {}", g("storage_type"));
 }
 
+async fn init(c: &Client, key_shares: u8, key_threshold: u8) -> anyhow::Result<()> {
+    let v = c
+        .call(
+            "PUT",
+            "sys/init",
+            Some(&json!({"secret_shares": key_shares, "secret_threshold": key_threshold})),
+        )
+        .await?
+        .context("empty answer to sys/init")?;
+    let keys: Vec<&str> = v["keys_base64"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        println!("Unseal Key {}: {k}", i + 1);
+    }
+    println!(
+        "{}Initial Root Token: {}",
+        if keys.is_empty() { "" } else { "\n" },
+        v["root_token"].as_str().unwrap_or_default()
+    );
+    if keys.is_empty() {
+        // An auto seal (PKCS#11) unseals the server itself: there are no unseal keys to hand out.
+        let status = c.call("GET", "sys/seal-status", None).await?.unwrap_or_default();
+        println!(
+            "\nleakstop is initialized and unsealed by its {} seal, which unseals it again at every start: there \
+             are no unseal keys.\nStore the root token safely: it is shown only once. Revoke it once other admin \
+             tokens exist.",
+            status["type"].as_str().unwrap_or("automatic")
+        );
+    } else {
+        println!(
+            "\nleakstop is initialized and sealed. Unseal it with {key_threshold} of these {} keys, one \
+             `leakstop operator unseal` each.\nStore the unseal keys and the root token separately and safely: they \
+             are shown only once. Revoke the root token once other admin tokens exist.",
+            keys.len()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
@@ -80,30 +145,15 @@ pub fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                 key_threshold,
                 conn,
             } => {
-                let c = client(&conn)?;
-                let v = c
-                    .call(
-                        "PUT",
-                        "sys/init",
-                        Some(&json!({"secret_shares": key_shares, "secret_threshold": key_threshold})),
-                    )
-                    .await?
-                    .context("empty answer to sys/init")?;
-                for (i, k) in v["keys_base64"].as_array().into_iter().flatten().enumerate() {
-                    println!("Unseal Key {}: {}", i + 1, k.as_str().unwrap_or_default());
-                }
-                println!("\nInitial Root Token: {}", v["root_token"].as_str().unwrap_or_default());
-                println!(
-                    "\nStore the unseal keys and the root token separately and safely: they are shown only once.\n\
-                     The root token should be revoked once other admin tokens exist."
-                );
+                init(&client(&conn, false)?, key_shares, key_threshold).await?;
                 Ok(ExitCode::SUCCESS)
             }
             OperatorCommand::Unseal { key, conn } => {
+                let c = client(&conn, false)?;
                 let key = match key {
                     Some(k) => k,
                     None => {
-                        eprint!("Unseal Key (will be hidden if stdin is a terminal): ");
+                        eprint!("Unseal Key: ");
                         let mut s = String::new();
                         std::io::stdin()
                             .read_line(&mut s)
@@ -111,7 +161,7 @@ pub fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                         s.trim().to_string()
                     }
                 };
-                let v = client(&conn)?
+                let v = c
                     .call("PUT", "sys/unseal", Some(&json!({"key": key})))
                     .await?
                     .unwrap_or_default();
@@ -119,17 +169,23 @@ pub fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             OperatorCommand::Seal { conn } => {
-                client(&conn)?.call("PUT", "sys/seal", None).await?;
+                client(&conn, true)?.call("PUT", "sys/seal", None).await?;
                 println!("Success! Sealed.");
                 Ok(ExitCode::SUCCESS)
             }
-            OperatorCommand::Status { conn } => {
-                let v = client(&conn)?
-                    .call("GET", "sys/seal-status", None)
-                    .await?
-                    .unwrap_or_default();
-                print_status(&v);
-                // Vault's convention: 2 when sealed, so scripts can test it.
+            OperatorCommand::Status { format, conn } => {
+                let v = match status(&conn).await {
+                    Ok(v) => v,
+                    Err(err) => {
+                        // 1, not 2: 2 means "sealed" here (`vault status`'s convention).
+                        eprintln!("leakstop: error: {err:#}");
+                        return Ok(ExitCode::from(1));
+                    }
+                };
+                match format {
+                    StatusFormat::Table => print_status(&v),
+                    StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+                }
                 Ok(if v["sealed"] == true {
                     ExitCode::from(2)
                 } else {
@@ -137,7 +193,7 @@ pub fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
                 })
             }
             OperatorCommand::Rotate { conn } => {
-                let c = client(&conn)?;
+                let c = client(&conn, true)?;
                 c.call("PUT", "sys/rotate", None).await?;
                 let v = c.call("GET", "sys/key-status", None).await?.unwrap_or_default();
                 println!("Success! Rotated key. Key Term: {}", v["data"]["term"]);
@@ -145,4 +201,11 @@ pub fn run(cmd: OperatorCommand) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+async fn status(conn: &Conn) -> anyhow::Result<Value> {
+    Ok(client(conn, false)?
+        .call("GET", "sys/seal-status", None)
+        .await?
+        .unwrap_or_default())
 }
