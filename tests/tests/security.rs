@@ -149,12 +149,7 @@ async fn a_single_use_token_serves_exactly_one_of_many_concurrent_requests() {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::dev(dir.path()).await;
     let audit = dir.path().join("audit.log");
-    srv.ok(
-        "PUT",
-        "sys/audit/file",
-        Some(json!({"type": "file", "options": {"file_path": audit}})),
-    )
-    .await;
+    srv.enable_file_audit("file", &audit).await;
     srv.ok("POST", "secret/data/app", Some(json!({"data": {"v": "1"}})))
         .await;
     // As the bao CLI sends it: every value a string.
@@ -320,12 +315,7 @@ async fn refused_and_unroutable_requests_are_audited() {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::dev(dir.path()).await;
     let audit = dir.path().join("audit.log");
-    srv.ok(
-        "PUT",
-        "sys/audit/file",
-        Some(json!({"type": "file", "options": {"file_path": audit}})),
-    )
-    .await;
+    srv.enable_file_audit("file", &audit).await;
     let (status, _) = raw_call(&srv, Some("not-a-token"), "GET", "secret/data/probe-denied", None).await;
     assert_eq!(status, 403);
     let (status, _) = raw_call(&srv, None, "GET", "nowhere/probe-unrouted", None).await;

@@ -139,6 +139,16 @@ impl Server {
         v
     }
 
+    /// Enable a file audit device `name` appending to `file`.
+    pub async fn enable_file_audit(&self, name: &str, file: &Path) {
+        self.ok(
+            "PUT",
+            &format!("sys/audit/{name}"),
+            Some(serde_json::json!({"type": "file", "options": {"file_path": file}})),
+        )
+        .await;
+    }
+
     /// Enable the JWT auth method at `jwt/` trusting the OIDC issuer at `issuer_url` (discovery + bound issuer), and
     /// write ACL policy `name` (HCL).
     pub async fn enable_jwt_with_policy(&self, issuer_url: &str, name: &str, policy_hcl: &str) {
