@@ -1,7 +1,9 @@
 //! The file audit device end to end: a dev server started by the test, a device enabled through `sys/audit`,
-//! the log checked for HMACs instead of values, `leakstop audit verify` on intact and edited logs, and a stuck
-//! device turning requests into 503s within the deadline instead of hanging or serving unaudited.
+//! the log checked for HMACs instead of values, `leakstop audit verify` on intact, edited and rewritten logs with
+//! the key and pins from `sys/audit-chain`, devices confined to the configured directory, and a stuck device
+//! turning requests into 503s within the deadline instead of hanging or serving unaudited.
 
+mod cfgserver;
 mod kvsupport;
 
 use std::process::{Command, Stdio};
@@ -14,12 +16,16 @@ fn random_value(tag: &str) -> String {
     format!("{tag}-{:032x}", rand::random::<u128>())
 }
 
-fn verify(path: &std::path::Path) -> (i32, String) {
-    let out = Command::new(leakstop_tests::leakstop_bin())
-        .args(["audit", "verify"])
-        .arg(path)
-        .output()
-        .unwrap();
+/// `leakstop audit verify` with `args`, the key (and pins) fetched from `srv` unless `args` give a key file.
+fn verify_with(srv: Option<&Server>, path: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let mut cmd = Command::new(leakstop_tests::leakstop_bin());
+    cmd.args(["audit", "verify"]).args(args).arg(path);
+    cmd.env_remove("VAULT_ADDR").env_remove("VAULT_TOKEN");
+    match srv {
+        Some(srv) => cmd.env("LEAKSTOP_ADDR", &srv.addr).env("LEAKSTOP_TOKEN", &srv.token),
+        None => cmd.env("LEAKSTOP_ADDR", "http://127.0.0.1:9"),
+    };
+    let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         format!(
@@ -115,9 +121,174 @@ async fn audit_lines_hold_hmacs_not_values_and_the_chain_verifies() {
         .expect("the read's response is logged");
     assert_eq!(resp["response"]["data"]["data"]["password"], hashed.as_str());
 
-    let (code, out) = verify(&log);
+    let (code, out) = verify_with(Some(&srv), &log, &[]);
     assert_eq!(code, 0, "intact log must verify: {out}");
-    assert!(out.contains("chain intact"), "{out}");
+    assert!(
+        out.contains("chain intact") && out.contains("genesis and head as pinned"),
+        "{out}"
+    );
+}
+
+/// The chain key and the device's pins, as `GET sys/audit-chain` gives them.
+async fn chain_of(srv: &Server, device: &str) -> (String, String, String, u64) {
+    let v = srv.ok("GET", "sys/audit-chain", None).await;
+    let d = &v["data"]["devices"][device];
+    (
+        v["data"]["key"].as_str().expect("key").to_string(),
+        d["genesis"].as_str().expect("genesis").to_string(),
+        d["head"].as_str().expect("head").to_string(),
+        d["lines"].as_u64().expect("lines"),
+    )
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils)");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Recompute every `prev_hash` and `hash` of `lines` with plain SHA-256 under `prefix`: what someone who can write
+/// the file but holds no key can do.
+fn rechain_sha256(lines: &[String], prefix: &str) -> Vec<String> {
+    let mut prev = format!("{prefix}{}", "0".repeat(64));
+    lines
+        .iter()
+        .map(|l| {
+            let body = l.rsplit_once(",\"hash\":").unwrap().0;
+            let rest = body.split_once(',').unwrap().1;
+            let body = format!("{{\"prev_hash\":\"{prev}\",{rest}");
+            prev = format!("{prefix}{}", sha256_hex(body.as_bytes()));
+            format!("{body},\"hash\":\"{prev}\"}}")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_rewritten_with_recomputed_hashes_or_cut_short_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::dev(dir.path()).await;
+    let log = dir.path().join("audit.log");
+    enable(&srv, "file", &log).await;
+    for i in 0..10 {
+        srv.ok("POST", &format!("secret/data/v{i}"), Some(json!({"data": {"n": i}})))
+            .await;
+    }
+    let (key, genesis, head, lines) = chain_of(&srv, "file/").await;
+    assert!(genesis.starts_with("hmac-sha256:") && head.starts_with("hmac-sha256:"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let original: Vec<String> = text.lines().map(String::from).collect();
+    assert!(
+        lines >= 21 && lines as usize <= original.len(),
+        "{lines} of {}",
+        original.len()
+    );
+    assert_eq!(
+        original[0]
+            .rsplit("\"hash\":\"")
+            .next()
+            .unwrap()
+            .trim_end_matches("\"}"),
+        genesis
+    );
+    let key_file = dir.path().join("chain.key");
+    std::fs::write(&key_file, &key).unwrap();
+    let kf = ["--key-file", key_file.to_str().unwrap()];
+
+    // 6 lines deleted, the paths of others edited, every hash recomputed with SHA-256.
+    let mut rewritten = original.clone();
+    rewritten.drain(5..11);
+    for l in rewritten.iter_mut().skip(2) {
+        *l = l.replace("secret/data/v", "secret/data/harmless");
+    }
+    for prefix in ["sha256:", "hmac-sha256:"] {
+        let forged = rechain_sha256(&rewritten, prefix);
+        std::fs::write(&log, forged.join("\n") + "\n").unwrap();
+        let (code, out) = verify_with(Some(&srv), &log, &[]);
+        assert_eq!(code, 1, "a log rewritten with {prefix} hashes must fail: {out}");
+        assert!(out.contains(":1:"), "{out}");
+        let (code, out) = verify_with(None, &log, &kf);
+        assert_eq!(code, 1, "{out}");
+    }
+
+    // The last 6 lines cut off: the rest is a whole chain, but the head the server reported is gone.
+    let cut = dir.path().join("cut.log");
+    std::fs::write(&cut, original[..original.len() - 6].join("\n") + "\n").unwrap();
+    let (code, out) = verify_with(None, &cut, &kf);
+    assert_eq!(code, 0, "without pins a shorter whole chain verifies: {out}");
+    let (code, out) = verify_with(None, &cut, &[kf[0], kf[1], "--head", &head, "--genesis", &genesis]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("removed from its end"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_key_needs_sudo() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::dev(dir.path()).await;
+    srv.ok(
+        "PUT",
+        "sys/policy/auditor",
+        Some(json!({"policy": "path \"sys/audit-chain\" { capabilities = [\"read\"] }"})),
+    )
+    .await;
+    let created = srv
+        .ok("POST", "auth/token/create", Some(json!({"policies": ["auditor"]})))
+        .await;
+    let token = created["auth"]["client_token"].as_str().unwrap();
+    let (status, body) = srv.call_as(token, "GET", "sys/audit-chain", None).await;
+    assert_eq!(status, 403, "read without sudo must not get the chain key: {body}");
+    let (status, _) = srv.call_as("", "GET", "sys/audit-chain", None).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_devices_are_confined_to_the_configured_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, logs.join("escape")).unwrap();
+    let srv = cfgserver::start(dir.path(), &format!("audit_file_dir = \"{}\"", logs.display()), "").await;
+
+    let outside = elsewhere.join("audit.log");
+    let (status, body) = enable(&srv, "out", &outside).await;
+    assert_eq!(status, 400, "{body}");
+    let msg = body["errors"][0].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("audit_file_dir") && msg.contains(&logs.display().to_string()),
+        "{body}"
+    );
+    for sneaky in [logs.join("escape/audit.log"), logs.join("../elsewhere/audit.log")] {
+        let (status, body) = enable(&srv, "sneaky", &sneaky).await;
+        assert_eq!(status, 400, "{} must be refused: {body}", sneaky.display());
+    }
+    assert!(!outside.exists(), "nothing was written outside the allowed directory");
+    let inside = logs.join("audit.log");
+    let (status, body) = enable(&srv, "in", &inside).await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    assert!(inside.exists());
+    drop(srv);
+
+    // Nothing configured: the API may not enable file devices at all, and says how to allow it.
+    let srv = cfgserver::start(dir.path(), "", "").await;
+    let (status, body) = enable(&srv, "any", &logs.join("other.log")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("audit_file_dir"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,6 +301,9 @@ async fn verify_reports_the_first_broken_line() {
         srv.ok("POST", &format!("secret/data/v{i}"), Some(json!({"data": {"n": i}})))
             .await;
     }
+    let key_file = dir.path().join("chain.key");
+    std::fs::write(&key_file, chain_of(&srv, "file/").await.0).unwrap();
+    let verify = |p: &std::path::Path| verify_with(None, p, &["--key-file", key_file.to_str().unwrap()]);
     drop(srv);
     let text = std::fs::read_to_string(&log).unwrap();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();

@@ -1,17 +1,22 @@
 //! The HTTP layer: Vault's URL space (`/v1/<path>`), methods (including `LIST`), token header, JSON envelope and
-//! error bodies, so real Vault clients work unchanged.
+//! error bodies, so real Vault clients work unchanged. Before a body is read, the token decides how much of it may
+//! be read: see [`crate::server`] for where this sits among the listener's limits.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use http_body_util::BodyExt;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
 
 use crate::core::{ApiRequest, Core, Reply, uuid};
 use crate::{Operation, VaultError};
@@ -19,12 +24,68 @@ use crate::{Operation, VaultError};
 /// Vault's default request size limit (32 MiB).
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 << 20;
 
-pub fn router(core: Arc<Core>, max_request_size: usize) -> Router {
+/// How long a request without a valid token waits for one of the `max_unauthenticated_requests` slots before it
+/// is refused with 429.
+const UNAUTHENTICATED_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// Limits of the HTTP listener: `[http]` in the server config. Every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLimits {
+    /// Time for a request head (request line and headers) to arrive, and for a TLS handshake; also how long an idle
+    /// kept-alive connection stays open waiting for its next request.
+    pub header_timeout_ms: u64,
+    /// Time for a request body to arrive once its head is in (408 after it).
+    pub body_timeout_ms: u64,
+    /// Open connections at most; beyond it new connections wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Requests without a valid token that may send a body at once (logins, unseal, init); more wait briefly,
+    /// then get 429.
+    pub max_unauthenticated_requests: usize,
+    /// Largest body of a request without a valid token (413 beyond): enough for a JWT login or an unseal share.
+    pub unauthenticated_body_limit: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_connections: 4096,
+            max_unauthenticated_requests: 64,
+            unauthenticated_body_limit: 64 << 10,
+        }
+    }
+}
+
+impl HttpLimits {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms.max(1))
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms.max(1))
+    }
+}
+
+struct Http {
+    core: Arc<Core>,
+    max_request_size: usize,
+    limits: HttpLimits,
+    unauthenticated: Semaphore,
+}
+
+pub fn router(core: Arc<Core>, max_request_size: usize, limits: &HttpLimits) -> Router {
+    let http = Http {
+        core,
+        max_request_size,
+        limits: limits.clone(),
+        unauthenticated: Semaphore::new(limits.max_unauthenticated_requests.max(1)),
+    };
     Router::new()
         .route("/v1/{*path}", any(handle))
         .fallback(|| async { error_response(&VaultError::UnsupportedPath) })
-        .layer(DefaultBodyLimit::max(max_request_size))
-        .with_state(core)
+        .with_state(Arc::new(http))
 }
 
 fn json_response(status: u16, body: &Value) -> Response {
@@ -59,37 +120,115 @@ fn token_from(headers: &HeaderMap) -> Option<String> {
         .map(|t| t.trim().to_string())
 }
 
+/// A refusal made here, before the core sees the request.
+fn refuse(status: StatusCode, msg: String) -> Response {
+    json_response(status.as_u16(), &json!({ "errors": [msg] }))
+}
+
+/// Whether the request carries a token the token store accepts. Only the cheap early decision of how much body to
+/// read: authentication and authorisation proper stay in the core. A live token is served from the store's cache.
+fn has_valid_token(core: &Core, token: Option<&str>) -> bool {
+    let Some(t) = token.filter(|t| !t.is_empty()) else {
+        return false;
+    };
+    core.unsealed()
+        .is_ok_and(|st| st.tokens.lookup(t).is_ok_and(|e| e.is_some()))
+}
+
+/// Read a body of at most `limit` bytes within `timeout`.
+/// `which_limit` names the limit in the 413.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    which_limit: &str,
+    timeout: Duration,
+) -> Result<Bytes, Response> {
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {limit} bytes ({which_limit})"),
+        )
+    };
+    // A declared length over the limit is refused before a byte of the body is read.
+    if headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
+    {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(timeout, http_body_util::Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("failed to read the request body: {e}"),
+        )),
+        Err(_) => Err(refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {} ms", timeout.as_millis()),
+        )),
+    }
+}
+
 async fn handle(
-    State(core): State<Arc<Core>>,
+    State(http): State<Arc<Http>>,
     extensions: axum::http::Extensions,
     method: Method,
     Path(path): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Some(op) = operation(&method, &query) else {
         return error_response(&VaultError::UnsupportedOperation);
+    };
+    let token = token_from(&headers);
+    let core = &http.core;
+    // The token is checked before the body is read: without a valid one, only a small body, and only a few such
+    // requests at a time, so nobody without a token can make the server buffer or parse much.
+    let (limit, which_limit, _slot) = if has_valid_token(core, token.as_deref()) {
+        (http.max_request_size, "max_request_size", None)
+    } else {
+        let slot = if matches!(method, Method::GET | Method::HEAD) {
+            None
+        } else {
+            match tokio::time::timeout(UNAUTHENTICATED_QUEUE_WAIT, http.unauthenticated.acquire()).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => {
+                    return refuse(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many requests without a token in progress; retry shortly".into(),
+                    );
+                }
+            }
+        };
+        (
+            http.limits.unauthenticated_body_limit.min(http.max_request_size),
+            "the limit for requests without a valid token",
+            slot,
+        )
+    };
+    let body = match read_body(&headers, body, limit, which_limit, http.limits.body_timeout()).await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let data = match parse_body(&body) {
         Ok(d) => d,
         Err(e) => return error_response(&e),
     };
+    drop(body);
     let req = ApiRequest {
         op,
         path,
         data,
         query,
-        token: token_from(&headers),
+        token,
         remote_addr: extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| *a)
-            .or_else(|| {
-                extensions
-                    .get::<ConnectInfo<crate::server::PeerAddr>>()
-                    .map(|ConnectInfo(p)| p.0)
-            })
-            .map(|a| a.ip().to_string()),
+            .map(|ConnectInfo(a)| a.ip().to_string()),
     };
     match core.handle(req).await {
         Ok(reply) => reply_response(reply),
@@ -133,4 +272,59 @@ fn reply_response(r: Reply) -> Response {
         "mount_type": r.mount_type,
     });
     json_response(r.status.unwrap_or(200), &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    /// An unsealed in-memory core with `secret/` (KV v2) and the root token `root`.
+    async fn core() -> Arc<Core> {
+        let storage = leakstop_storage::StorageConfig::Memory.open().unwrap();
+        let seal = Arc::new(leakstop_seal::KeySeal::random_dev());
+        let core = Core::new(storage, Some(seal), crate::core::CoreOptions::default());
+        core.init(1, 1, Some("root".into())).await.unwrap();
+        let kv = [("version".to_string(), "2".to_string())].into_iter().collect();
+        core.mount(false, "secret", "kv", "", kv).unwrap();
+        core
+    }
+
+    /// A body of `len` bytes sent in 8 KiB chunks with no `Content-Length`, as a chunked upload arrives.
+    fn streamed(len: usize) -> Body {
+        let prefix = b"{\"data\":{\"v\":\"".to_vec();
+        let chunks = std::iter::once(prefix.clone())
+            .chain(std::iter::repeat_n(
+                vec![b'x'; 8 << 10],
+                (len - prefix.len() - 4) / (8 << 10),
+            ))
+            .chain(std::iter::once(b"\"}}".to_vec()))
+            .map(|c| Ok::<_, std::io::Error>(Bytes::from(c)));
+        Body::from_stream(futures_util::stream::iter(chunks))
+    }
+
+    async fn send(router: &Router, token: Option<&str>, body: Body) -> (u16, Value) {
+        let mut req = Request::post("/v1/secret/data/big").header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("x-vault-token", t);
+        }
+        let resp = router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_without_a_valid_token_stops_at_the_small_limit() {
+        let core = core().await;
+        let router = router(core, DEFAULT_MAX_REQUEST_SIZE, &HttpLimits::default());
+        for token in [None, Some("not-a-token")] {
+            let (status, body) = send(&router, token, streamed(1 << 20)).await;
+            assert_eq!(status, 413, "{body}");
+            assert!(body.to_string().contains("without a valid token"), "{body}");
+        }
+        let (status, body) = send(&router, Some("root"), streamed(1 << 20)).await;
+        assert_eq!(status, 200, "a valid token may send a large body: {body}");
+    }
 }

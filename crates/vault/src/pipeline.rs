@@ -551,6 +551,13 @@ pub(crate) fn needs_sudo(path: &str) -> bool {
         })
 }
 
+/// Compile-time check: the HTTP edge runs `handle` on a multi-threaded runtime, so its future must be `Send`.
+#[allow(dead_code)]
+fn handle_is_send(core: Arc<Core>, req: ApiRequest) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(async move { core.handle(req).await });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,6 +586,7 @@ mod tests {
             Some(seal),
             crate::core::CoreOptions::default(),
         );
+        core.audit.set_api_file_dirs(&[dir.to_path_buf()]).unwrap();
         let (_, root) = core.init(1, 1, None).await.unwrap();
         let audit = dir.join("audit.log");
         let data = serde_json::json!({"type": "file", "options": {"file_path": audit}});
@@ -649,11 +657,4 @@ mod tests {
         assert!(needs_sudo("sys/audit/file"));
         assert!(!needs_sudo("sys/auditx"));
     }
-}
-
-/// Compile-time check: the HTTP edge runs `handle` on a multi-threaded runtime, so its future must be `Send`.
-#[allow(dead_code)]
-fn handle_is_send(core: Arc<Core>, req: ApiRequest) {
-    fn is_send<T: Send>(_: T) {}
-    is_send(async move { core.handle(req).await });
 }

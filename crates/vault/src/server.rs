@@ -9,6 +9,14 @@
 //! # allow_plaintext_http = true         # ... this is set as well
 //! max_request_size = 33554432
 //! audit_deadline_ms = 2000              # a request whose audit line is not durable by then gets 503
+//! audit_file_dir = "/var/log/leakstop"  # where `sys/audit` may put file devices (default: the [[audit]] dirs)
+//!
+//! [http]                                # listener limits (these are the defaults); see `serve` for their order
+//! header_timeout_ms = 10000             # request head and TLS handshake; also the keep-alive idle timeout
+//! body_timeout_ms = 30000
+//! max_connections = 4096
+//! max_unauthenticated_requests = 64     # requests with a body and no valid token in progress at once
+//! unauthenticated_body_limit = 65536    # bytes a request without a valid token may send
 //!
 //! [storage]
 //! type = "sqlite"
@@ -34,6 +42,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::core::{Core, CoreOptions};
+use crate::http::HttpLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -94,6 +103,12 @@ pub struct ServerConfig {
     /// File audit devices: `[[audit]]` with `path`, `file_path` (and `type = "file"`).
     #[serde(default)]
     pub audit: Vec<AuditToml>,
+    /// The directory under which `sys/audit` may enable file devices. Unset: the directories of the `[[audit]]`
+    /// files; with neither, file devices cannot be enabled through the API.
+    pub audit_file_dir: Option<PathBuf>,
+    /// Listener limits: `[http]` (timeouts, connection cap, limits on requests without a token).
+    #[serde(default)]
+    pub http: HttpLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +200,10 @@ fn check(cfg: &ServerConfig) -> Result<Checked, ServerError> {
                 .map_err(|e| ServerError::Core(format!("[[audit]] {}: {e}", a.path)))?,
         );
     }
+    for d in api_audit_dirs(cfg) {
+        std::fs::canonicalize(&d)
+            .map_err(|e| ServerError::Core(format!("audit_file_dir: audit file directory {}: {e}", d.display())))?;
+    }
     Ok(Checked {
         listen: Listen {
             addr: cfg.listen_address.clone(),
@@ -192,6 +211,18 @@ fn check(cfg: &ServerConfig) -> Result<Checked, ServerError> {
         },
         audit_devices,
     })
+}
+
+/// Where `sys/audit` may put file devices: `audit_file_dir`, else the directories of the config's own devices.
+fn api_audit_dirs(cfg: &ServerConfig) -> Vec<PathBuf> {
+    match &cfg.audit_file_dir {
+        Some(d) => vec![d.clone()],
+        None => cfg
+            .audit
+            .iter()
+            .filter_map(|a| Path::new(&a.file_path).parent().map(Path::to_path_buf))
+            .collect(),
+    }
 }
 
 /// Run a server from a config file until SIGINT/SIGTERM. `pin` is the PKCS#11 seal's PIN when the caller already
@@ -224,6 +255,9 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
             audit_deadline: Duration::from_millis(cfg.audit_deadline_ms),
         },
     );
+    core.audit
+        .set_api_file_dirs(&api_audit_dirs(&cfg))
+        .map_err(|e| ServerError::Core(format!("audit_file_dir: {e}")))?;
     crate::engines::register_all(&core);
     let initialized = core.is_initialized().map_err(|e| ServerError::Core(e.to_string()))?;
     if initialized && core.seal_kind() == leakstop_seal::SealKind::Pkcs11 {
@@ -243,6 +277,7 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
         listen,
         cfg.max_request_size,
         cfg.allow_plaintext_http,
+        cfg.http.clone(),
         Some(ready),
     );
     announce(serving, bound, |local| {
@@ -255,6 +290,10 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
 pub async fn run_dev(opts: DevOptions) -> Result<(), ServerError> {
     let storage = StorageConfig::Memory.open()?;
     let core = Core::new(storage, Some(Arc::new(KeySeal::random_dev())), CoreOptions::default());
+    // Dev mode lets `sys/audit` write under the temporary directory, nowhere else.
+    core.audit
+        .set_api_file_dirs(&[std::env::temp_dir()])
+        .map_err(ServerError::Core)?;
     crate::engines::register_all(&core);
     let (_, root) = core
         .init(1, 1, opts.root_token_id.clone())
@@ -269,7 +308,14 @@ pub async fn run_dev(opts: DevOptions) -> Result<(), ServerError> {
         tls: None,
     };
     let (ready, bound) = tokio::sync::oneshot::channel();
-    let serving = serve(core, listen, crate::http::DEFAULT_MAX_REQUEST_SIZE, false, Some(ready));
+    let serving = serve(
+        core,
+        listen,
+        crate::http::DEFAULT_MAX_REQUEST_SIZE,
+        false,
+        HttpLimits::default(),
+        Some(ready),
+    );
     announce(serving, bound, |local| {
         eprintln!(
             "WARNING! dev mode is enabled! In this mode, leakstop runs entirely in-memory and starts unsealed with \
@@ -311,11 +357,29 @@ fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
+/// Serve until SIGINT/SIGTERM. A connection meets these limits in this order; each sits where it is because of
+/// what it must bound before the next one costs anything:
+///
+/// 1. **Connection cap** (`http.max_connections`): a slot is taken *before* `accept`, so past the cap a new
+///    connection waits in the kernel's accept queue instead of costing a task, a descriptor and buffers; the slot
+///    is held until the connection closes, which the timeouts below guarantee happens.
+/// 2. **TLS handshake**, bounded by the header timeout: a peer that opens TCP and stalls keeps its slot no longer.
+/// 3. **Header read timeout** (hyper, `http.header_timeout_ms`): the request head must arrive within it. hyper arms
+///    it again while a kept-alive connection waits for its next request, so it is the idle timeout too: a
+///    slow-header (slowloris) or idle connection gives its slot back.
+/// 4. **Token pre-check** (`http.rs`), once the head is in and before any body byte is read: without a token the
+///    token store accepts, a request may send only `http.unauthenticated_body_limit` bytes, and only
+///    `http.max_unauthenticated_requests` such requests with a body run at once (the rest wait briefly, then 429).
+///    With one, `max_request_size`. Authentication and the ACL proper stay in the core.
+/// 5. **Body read**, streamed with the limit of step 4 (413 beyond, before reading when `Content-Length` says so)
+///    within `http.body_timeout_ms` (408).
+/// 6. The JSON body is parsed and the core takes over (token, route, ACL, audit, engine).
 async fn serve(
     core: Arc<Core>,
     listen: Listen,
     max_request_size: usize,
     allow_plain: bool,
+    limits: HttpLimits,
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), ServerError> {
     let listener = TcpListener::bind(&listen.addr).await.map_err(|e| ServerError::Listen {
@@ -329,34 +393,105 @@ async fn serve(
     if listen.tls.is_none() && !is_loopback(&local) && !allow_plain {
         return Err(ServerError::PlaintextRefused(local.to_string()));
     }
+    let tls = match &listen.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
+    };
     spawn_expiry(core.clone());
-    let router = crate::http::router(core.clone(), max_request_size);
+    let router = crate::http::router(core.clone(), max_request_size, &limits);
     if let Some(r) = ready {
         let _ = r.send(local);
     }
-    match listen.tls {
-        None => {
-            let app = router.into_make_service_with_connect_info::<SocketAddr>();
-            tracing::info!(%local, "listening (plain HTTP)");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .map_err(|e| ServerError::Listen {
-                    addr: local.to_string(),
-                    reason: e.to_string(),
-                })
-        }
-        Some((cert, key)) => {
-            let acceptor = tls_acceptor(&cert, &key)?;
-            let app = router.into_make_service_with_connect_info::<PeerAddr>();
-            tracing::info!(%local, "listening (TLS)");
-            axum::serve(TlsListener::new(listener, acceptor), app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .map_err(|e| ServerError::Listen {
-                    addr: local.to_string(),
-                    reason: e.to_string(),
-                })
+    tracing::info!(%local, tls = tls.is_some(), "listening");
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout())
+        .keep_alive(true);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: retry shortly, never spin.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let conn = Connection {
+            router: router.clone(),
+            http1: http1.clone(),
+            watcher: graceful.watcher(),
+            peer,
+        };
+        let tls = tls.clone();
+        let handshake = limits.header_timeout();
+        tokio::spawn(async move {
+            let _slot = slot;
+            match tls {
+                None => conn.serve(tcp).await,
+                Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => conn.serve(stream).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+            }
+        });
+    }
+    // In-flight requests finish; idle connections are closed at once.
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!(
+            "connections still open after {} s; closing them",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
+    Ok(())
+}
+
+/// How long shutdown waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// One accepted connection and what serves it.
+struct Connection {
+    router: axum::Router,
+    http1: hyper::server::conn::http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn serve<S>(self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            router,
+            http1,
+            watcher,
+            peer,
+        } = self;
+        let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            tower::ServiceExt::oneshot(router.clone(), req)
+        });
+        let conn = http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        if let Err(e) = watcher.watch(conn).await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
     }
 }
@@ -421,66 +556,4 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, Se
         .with_single_cert(certs, key)
         .map_err(|e| ServerError::Tls(format!("certificate and key do not fit together: {e}")))?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Accepts TCP connections and completes TLS handshakes off the accept loop, so a slow client cannot stall others.
-struct TlsListener {
-    rx: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    fn new(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> TlsListener {
-        let local = listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, peer)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        TlsListener { rx, local }
-    }
-}
-
-/// The peer of a TLS connection (axum's `ConnectInfo` for a custom listener).
-#[derive(Clone, Copy, Debug)]
-pub struct PeerAddr(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for PeerAddr {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(c) => c,
-            // The accept task never ends while the listener lives.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }

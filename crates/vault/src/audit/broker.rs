@@ -5,13 +5,14 @@
 //! the deadline; otherwise the caller gets [`AuditError`] and the request is refused with 503.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::chain::ChainKey;
 use super::device::{DeviceError, FileDevice, Pending};
 use super::hash::{Hashed, HmacKey};
 
@@ -133,6 +134,8 @@ pub struct AuditBroker {
     devices: RwLock<Arc<Vec<Arc<Device>>>>,
     key: RwLock<Option<Arc<HmacKey>>>,
     deadline: Duration,
+    /// Canonical directories under which `sys/audit` may place a file device; none: refused.
+    api_file_dirs: RwLock<Vec<PathBuf>>,
     /// Tests: how many more submissions succeed before every one fails (a device that breaks mid-request).
     #[cfg(test)]
     pub(crate) submissions_left: std::sync::atomic::AtomicI64,
@@ -150,9 +153,89 @@ impl AuditBroker {
             devices: RwLock::default(),
             key: RwLock::default(),
             deadline,
+            api_file_dirs: RwLock::default(),
             #[cfg(test)]
             submissions_left: std::sync::atomic::AtomicI64::new(i64::MAX),
         }
+    }
+
+    /// The directories under which devices enabled through the API may write (config `audit_file_dir`); each must
+    /// exist. Without any, `sys/audit` refuses file devices: the API must not let a token append to any file the
+    /// server can write.
+    pub fn set_api_file_dirs(&self, dirs: &[PathBuf]) -> Result<(), String> {
+        let canonical = dirs
+            .iter()
+            .map(|d| std::fs::canonicalize(d).map_err(|e| format!("audit file directory {}: {e}", d.display())))
+            .collect::<Result<Vec<_>, _>>()?;
+        *self.api_file_dirs.write().unwrap_or_else(|e| e.into_inner()) = canonical;
+        Ok(())
+    }
+
+    /// Refuse a file outside the allowed directories: resolved as the kernel would open it (symlinks followed),
+    /// `..` refused outright.
+    fn check_api_file(&self, path: &Path) -> Result<(), AuditError> {
+        let dirs = self.api_file_dirs.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if dirs.is_empty() {
+            return Err(AuditError::Invalid(
+                "this server does not allow file audit devices to be enabled through the API: set \
+                 `audit_file_dir = \"/var/log/leakstop\"` in the server config to allow files under that \
+                 directory, or declare the device in an [[audit]] section of the config"
+                    .into(),
+            ));
+        }
+        let shown = path.display();
+        if path
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        {
+            return Err(AuditError::Invalid(format!(
+                "field `options.file_path`: {shown} contains `.` or `..`: give the file's plain absolute path"
+            )));
+        }
+        let resolved = match std::fs::canonicalize(path) {
+            Ok(p) => p,
+            // Not there yet: its directory must be, and the file is created in it.
+            Err(_) => match (path.parent().map(std::fs::canonicalize), path.file_name()) {
+                (Some(Ok(dir)), Some(name)) => dir.join(name),
+                _ => {
+                    return Err(AuditError::Invalid(format!(
+                        "field `options.file_path`: the directory of {shown} does not exist"
+                    )));
+                }
+            },
+        };
+        if dirs.iter().any(|d| resolved.starts_with(d)) {
+            return Ok(());
+        }
+        let allowed: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        Err(AuditError::Invalid(format!(
+            "field `options.file_path`: {shown} is outside the directory allowed for audit files ({}): choose a \
+             file there, or change `audit_file_dir` in the server config to allow another directory",
+            allowed.join(", ")
+        )))
+    }
+
+    /// `PUT sys/audit/:path`: [`Self::enable`] after checking the file is in an allowed directory.
+    pub async fn enable_requested(&self, config: DeviceConfig) -> Result<(), AuditError> {
+        self.check_api_file(&config.file_path())?;
+        self.enable(config).await
+    }
+
+    /// `GET sys/audit-chain`: the chain key (hex) and, per device, the genesis and head hashes and line count a
+    /// second party records to check the log later (`leakstop audit verify --genesis/--head`).
+    pub fn chain_json(&self) -> Result<Value, AuditError> {
+        let key = ChainKey::derive(&*self.key()?);
+        let devices: Map<String, Value> = self
+            .snapshot()
+            .iter()
+            .map(|d| {
+                let st = d.file.chain_state();
+                let v = json!({ "file_path": d.file.path(), "genesis": st.genesis, "head": st.head,
+                                "lines": st.lines });
+                (d.config.path.clone(), v)
+            })
+            .collect();
+        Ok(json!({ "key": key.to_hex(), "devices": devices }))
     }
 
     pub fn deadline(&self) -> Duration {
@@ -188,9 +271,15 @@ impl AuditBroker {
                 config.path
             )));
         }
-        let file = FileDevice::open(config.path.trim_end_matches('/'), &config.file_path(), self.deadline)
-            .await
-            .map_err(|e| AuditError::Invalid(e.to_string()))?;
+        let key = ChainKey::derive(&*self.key()?);
+        let file = FileDevice::open(
+            config.path.trim_end_matches('/'),
+            &config.file_path(),
+            key,
+            self.deadline,
+        )
+        .await
+        .map_err(|e| AuditError::Invalid(e.to_string()))?;
         let mut devices = self.devices.write().unwrap_or_else(|e| e.into_inner());
         if devices.iter().any(|d| d.config.path == config.path) {
             return Err(AuditError::Invalid(format!(

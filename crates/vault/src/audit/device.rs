@@ -8,11 +8,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::chain;
+use super::chain::{self, ChainKey};
 
 /// Lines a device may hold in its queue before new ones are refused at once.
 const QUEUE: usize = 16 * 1024;
@@ -56,7 +57,19 @@ pub struct FileDevice {
     name: String,
     path: PathBuf,
     tx: SyncSender<Job>,
-    genesis: Option<String>,
+    chain: Arc<Mutex<ChainState>>,
+}
+
+/// Where a device's chain stands, as `sys/audit-chain` reports it for pinning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainState {
+    /// The hash of the file's genesis record; `None` when line 1 does not verify under the key (a log from before
+    /// keyed chains, or an edited one) or the device is not a regular file that was read.
+    pub genesis: Option<String>,
+    /// The hash of the last line written.
+    pub head: Option<String>,
+    /// Lines in the file (regular files; for others, lines written since the device started).
+    pub lines: u64,
 }
 
 /// A line handed to the writer; await it to know it is durable.
@@ -87,34 +100,35 @@ impl Pending {
 }
 
 impl FileDevice {
-    /// Start the writer for `path` and wait (at most `deadline`) until the file is open and its chain is set up.
-    pub async fn open(name: &str, path: &Path, deadline: Duration) -> Result<FileDevice, DeviceError> {
+    /// Start the writer for `path`, chaining under `key`, and wait (at most `deadline`) until the file is open and
+    /// its chain is set up.
+    pub async fn open(name: &str, path: &Path, key: ChainKey, deadline: Duration) -> Result<FileDevice, DeviceError> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let (device, file_path) = (name.to_string(), path.to_path_buf());
+        let chain = Arc::new(Mutex::new(ChainState::default()));
+        let writer = Writer::new(name.to_string(), path.to_path_buf(), key, chain.clone());
         std::thread::Builder::new()
             .name(format!("audit-{name}"))
-            .spawn(move || Writer::new(device, file_path).run(rx))
+            .spawn(move || writer.run(rx))
             .map_err(|e| DeviceError::Io {
                 device: name.into(),
                 path: path.into(),
                 reason: e.to_string(),
             })?;
-        let mut dev = FileDevice {
+        let dev = FileDevice {
             name: name.to_string(),
             path: path.to_path_buf(),
             tx,
-            genesis: None,
+            chain,
         };
         let (ack, rx) = oneshot::channel();
         dev.send(Job::Ready(ack))?;
         dev.pending(rx).wait(deadline).await?;
-        dev.genesis = first_line_hash(path);
         Ok(dev)
     }
 
-    /// The hash of the file's genesis record (regular files), for `leakstop audit verify --genesis`.
-    pub fn genesis_hash(&self) -> Option<&str> {
-        self.genesis.as_deref()
+    /// Where the chain stands now.
+    pub fn chain_state(&self) -> ChainState {
+        self.chain.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn name(&self) -> &str {
@@ -158,6 +172,8 @@ impl FileDevice {
 struct Writer {
     device: String,
     path: PathBuf,
+    key: ChainKey,
+    chain: Arc<Mutex<ChainState>>,
     file: Option<File>,
     prev: String,
     /// Bytes written since the last fdatasync.
@@ -169,10 +185,12 @@ struct Writer {
 const SYNC_BACKLOG: usize = 8 << 20;
 
 impl Writer {
-    fn new(device: String, path: PathBuf) -> Self {
+    fn new(device: String, path: PathBuf, key: ChainKey, chain: Arc<Mutex<ChainState>>) -> Self {
         Writer {
             device,
             path,
+            key,
+            chain,
             file: None,
             prev: String::new(),
             unsynced: 0,
@@ -208,11 +226,13 @@ impl Writer {
         let mut out = String::new();
         let mut prev = self.prev.clone();
         let mut durable = false;
+        let mut count = 0u64;
         for job in batch {
             if let Job::Lines(entries, _, d) = job {
                 durable |= *d;
+                count += entries.len() as u64;
                 for entry in entries {
-                    let (line, hash) = chain::chain_line(&prev, entry);
+                    let (line, hash) = chain::chain_line(&self.key, &prev, entry);
                     prev = hash;
                     out.push_str(&line);
                     out.push('\n');
@@ -232,8 +252,11 @@ impl Writer {
             .and_then(|()| if sync_now { sync(file) } else { Ok(()) });
         match res {
             Ok(()) => {
-                self.prev = prev;
                 self.unsynced = if sync_now { 0 } else { self.unsynced + out.len() };
+                let mut chain = self.chain.lock().unwrap_or_else(|e| e.into_inner());
+                chain.head = Some(prev.clone());
+                chain.lines += count;
+                self.prev = prev;
                 Ok(())
             }
             Err(e) => {
@@ -262,38 +285,59 @@ impl Writer {
         } else {
             None
         };
+        let mut state = ChainState::default();
         match last {
             Some((line, complete)) => {
                 if !complete {
                     file.write_all(b"\n")?;
                 }
                 // A damaged last line still anchors the chain (verify reports it); its claimed hash is the best link.
-                self.prev = chain::own_hash(&line).unwrap_or_else(|_| chain::digest(&line));
+                self.prev = chain::own_hash(&self.key, &line)
+                    .ok()
+                    .or_else(|| chain::claimed_hash(&line).map(|(h, _)| h.to_string()))
+                    .unwrap_or_else(|| self.key.digest(&line));
+                let (genesis, lines) = scan(&self.path, &self.key)?;
+                state.genesis = genesis;
+                state.lines = lines;
             }
             None => {
                 let now = time::OffsetDateTime::now_utc()
                     .format(&time::format_description::well_known::Rfc3339)
                     .unwrap_or_default();
                 let nonce: [u8; 16] = rand::random();
-                let (genesis, hash) = chain::genesis_line(&self.device, &now, &hex::encode(nonce));
+                let (genesis, hash) = chain::genesis_line(&self.key, &self.device, &now, &hex::encode(nonce));
                 file.write_all(format!("{genesis}\n").as_bytes())?;
                 sync(&file)?;
-                self.prev = hash;
+                self.prev = hash.clone();
+                state.genesis = Some(hash);
+                state.lines = 1;
             }
         }
+        state.head = Some(self.prev.clone());
+        *self.chain.lock().unwrap_or_else(|e| e.into_inner()) = state;
         self.file = Some(file);
         Ok(())
     }
 }
 
-fn first_line_hash(path: &Path) -> Option<String> {
+/// The verified hash of a log's first line and its number of lines (read once, when a device reopens its file).
+fn scan(path: &Path, key: &ChainKey) -> io::Result<(Option<String>, u64)> {
     use std::io::BufRead;
-    let file = File::open(path)
-        .ok()
-        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
-    let mut line = Vec::new();
-    io::BufReader::new(file).read_until(b'\n', &mut line).ok()?;
-    chain::own_hash(line.strip_suffix(b"\n")?).ok()
+    let mut r = io::BufReader::with_capacity(256 << 10, File::open(path)?);
+    let mut first = Vec::new();
+    r.read_until(b'\n', &mut first)?;
+    let genesis = chain::own_hash(key, first.strip_suffix(b"\n").unwrap_or(&first)).ok();
+    let mut lines = u64::from(first.last() == Some(&b'\n'));
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        let n = buf.len();
+        r.consume(n);
+    }
+    Ok((genesis, lines))
 }
 
 fn sync(file: &File) -> io::Result<()> {
@@ -340,12 +384,16 @@ mod tests {
 
     const D: Duration = Duration::from_secs(2);
 
+    fn key() -> ChainKey {
+        ChainKey::derive(&super::super::HmacKey::new(b"k".to_vec()))
+    }
+
     #[tokio::test]
     async fn lines_are_chained_and_a_reopened_file_continues_the_chain() {
         let dir = super::super::device::test_dir();
         let path = dir.join("audit.log");
         {
-            let dev = FileDevice::open("file", &path, D).await.unwrap();
+            let dev = FileDevice::open("file", &path, key(), D).await.unwrap();
             let waits: Vec<_> = (0..50)
                 .map(|i| dev.submit(vec![format!("{{\"n\":{i}}}")], true).unwrap())
                 .collect();
@@ -353,7 +401,7 @@ mod tests {
                 w.wait(D).await.unwrap();
             }
         }
-        let dev = FileDevice::open("file", &path, D).await.unwrap();
+        let dev = FileDevice::open("file", &path, key(), D).await.unwrap();
         dev.submit(vec!["{\"n\":\"after restart\"}".into()], true)
             .unwrap()
             .wait(D)
@@ -361,13 +409,20 @@ mod tests {
             .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 52);
-        let v = chain::verify(text.as_bytes(), dev.genesis_hash()).unwrap();
+        let state = dev.chain_state();
+        assert_eq!(state.lines, 52);
+        let pins = chain::Pins {
+            genesis: state.genesis.as_deref(),
+            head: state.head.as_deref(),
+        };
+        assert!(pins.genesis.is_some() && pins.head.is_some());
+        let v = chain::verify(&key(), text.as_bytes(), pins).unwrap();
         assert!(matches!(v, chain::Verdict::Intact { lines: 52, .. }), "{v:?}");
     }
 
     #[tokio::test]
     async fn a_full_disk_is_an_error_not_a_hang() {
-        let dev = FileDevice::open("full", Path::new("/dev/full"), D).await;
+        let dev = FileDevice::open("full", Path::new("/dev/full"), key(), D).await;
         let err = match dev {
             Err(e) => e,
             Ok(dev) => dev.submit(vec!["{}".into()], true).unwrap().wait(D).await.unwrap_err(),
