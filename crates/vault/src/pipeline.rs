@@ -532,6 +532,7 @@ pub(crate) fn needs_sudo(path: &str) -> bool {
     const EXACT_OR_UNDER: &[&str] = &[
         "sys/audit",
         "sys/audit-hash",
+        "sys/audit-chain",
         "sys/rotate",
         "sys/seal",
         "sys/raw",
