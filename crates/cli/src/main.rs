@@ -79,7 +79,8 @@ fn main() -> ExitCode {
 }
 
 /// Vault users type `-dev -dev-root-token-id=x`; clap wants `--dev`. Rewrite single-dash long flags
-/// (more than one letter after the dash) to double-dash so both spellings work.
+/// (more than one letter after the dash) to double-dash so both spellings work; `-vv` and `-vvv` (verbosity)
+/// stay short flags.
 fn normalize_vault_style_flags(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     args.enumerate()
         .map(|(i, a)| {
@@ -93,7 +94,9 @@ fn normalize_vault_style_flags(args: impl Iterator<Item = std::ffi::OsString>) -
                         && !s.starts_with("--")
                         && s.as_bytes()[1].is_ascii_alphabetic()
                         && s[1..].split('=').next().is_some_and(|n| {
-                            n.len() > 1 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                            n.len() > 1
+                                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                                && !n.chars().all(|c| c == 'v')
                         }) =>
                 {
                     format!("-{s}").into()
@@ -113,8 +116,12 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEAKSTOP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour codes only for a person at a terminal: not in files, pipes or CI logs.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
 }

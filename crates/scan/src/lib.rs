@@ -9,6 +9,7 @@ mod keywords;
 pub mod report;
 pub mod scanner;
 pub mod secret;
+pub mod setup;
 pub mod walk;
 
 pub use baseline::Baseline;
@@ -16,4 +17,5 @@ pub use error::ScanError;
 pub use finding::{CommitInfo, Finding, fingerprint};
 pub use scanner::{Candidate, INLINE_ALLOW_MARKERS, KeywordHit, ScanOptions, Scanner};
 pub use secret::Secret;
+pub use setup::{Setup, SetupRequest};
 pub use walk::{ScanSummary, is_binary};

@@ -301,6 +301,7 @@ impl Scanner {
         if self.rules.rules().is_empty() || self.rules.global_allow().allows_path(path) {
             return Vec::new();
         }
+        let _span = tracing::debug_span!("scan", path).entered();
         let mut hits = Vec::new();
         self.keyword_hits(data, &mut hits);
         let cands = self.candidates(data, &hits, Some(path));
@@ -434,23 +435,34 @@ impl Scanner {
             .filter(|c| {
                 let rule = &all[c.rule];
                 // Full decisions (AND lists, regexTarget = line/match, path + content) need the context.
-                rule_applies_to_path(rule, path)
-                    && !self
-                        .rules
-                        .global_allow()
-                        .allows_finding(&c.secret, &c.matched, &c.line_text, path, None)
-                    && !rule
-                        .allow
-                        .allows_finding(&c.secret, &c.matched, &c.line_text, path, None)
+                let why = if !rule_applies_to_path(rule, path) {
+                    "the rule does not apply to this path"
+                } else if self
+                    .rules
+                    .global_allow()
+                    .allows_finding(&c.secret, &c.matched, &c.line_text, path, None)
+                {
+                    "the global allowlist allows it"
+                } else if rule
+                    .allow
+                    .allows_finding(&c.secret, &c.matched, &c.line_text, path, None)
+                {
+                    "the rule's allowlist allows it"
+                } else {
+                    return true;
+                };
+                rule.dropped(&c.secret, &format!("{path}:{}: {why}", c.line));
+                false
             })
             .collect();
         let keep = self.keep_mask(&cands);
         let mut out = Vec::new();
         for (c, keep) in cands.iter().zip(keep) {
-            if !keep {
+            let rule = &all[c.rule];
+            if let Err(why) = keep {
+                rule.dropped(&c.secret, &format!("{path}:{}: {why}", c.line));
                 continue;
             }
-            let rule = &all[c.rule];
             let raw = &c.secret[..];
             let secret = Secret::new(raw);
             let f = Finding {
@@ -475,6 +487,10 @@ impl Scanner {
                 tags: rule.tags.clone(),
             };
             if self.opts.baseline.as_ref().is_some_and(|b| b.suppresses(&f)) {
+                rule.dropped(
+                    &c.secret,
+                    &format!("{path}:{}: in the baseline or an ignore file", c.line),
+                );
                 continue;
             }
             out.push(f);
@@ -531,19 +547,22 @@ impl Scanner {
         hit
     }
 
-    /// Which candidates survive inline allow markers, `requires` and the generic-vs-specific overlap rule.
-    fn keep_mask(&self, cands: &[Candidate]) -> Vec<bool> {
+    /// Which candidates survive inline allow markers, `requires` and the generic-vs-specific overlap rule (and why
+    /// the others do not).
+    fn keep_mask(&self, cands: &[Candidate]) -> Vec<Result<(), &'static str>> {
         cands
             .iter()
             .map(|c| {
                 if c.marker {
-                    return false;
+                    return Err("an inline allow marker is on its line");
                 }
                 if let Some((target, within)) = self.requires[c.rule] {
-                    let Some(t) = target else { return false };
+                    let Some(t) = target else {
+                        return Err("the rule it requires is not enabled");
+                    };
                     let near = cands.iter().any(|o| o.rule == t && o.line.abs_diff(c.line) <= within);
                     if !near {
-                        return false;
+                        return Err("the rule it requires did not match nearby");
                     }
                 }
                 // A generic rule that matched the same secret as a specific one adds nothing but noise.
@@ -552,10 +571,10 @@ impl Scanner {
                         !self.generic[o.rule] && o.m.secret.start < c.m.secret.end && c.m.secret.start < o.m.secret.end
                     });
                     if shadowed {
-                        return false;
+                        return Err("a specific rule reports the same secret");
                     }
                 }
-                true
+                Ok(())
             })
             .collect()
     }

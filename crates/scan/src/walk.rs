@@ -26,6 +26,10 @@ pub struct ScanSummary {
     pub files_scanned: u64,
     pub bytes_scanned: u64,
     pub skipped_binary: u64,
+    /// Files left out by .gitignore, .ignore or .git/info/exclude (inside a git work tree; `.ignore` anywhere).
+    pub skipped_ignored: u64,
+    /// Files whose path an allowlist excludes from every rule.
+    pub skipped_allowlisted: u64,
     /// Files over `max_file_size`: (path, size in bytes).
     pub skipped_large: Vec<(String, u64)>,
     /// Files or directories that could not be read: (path, reason). The scan continued without them.
@@ -40,6 +44,9 @@ struct Shared {
     files: AtomicU64,
     bytes: AtomicU64,
     binary: AtomicU64,
+    allowlisted: AtomicU64,
+    /// Regular files the walk yielded, scanned or not.
+    seen: AtomicU64,
 }
 
 impl Scanner {
@@ -65,7 +72,8 @@ impl Scanner {
         wb.standard_filters(!self.opts.no_ignore)
             // Secrets love dotfiles (.env, .npmrc): scan hidden files; only git's own directory is skipped.
             .hidden(false)
-            .require_git(false)
+            // .gitignore means something only to git: outside a work tree, a `.env` it lists is still there.
+            .require_git(true)
             .follow_links(false)
             .threads(threads)
             .filter_entry(|e| e.file_name() != ".git");
@@ -76,6 +84,7 @@ impl Scanner {
                 match entry {
                     Ok(e) => {
                         if e.file_type().is_some_and(|t| t.is_file()) {
+                            shared.seen.fetch_add(1, Ordering::Relaxed);
                             self.scan_file(e.path(), shared);
                         }
                     }
@@ -95,6 +104,11 @@ impl Scanner {
         let mut skipped_large = shared.skipped_large.into_inner().expect("large lock");
         skipped_large.sort();
         let files_scanned = shared.files.load(Ordering::Relaxed);
+        let skipped_ignored = if self.opts.no_ignore {
+            0
+        } else {
+            count_files(paths, threads).saturating_sub(shared.seen.load(Ordering::Relaxed))
+        };
         if files_scanned == 0 && !errors.is_empty() {
             return Err(ScanError::NothingScanned {
                 count: errors.len(),
@@ -106,6 +120,8 @@ impl Scanner {
             files_scanned,
             bytes_scanned: shared.bytes.load(Ordering::Relaxed),
             skipped_binary: shared.binary.load(Ordering::Relaxed),
+            skipped_ignored,
+            skipped_allowlisted: shared.allowlisted.load(Ordering::Relaxed),
             skipped_large,
             errors,
         })
@@ -113,6 +129,12 @@ impl Scanner {
 
     fn scan_file(&self, path: &Path, shared: &Shared) {
         let display = display_path(path);
+        if self.rules().global_allow().allows_path(&display) {
+            let shown = display.as_str();
+            tracing::debug!(path = shown, "skipped: the allowlist excludes this path");
+            shared.allowlisted.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let data = match read_limited(path, self.opts.max_file_size) {
             Ok(Some(d)) => d,
             Ok(None) => {
@@ -140,6 +162,33 @@ impl Scanner {
             shared.findings.lock().expect("findings lock").extend(found);
         }
     }
+}
+
+/// Regular files under `paths` with no ignore file applied (only `.git` left out): with the number the filtered
+/// walk yielded, how many the ignore files left out. A second walk reads directories, never files.
+fn count_files(paths: &[PathBuf], threads: usize) -> u64 {
+    let Some((first, rest)) = paths.split_first() else {
+        return 0;
+    };
+    let mut wb = WalkBuilder::new(first);
+    for p in rest {
+        wb.add(p);
+    }
+    wb.standard_filters(false)
+        .follow_links(false)
+        .threads(threads)
+        .filter_entry(|e| e.file_name() != ".git");
+    let n = AtomicU64::new(0);
+    wb.build_parallel().run(|| {
+        let n = &n;
+        Box::new(move |entry| {
+            if entry.is_ok_and(|e| e.file_type().is_some_and(|t| t.is_file())) {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+            WalkState::Continue
+        })
+    });
+    n.into_inner()
 }
 
 /// Reads a file unless it is larger than `max` (then `Ok(None)`).
