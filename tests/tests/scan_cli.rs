@@ -627,3 +627,63 @@ fn users_rules_skip_the_placeholder_guard_unless_they_ask_for_it_and_drops_are_l
     assert!(run.stderr.contains("failed the github-crc32 check"), "{}", run.stderr);
     assert!(!run.stderr.contains(&bad), "{}", run.stderr);
 }
+
+#[test]
+fn stdin_gets_the_size_limit_and_binary_detection_files_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = format!("{}\nt = \"{}\"\n", "x".repeat(4096), github_pat());
+    let run = scan_in(dir.path(), &["--max-file-size", "1K", "-"], Some(&input));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("skipped stdin") && run.stderr.contains("--max-file-size"),
+        "{}",
+        run.stderr
+    );
+    let binary = format!("\0\0\0binary {}\n", github_pat());
+    let run = scan_in(dir.path(), &["-"], Some(&binary));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(run.stderr.contains("1 binary (--include-binary)"), "{}", run.stderr);
+    let run = scan_in(dir.path(), &["--include-binary", "-"], Some(&binary));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+}
+
+/// Peak resident memory (KiB) of `leakstop scan ARGS` in `dir`, measured by GNU time.
+fn peak_rss_kib(dir: &Path, args: &[&str]) -> u64 {
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("peak-kib=%M")
+        .arg(leakstop_bin())
+        .arg("scan")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .output()
+        .expect("/usr/bin/time (Debian package `time`, installed by tests/setup.sh)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    err.lines()
+        .find_map(|l| l.strip_prefix("peak-kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in: {err}"))
+}
+
+#[test]
+fn memory_beyond_the_input_does_not_grow_with_a_pathological_input() {
+    // One character that a built-in keyword is made of, repeated: a keyword occurrence at every position. Held
+    // for the whole input at once that took many times the input's size; held per piece, the input itself plus
+    // a bounded amount.
+    let dir = tempfile::tempdir().unwrap();
+    const SIZE: usize = 6 << 20;
+    std::fs::write(dir.path().join("a.txt"), "a".repeat(SIZE)).unwrap();
+    std::fs::write(dir.path().join("small.txt"), "a").unwrap();
+    let base = peak_rss_kib(dir.path(), &["-q", "small.txt"]);
+    let big = peak_rss_kib(dir.path(), &["-q", "a.txt"]);
+    let extra = big.saturating_sub(base) * 1024;
+    // The input (read whole) and one piece's keyword occurrences and matches, with room to spare; the old way
+    // needed 16 bytes per position for the occurrences alone (96 MiB here).
+    assert!(
+        extra < (SIZE as u64) + (40 << 20),
+        "a {} MiB input took {} MiB more than a 1-byte one",
+        SIZE >> 20,
+        extra >> 20
+    );
+}

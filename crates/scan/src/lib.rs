@@ -3,6 +3,7 @@
 //! the reporters.
 
 pub mod baseline;
+mod chunks;
 pub mod error;
 pub mod finding;
 mod keywords;

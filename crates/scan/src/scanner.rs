@@ -11,6 +11,7 @@ use crate::error::ScanError;
 use crate::finding::{DEFAULT_FINGERPRINT_KEY, Finding, fingerprint};
 use crate::keywords::KeywordIndex;
 use crate::secret::Secret;
+use crate::walk::ScanSummary;
 
 /// Markers that allow a finding when they appear on the secret's line. Besides our own, the ones teams already
 /// have in their code from other scanners, so switching does not resurface findings they reviewed.
@@ -202,18 +203,21 @@ pub struct KeywordHit {
 /// outlives the blob.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    rule: usize,
-    m: RuleMatch,
+    pub(crate) rule: usize,
+    pub(crate) m: RuleMatch,
     secret: Vec<u8>,
     matched: Vec<u8>,
     /// The secret's line, for allowlists that target lines.
     line_text: Vec<u8>,
     /// An inline allow marker on the secret's or the match's line.
     marker: bool,
-    line: u32,
-    column: u32,
-    end_line: u32,
-    end_column: u32,
+    pub(crate) line: u32,
+    pub(crate) column: u32,
+    pub(crate) end_line: u32,
+    pub(crate) end_column: u32,
+    /// False for a match another piece of the input reports (see `chunks.rs`): it still counts as a `requires`
+    /// partner or a specific rule's match, but is not reported here.
+    pub(crate) report: bool,
 }
 
 impl Scanner {
@@ -286,14 +290,29 @@ impl Scanner {
         !self.always.is_empty() || self.prefilter.as_ref().is_some_and(|ac| ac.is_match(data))
     }
 
-    /// Reads `r` to its end and scans it as one blob named `name` (e.g. `stdin`).
-    pub fn scan_reader(&self, mut r: impl Read, name: &str) -> Result<Vec<Finding>, ScanError> {
+    /// Reads `r` to its end and scans it as one blob named `name` (e.g. `stdin`), with the limits files get: over
+    /// `max_file_size` it is not scanned (nor read further), and binary data only with `include_binary`. The
+    /// summary says which.
+    pub fn scan_reader(&self, r: impl Read, name: &str) -> Result<ScanSummary, ScanError> {
         let mut data = Vec::new();
-        r.read_to_end(&mut data).map_err(|source| ScanError::Input {
-            name: name.to_string(),
-            source,
-        })?;
-        Ok(self.scan_blob(&data, name))
+        let max = self.opts.max_file_size;
+        r.take(max.saturating_add(1))
+            .read_to_end(&mut data)
+            .map_err(|source| ScanError::Input {
+                name: name.to_string(),
+                source,
+            })?;
+        let mut summary = ScanSummary::default();
+        if data.len() as u64 > max {
+            summary.skipped_large.push((name.to_string(), data.len() as u64));
+        } else if !self.opts.include_binary && crate::walk::is_binary(&data) {
+            summary.skipped_binary = 1;
+        } else {
+            summary.files_scanned = 1;
+            summary.bytes_scanned = data.len() as u64;
+            summary.findings = self.scan_blob(&data, name);
+        }
+        Ok(summary)
     }
 
     /// Scans one blob. Applies path filters, `requires`, allowlists, inline allow markers and the baseline.
@@ -302,6 +321,9 @@ impl Scanner {
             return Vec::new();
         }
         let _span = tracing::debug_span!("scan", path).entered();
+        if data.len() > crate::chunks::CHUNK + crate::chunks::OVERLAP {
+            return self.scan_in_chunks(data, path);
+        }
         let mut hits = Vec::new();
         self.keyword_hits(data, &mut hits);
         let cands = self.candidates(data, &hits, Some(path));
@@ -415,6 +437,7 @@ impl Scanner {
                     column: 0,
                     end_line: 0,
                     end_column: 0,
+                    report: true,
                 });
             }
         }
@@ -459,6 +482,9 @@ impl Scanner {
         let mut out = Vec::new();
         for (c, keep) in cands.iter().zip(keep) {
             let rule = &all[c.rule];
+            if !c.report {
+                continue;
+            }
             if let Err(why) = keep {
                 rule.dropped(&c.secret, &format!("{path}:{}: {why}", c.line));
                 continue;

@@ -199,10 +199,11 @@ fn collect(args: &ScanArgs, scanner: &Scanner) -> anyhow::Result<Collected> {
             args.paths.len() == 1,
             "`-` (standard input) cannot be combined with other paths"
         );
-        let findings = scanner.scan_reader(std::io::stdin().lock(), "stdin")?;
+        let mut summary = scanner.scan_reader(std::io::stdin().lock(), "stdin")?;
+        let findings = std::mem::take(&mut summary.findings);
         return Ok(Collected {
             findings,
-            summary: None,
+            summary: Some(summary),
         });
     }
     let paths = if args.paths.is_empty() {
@@ -222,9 +223,14 @@ fn collect(args: &ScanArgs, scanner: &Scanner) -> anyhow::Result<Collected> {
 fn finish(args: &ScanArgs, scanner: &Scanner, c: &mut Collected, started: Instant) -> anyhow::Result<ExitCode> {
     if let Some(s) = &c.summary {
         for (path, size) in &s.skipped_large {
+            // Standard input is read only up to the limit: its size is not known.
+            let size = if *size > args.max_file_size && path == "stdin" {
+                "the input".to_string()
+            } else {
+                human_size(*size)
+            };
             eprintln!(
-                "leakstop: note: skipped {path}: {} is over --max-file-size {}; pass a larger --max-file-size to scan it",
-                human_size(*size),
+                "leakstop: note: skipped {path}: {size} is over --max-file-size {}; pass a larger --max-file-size to scan it",
                 human_size(args.max_file_size)
             );
         }
