@@ -687,3 +687,50 @@ fn memory_beyond_the_input_does_not_grow_with_a_pathological_input() {
         extra >> 20
     );
 }
+
+#[test]
+fn version_names_the_commit_and_build_date_and_help_documents_exit_codes() {
+    let out = Command::new(leakstop_bin()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let v = String::from_utf8_lossy(&out.stdout);
+    // `leakstop 0.1.0 (commit 1a2b3c4d5e6f, built 2026-12-04)`, or `commit unknown` outside a checkout.
+    let (commit, date) = v
+        .trim()
+        .strip_prefix("leakstop ")
+        .and_then(|r| r.split_once(" (commit "))
+        .and_then(|(_, r)| r.strip_suffix(')'))
+        .and_then(|r| r.split_once(", built "))
+        .unwrap_or_else(|| panic!("unexpected --version: {v}"));
+    assert!(
+        commit == "unknown"
+            || commit
+                .trim_end_matches("-modified")
+                .chars()
+                .all(|c| c.is_ascii_hexdigit()),
+        "{v}"
+    );
+    assert!(
+        date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
+        "{v}"
+    );
+    let out = Command::new(leakstop_bin()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Exit codes: 0 = ") && help.contains("1 = ") && help.contains("2 = error"),
+        "{help}"
+    );
+}
+
+#[test]
+fn a_report_into_a_missing_directory_is_one_clear_error_and_exit_2() {
+    let (dir, _pat) = tree_with_token();
+    let run = scan_in(dir.path(), &["-o", "no/such/dir/out.json", "src"], None);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("no/such/dir/out.json"), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("No such file or directory").count(),
+        1,
+        "the cause once, not twice: {}",
+        run.stderr
+    );
+}
