@@ -734,3 +734,24 @@ fn a_report_into_a_missing_directory_is_one_clear_error_and_exit_2() {
         run.stderr
     );
 }
+
+#[test]
+fn text_report_shows_the_matched_line_redacted() {
+    let (dir, pat) = tree_with_token();
+    let run = scan_in(dir.path(), &["src"], None);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains("    line: token = \"ghp_*****\"\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains(&pat), "{}", run.stdout);
+    // Another secret on the same line is not shown in clear through the line either.
+    write(dir.path(), "src/two.env", &format!("A={pat} B={}\n", aws_key_pair().0));
+    let run = scan_in(dir.path(), &["src/two.env"], None);
+    assert!(
+        !run.stdout.contains(&pat) && !run.stdout.contains(&aws_key_pair().0),
+        "{}",
+        run.stdout
+    );
+}

@@ -491,6 +491,7 @@ impl Scanner {
             }
             let raw = &c.secret[..];
             let secret = Secret::new(raw);
+            let redacted = secret.redacted();
             let f = Finding {
                 rule_id: rule.id.clone(),
                 description: match c.m.kind {
@@ -503,7 +504,7 @@ impl Scanner {
                 column: c.column,
                 end_line: c.end_line,
                 end_column: c.end_column,
-                redacted: secret.redacted(),
+                redacted: redacted.clone(),
                 fingerprint: fingerprint(&self.opts.fingerprint_key, &rule.id, raw),
                 entropy: Some(leakstop_rules::shannon_entropy(raw)),
                 secret,
@@ -511,6 +512,7 @@ impl Scanner {
                 other_paths: Vec::new(),
                 in_head: None,
                 tags: rule.tags.clone(),
+                context: context(&c.line_text, raw, &redacted, &cands),
             };
             if self.opts.baseline.as_ref().is_some_and(|b| b.suppresses(&f)) {
                 rule.dropped(
@@ -655,6 +657,43 @@ fn rule_applies_to_path(rule: &Rule, path: &str) -> bool {
         return false;
     }
     !rule.allow.allows_path(path)
+}
+
+/// Characters of the line kept on each side of the secret in [`Finding::context`].
+const CONTEXT_CHARS: usize = 60;
+
+/// `line` with `secret` replaced by `redacted` and every other candidate's secret by stars, shortened to
+/// [`CONTEXT_CHARS`] characters on each side of the secret.
+fn context(line: &[u8], secret: &[u8], redacted: &str, cands: &[Candidate]) -> String {
+    // A secret over several lines (a key block) shows its first line's part.
+    let first = secret.split(|&b| b == b'\n').next().unwrap_or(secret);
+    let Some(at) = memchr::memmem::find(line, first).filter(|_| !first.is_empty()) else {
+        return String::new();
+    };
+    let mask = |part: &[u8]| {
+        let mut text = String::from_utf8_lossy(part).into_owned();
+        for c in cands {
+            let other = String::from_utf8_lossy(&c.secret);
+            if other.len() >= 4 && text.contains(other.as_ref()) {
+                text = text.replace(other.as_ref(), "*****");
+            }
+        }
+        text
+    };
+    let before = mask(&line[..at]);
+    let after = mask(&line[at + first.len()..]);
+    let n = before.chars().count();
+    let before: String = if n > CONTEXT_CHARS {
+        format!("…{}", before.chars().skip(n - CONTEXT_CHARS).collect::<String>())
+    } else {
+        before
+    };
+    let after: String = if after.chars().count() > CONTEXT_CHARS {
+        format!("{}…", after.chars().take(CONTEXT_CHARS).collect::<String>())
+    } else {
+        after
+    };
+    format!("{}{redacted}{}", before.trim_start(), after.trim_end())
 }
 
 /// The line (without its newline) containing byte `pos`.
