@@ -512,7 +512,7 @@ impl Scanner {
                 other_paths: Vec::new(),
                 in_head: None,
                 tags: rule.tags.clone(),
-                context: context(&c.line_text, raw, &redacted, &cands),
+                context: context(&c.line_text, raw, &redacted, c.line, &cands),
             };
             if self.opts.baseline.as_ref().is_some_and(|b| b.suppresses(&f)) {
                 rule.dropped(
@@ -664,31 +664,37 @@ const CONTEXT_CHARS: usize = 60;
 
 /// `line` with `secret` replaced by `redacted` and every other candidate's secret by stars, shortened to
 /// [`CONTEXT_CHARS`] characters on each side of the secret.
-fn context(line: &[u8], secret: &[u8], redacted: &str, cands: &[Candidate]) -> String {
+fn context(line: &[u8], secret: &[u8], redacted: &str, line_no: u32, cands: &[Candidate]) -> String {
     // A secret over several lines (a key block) shows its first line's part.
     let first = secret.split(|&b| b == b'\n').next().unwrap_or(secret);
     let Some(at) = memchr::memmem::find(line, first).filter(|_| !first.is_empty()) else {
         return String::new();
     };
+    // Only the bytes that can be shown are decoded (a minified line may be megabytes long).
+    let reach = CONTEXT_CHARS * 4;
     let mask = |part: &[u8]| {
         let mut text = String::from_utf8_lossy(part).into_owned();
-        for c in cands {
+        for c in cands.iter().filter(|c| c.line == line_no || c.end_line == line_no) {
             let other = String::from_utf8_lossy(&c.secret);
-            if other.len() >= 4 && text.contains(other.as_ref()) {
-                text = text.replace(other.as_ref(), "*****");
+            let other = other.split('\n').next().unwrap_or_default();
+            if other.len() >= 4 && text.contains(other) {
+                text = text.replace(other, "*****");
             }
         }
         text
     };
-    let before = mask(&line[..at]);
-    let after = mask(&line[at + first.len()..]);
+    let before = mask(&line[at.saturating_sub(reach)..at]);
+    let after = mask(&line[at + first.len()..(at + first.len() + reach).min(line.len())]);
     let n = before.chars().count();
-    let before: String = if n > CONTEXT_CHARS {
-        format!("…{}", before.chars().skip(n - CONTEXT_CHARS).collect::<String>())
+    let before: String = if n > CONTEXT_CHARS || at > reach {
+        format!(
+            "…{}",
+            before.chars().skip(n.saturating_sub(CONTEXT_CHARS)).collect::<String>()
+        )
     } else {
         before
     };
-    let after: String = if after.chars().count() > CONTEXT_CHARS {
+    let after: String = if after.chars().count() > CONTEXT_CHARS || at + first.len() + reach < line.len() {
         format!("{}…", after.chars().take(CONTEXT_CHARS).collect::<String>())
     } else {
         after
