@@ -276,7 +276,7 @@ fn gitignore_binary_and_size_limits_are_respected_with_notes() {
     // Every file left out is counted in the summary, with its reason.
     assert!(
         run.stderr.contains(
-            "skipped 1 ignored by .gitignore/.ignore (--no-ignore scans them), 1 binary (--include-binary), \
+            "skipped 1 director(ies) ignored by .gitignore/.ignore (--no-ignore scans them), 1 binary (--include-binary), \
              1 over --max-file-size"
         ),
         "{}",
@@ -496,6 +496,17 @@ fn gitignore_applies_only_inside_a_git_work_tree() {
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("in 1 file(s)"), "{}", run.stderr);
     assert!(run.stderr.contains("skipped 1 ignored by .gitignore"), "{}", run.stderr);
+    // An ignored directory counts once, without being read.
+    write(dir.path(), ".gitignore", ".env\ntarget/\n");
+    write(dir.path(), "target/a/b.txt", "x\n");
+    write(dir.path(), "target/c.txt", "x\n");
+    let run = scan_in(dir.path(), &["."], None);
+    assert!(
+        run.stderr
+            .contains("skipped 1 file(s) and 1 director(ies) ignored by .gitignore"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -26,8 +26,11 @@ pub struct ScanSummary {
     pub files_scanned: u64,
     pub bytes_scanned: u64,
     pub skipped_binary: u64,
-    /// Files left out by .gitignore, .ignore or .git/info/exclude (inside a git work tree; `.ignore` anywhere).
+    /// Files left out by .gitignore, .ignore or .git/info/exclude (inside a git work tree; `.ignore` anywhere),
+    /// not counting those inside ignored directories.
     pub skipped_ignored: u64,
+    /// Directories left out whole by those files (not looked into: `target/`, `node_modules/`).
+    pub skipped_ignored_dirs: u64,
     /// Files whose path an allowlist excludes from every rule.
     pub skipped_allowlisted: u64,
     /// Files over `max_file_size`: (path, size in bytes).
@@ -47,6 +50,8 @@ struct Shared {
     allowlisted: AtomicU64,
     /// Regular files the walk yielded, scanned or not.
     seen: AtomicU64,
+    /// Directories the walk went into.
+    dirs: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl Scanner {
@@ -83,6 +88,9 @@ impl Scanner {
             Box::new(move |entry| {
                 match entry {
                     Ok(e) => {
+                        if !self.opts.no_ignore && e.file_type().is_some_and(|t| t.is_dir()) {
+                            shared.dirs.lock().expect("dirs lock").insert(e.path().to_path_buf());
+                        }
                         if e.file_type().is_some_and(|t| t.is_file()) {
                             shared.seen.fetch_add(1, Ordering::Relaxed);
                             self.scan_file(e.path(), shared);
@@ -104,10 +112,12 @@ impl Scanner {
         let mut skipped_large = shared.skipped_large.into_inner().expect("large lock");
         skipped_large.sort();
         let files_scanned = shared.files.load(Ordering::Relaxed);
-        let skipped_ignored = if self.opts.no_ignore {
-            0
+        let (skipped_ignored, skipped_ignored_dirs) = if self.opts.no_ignore {
+            (0, 0)
         } else {
-            count_files(paths, threads).saturating_sub(shared.seen.load(Ordering::Relaxed))
+            let dirs = std::mem::take(&mut *shared.dirs.lock().expect("dirs lock"));
+            let (files, ignored_dirs) = count_unfiltered(paths, threads, dirs);
+            (files.saturating_sub(shared.seen.load(Ordering::Relaxed)), ignored_dirs)
         };
         if files_scanned == 0 && !errors.is_empty() {
             return Err(ScanError::NothingScanned {
@@ -121,6 +131,7 @@ impl Scanner {
             bytes_scanned: shared.bytes.load(Ordering::Relaxed),
             skipped_binary: shared.binary.load(Ordering::Relaxed),
             skipped_ignored,
+            skipped_ignored_dirs,
             skipped_allowlisted: shared.allowlisted.load(Ordering::Relaxed),
             skipped_large,
             errors,
@@ -164,20 +175,34 @@ impl Scanner {
     }
 }
 
-/// Regular files under `paths` with no ignore file applied (only `.git` left out): with the number the filtered
-/// walk yielded, how many the ignore files left out. A second walk reads directories, never files.
-fn count_files(paths: &[PathBuf], threads: usize) -> u64 {
+/// What the ignore files left out, from a second walk without them that goes only into the directories the
+/// filtered walk went into (`visited`; an ignored `target/` is counted, never read): regular files in those
+/// directories (with the number the filtered walk yielded, the ignored files) and the directories it did not go
+/// into.
+fn count_unfiltered(paths: &[PathBuf], threads: usize, visited: std::collections::HashSet<PathBuf>) -> (u64, u64) {
     let Some((first, rest)) = paths.split_first() else {
-        return 0;
+        return (0, 0);
     };
     let mut wb = WalkBuilder::new(first);
     for p in rest {
         wb.add(p);
     }
+    let visited = std::sync::Arc::new(visited);
+    let ignored_dirs = std::sync::Arc::new(AtomicU64::new(0));
+    let (v, d) = (visited.clone(), ignored_dirs.clone());
     wb.standard_filters(false)
         .follow_links(false)
         .threads(threads)
-        .filter_entry(|e| e.file_name() != ".git");
+        .filter_entry(move |e| {
+            if e.file_name() == ".git" {
+                return false;
+            }
+            if e.file_type().is_some_and(|t| t.is_dir()) && e.depth() > 0 && !v.contains(e.path()) {
+                d.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            true
+        });
     let n = AtomicU64::new(0);
     wb.build_parallel().run(|| {
         let n = &n;
@@ -188,7 +213,7 @@ fn count_files(paths: &[PathBuf], threads: usize) -> u64 {
             WalkState::Continue
         })
     });
-    n.into_inner()
+    (n.into_inner(), ignored_dirs.load(Ordering::Relaxed))
 }
 
 /// Reads a file unless it is larger than `max` (then `Ok(None)`).

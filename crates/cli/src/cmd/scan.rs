@@ -303,11 +303,13 @@ fn finish(args: &ScanArgs, scanner: &Scanner, c: &mut Collected, started: Instan
 /// Every file a walk did not scan, by reason, with the flag that scans it: `; skipped 2 ignored (...), ...`.
 fn skipped_summary(s: &ScanSummary) -> String {
     let mut parts = Vec::new();
-    if s.skipped_ignored > 0 {
-        parts.push(format!(
-            "{} ignored by .gitignore/.ignore (--no-ignore scans them)",
-            s.skipped_ignored
-        ));
+    if s.skipped_ignored > 0 || s.skipped_ignored_dirs > 0 {
+        let what = match (s.skipped_ignored, s.skipped_ignored_dirs) {
+            (f, 0) => format!("{f}"),
+            (0, d) => format!("{d} director(ies)"),
+            (f, d) => format!("{f} file(s) and {d} director(ies)"),
+        };
+        parts.push(format!("{what} ignored by .gitignore/.ignore (--no-ignore scans them)"));
     }
     if s.skipped_binary > 0 {
         parts.push(format!("{} binary (--include-binary)", s.skipped_binary));
