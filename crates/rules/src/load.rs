@@ -72,8 +72,11 @@ pub(crate) struct RawAllow {
 /// the example test) is compiled lazily so a small scan pays only for the regexes it uses.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// A user's rule file or config: compiled now, placeholder guard only on request.
+    /// A user's config (`.leakstop.toml`): compiled now, placeholder guard only on request.
     User,
+    /// A file in the built-in rules' format (`rules/*.toml`, `[[rule]]` tables only): compiled now, placeholder
+    /// guard unless the rule opts out, as the built-in rules it is written like.
+    RuleFile,
     /// The embedded rules validated in full (`rules check`, tests).
     BuiltinStrict,
     /// The embedded rules for scanning: compiled on first use.
@@ -82,6 +85,10 @@ pub(crate) enum Mode {
 
 impl Mode {
     fn builtin(self) -> bool {
+        matches!(self, Mode::Builtin | Mode::BuiltinStrict)
+    }
+
+    fn guard_by_default(self) -> bool {
         self != Mode::User
     }
 
@@ -250,7 +257,7 @@ pub(crate) fn rule_from_value(
     });
     let mut rule = Rule::new(id, regex, origin.to_string());
     rule.builtin = mode.builtin();
-    rule.skip_placeholder_guard = !raw.placeholder_guard.unwrap_or(mode.builtin());
+    rule.skip_placeholder_guard = !raw.placeholder_guard.unwrap_or(mode.guard_by_default());
     match raw.description.filter(|d| !d.trim().is_empty()) {
         Some(d) => rule.description = d,
         None => err("description", "missing or empty".into()),
@@ -361,9 +368,10 @@ pub(crate) fn table_lines(src: &str, name: &str) -> Vec<usize> {
 }
 
 impl RuleSet {
-    /// Parses and validates a user's rule file; `origin` names it in errors. Regexes are compiled now.
+    /// Parses and validates a rule file (the format of `rules/*.toml`); `origin` names it in errors. Regexes are
+    /// compiled now.
     pub fn from_toml_str(src: &str, origin: &str) -> Result<RuleSet, RuleError> {
-        let (set, errors) = RuleSet::parse_checked(src, origin, Mode::User);
+        let (set, errors) = RuleSet::parse_checked(src, origin, Mode::RuleFile);
         match errors {
             None => Ok(set),
             Some(e) => Err(e),
@@ -373,7 +381,7 @@ impl RuleSet {
     /// The valid rules of a rule file and every problem of the others (`leakstop rules check` runs the examples
     /// of the valid ones even when others are broken, so one run reports everything).
     pub fn from_toml_str_partial(src: &str, origin: &str) -> (RuleSet, Option<RuleError>) {
-        RuleSet::parse_checked(src, origin, Mode::User)
+        RuleSet::parse_checked(src, origin, Mode::RuleFile)
     }
 
     fn parse_checked(src: &str, origin: &str, mode: Mode) -> (RuleSet, Option<RuleError>) {
