@@ -233,3 +233,41 @@ fn a_missing_event_payload_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.json"));
     let _: &Path = &job.origin;
 }
+
+#[test]
+fn the_action_finds_the_repository_baseline_as_scan_does() {
+    let (tmp, origin, base) = origin();
+    let token = secrets::github_pat();
+    let content = format!("GH_TOKEN={token}\n");
+    // A baseline accepting this secret, written by `leakstop scan --write-baseline` as a user would.
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(scratch.path().join("prod.env"), &content).unwrap();
+    let out = Command::new(leakstop_bin())
+        .current_dir(scratch.path())
+        .args(["scan", "-q", "--write-baseline", "baseline.json", "."])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let baseline = std::fs::read_to_string(scratch.path().join("baseline.json")).unwrap();
+    let c2 = commit_file(&origin, ".leakstop-baseline", &baseline, "Accept a known secret");
+    let c3 = commit_file(&origin, "config/prod.env", &content, "Add prod config");
+    let job = checkout(tmp, origin, &c3);
+
+    let out = job.run("push", push_payload(&base, &c3, &[&c2, &c3]), &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains("using baseline .leakstop-baseline: 1 fingerprint(s)"),
+        "{stderr}"
+    );
+
+    // fail-on: any counts accepted findings too: no baseline then.
+    let out = job.run(
+        "push",
+        push_payload(&base, &c3, &[&c2, &c3]),
+        &[("INPUT_FAIL_ON", "any")],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stderr.contains("using baseline"), "{stderr}");
+}

@@ -151,3 +151,33 @@ fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[test]
+fn the_hook_uses_the_config_and_ignore_files_scan_finds_and_commits_from_a_subdirectory_too() {
+    let (_tmp, repo) = installed_repo();
+    // The repository's own rule (from its root config) blocks; an ignore file at the root accepts a finding.
+    commit_file(
+        &repo,
+        ".leakstop.toml",
+        "[[rule]]\nid = \"acme-key\"\ndescription = \"ACME key\"\nseverity = \"high\"\nkeywords = [\"acme_\"]\n\
+         regex = '''acme_[0-9a-f]{16}'''\nexamples = [\"acme_0123456789abcdef\"]\nnegative_examples = [\"acme_\"]\n",
+        "config",
+    );
+    stage(&repo, "src/deep/keys.py", "A = \"acme_9f8e7d6c5b4a3f2e\"\n");
+    let mut cmd = Command::new("git");
+    cmd.current_dir(repo.join("src/deep"))
+        .args(["commit", "-q", "-m", "from a subdirectory"]);
+    isolate(&mut cmd);
+    let out = cmd.output().unwrap();
+    let msg = text(&out);
+    assert!(!out.status.success(), "the repository's own rule did not block: {msg}");
+    assert!(msg.contains("acme-key") && msg.contains("src/deep/keys.py:1"), "{msg}");
+
+    // What `scan` reports for the staged change is what the hook blocks on: accept it through .leakstopignore.
+    let out = leakstop(&repo, &["scan", "--staged", "--format", "json", "."]);
+    let findings: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let fp = findings[0]["fingerprint"].as_str().expect("fingerprint").to_string();
+    stage(&repo, ".leakstopignore", &format!("{fp}\n"));
+    let out = commit(&repo, &[], &[]);
+    assert!(out.status.success(), "the ignore file was not honoured: {}", text(&out));
+}

@@ -54,13 +54,18 @@ fn check_validates_the_builtin_rules_and_the_repository_rule_files() {
     let out = leakstop(dir.path(), &["rules", "check"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("valid"), "{}", stdout(&out));
-    let github = repo_root().join("rules/github.toml");
-    let out = leakstop(dir.path(), &["rules", "check", github.to_str().expect("utf-8 path")]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    // Each rule file checks as it is embedded (built-in rules keep the placeholder guard).
+    for entry in std::fs::read_dir(repo_root().join("rules")).expect("rules/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = leakstop(dir.path(), &["rules", "check", path.to_str().expect("utf-8 path")]);
+            assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
+        }
+    }
 }
 
 #[test]
-fn check_reports_every_problem_with_file_rule_and_field_and_exits_2() {
+fn check_reports_every_problem_of_every_rule_with_its_line_and_exits_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("acme.toml");
     std::fs::write(
@@ -70,6 +75,7 @@ fn check_reports_every_problem_with_file_rule_and_field_and_exits_2() {
 id = "acme-key"
 description = "ACME API key"
 severity = "urgent"
+check = "luhn-ish"
 keywords = ["acme_"]
 regex = '''acme_[0-9a-f]{32}'''
 examples = ["acme_0f1e2d3c4b5a69788796a5b4c3d2e1f0"]
@@ -90,9 +96,34 @@ negative_examples = ["none"]
     let out = leakstop(dir.path(), &["rules", "check", "acme.toml"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("acme.toml: rule `acme-key`: field `severity`"), "{err}");
-    assert!(err.contains("acme.toml: rule `acme-other`: field `check`"), "{err}");
-    assert!(err.contains("2 problem(s)"), "{err}");
+    // Both problems of the first rule, not just the first one found, each with the line of its rule.
+    assert!(err.contains("acme.toml:2: rule `acme-key`: field `severity`"), "{err}");
+    assert!(err.contains("acme.toml:2: rule `acme-key`: field `check`"), "{err}");
+    assert!(err.contains("acme.toml:12: rule `acme-other`: field `check`"), "{err}");
+    assert!(err.contains("3 problem(s)"), "{err}");
+
+    // A broken rule does not hide a valid rule's failing example: one run reports both.
+    std::fs::write(
+        &file,
+        "[[rule]]\nid = \"acme-key\"\ndescription = \"d\"\nseverity = \"high\"\nkeywords = [\"acme_\"]\n\
+         regex = '''acme_[0-9a-f]{8}'''\nexamples = [\"acme_0f1e2d3c\"]\nnegative_examples = [\"acme_1a2b3c4d\"]\n\n\
+         [[rule]]\nid = \"Bad Id\"\ndescription = \"d\"\nseverity = \"high\"\nkeywords = [\"x\"]\nregex = '''x'''\n\
+         examples = [\"x\"]\nnegative_examples = [\"y\"]\n",
+    )
+    .expect("write rule file");
+    let out = leakstop(dir.path(), &["rules", "check", "acme.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("acme.toml:10: rule `Bad Id`: field `id`"), "{err}");
+    assert!(err.contains("negative_examples[0]"), "{err}");
+
+    // TOML syntax errors point at a line and column, not a byte offset.
+    std::fs::write(&file, "[[rule]]\nid = \"a\"\nseverity = high\n").expect("write rule file");
+    let out = leakstop(dir.path(), &["rules", "check", "acme.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("acme.toml:3:12"), "{err}");
+    assert!(!err.contains("byte"), "{err}");
 
     // A rule whose negative example matches fails the example run.
     std::fs::write(
@@ -130,4 +161,42 @@ fn check_accepts_a_gitleaks_config_and_explains_what_it_cannot_map() {
         stdout(&out).lines().any(|l| l.starts_with("github-pat-classic ")),
         "useDefault keeps builtin rules"
     );
+}
+
+#[test]
+fn list_has_a_header_with_the_count_and_shows_what_a_scan_there_would_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = leakstop(dir.path(), &["rules", "list"]);
+    let text = stdout(&out);
+    let first = text.lines().next().unwrap_or_default();
+    let listed = text.lines().skip(2).filter(|l| !l.trim().is_empty()).count();
+    assert!(listed >= 40, "{text}");
+    assert_eq!(first, format!("{listed} built-in rule(s):"), "{text}");
+    assert!(
+        text.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("ID ") && l.contains("SEVERITY"))
+    );
+
+    // A repository whose root holds a gitleaks config without useDefault, listed from a subdirectory: its rule
+    // only, a count saying where they come from, and a warning that the built-in rules are off.
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join(".git")).expect("mkdir");
+    std::fs::create_dir_all(repo.join("src/deep")).expect("mkdir");
+    std::fs::write(
+        repo.join(".gitleaks.toml"),
+        "[[rules]]\nid = \"acme-key\"\nregex = '''acme_[0-9a-f]{32}'''\nkeywords = [\"acme_\"]\n",
+    )
+    .expect("write config");
+    let out = leakstop(&repo.join("src/deep"), &["rules", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("1 rule(s) from ") && first.contains(".gitleaks.toml"),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("acme-key ")), "{text}");
+    assert!(!text.contains("github-pat-classic"), "{text}");
+    assert!(stderr(&out).contains("useDefault = true"), "{}", stderr(&out));
 }

@@ -255,6 +255,7 @@ fn leakstopignore_fingerprints_and_gitleaksignore_locations_suppress() {
 #[test]
 fn gitignore_binary_and_size_limits_are_respected_with_notes() {
     let dir = tempfile::tempdir().unwrap();
+    leakstop_tests::gitcli::init_repo(dir.path());
     write(dir.path(), ".gitignore", "ignored/\n");
     write(dir.path(), "ignored/secret.py", &format!("t = \"{}\"\n", github_pat()));
     write(dir.path(), "blob.bin", &format!("\0\0\0binary {}\n", github_pat()));
@@ -272,6 +273,15 @@ fn gitignore_binary_and_size_limits_are_respected_with_notes() {
         run.stderr
     );
     assert!(run.stderr.contains("binary"), "{}", run.stderr);
+    // Every file left out is counted in the summary, with its reason.
+    assert!(
+        run.stderr.contains(
+            "skipped 1 director(ies) ignored by .gitignore/.ignore (--no-ignore scans them), 1 binary (--include-binary), \
+             1 over --max-file-size"
+        ),
+        "{}",
+        run.stderr
+    );
 
     let run = scan_in(dir.path(), &["--format", "json", "."], None);
     let paths: Vec<String> = json_findings(&run)
@@ -466,4 +476,293 @@ fn a_report_to_a_named_pipe_goes_through_it_and_leaves_it_a_pipe() {
     let v: Vec<Value> = serde_json::from_str(&report).unwrap_or_else(|e| panic!("{e}: {report}"));
     assert_eq!(v.len(), 1, "{report}");
     assert!(!report.contains(&token), "redacted");
+}
+
+#[test]
+fn gitignore_applies_only_inside_a_git_work_tree() {
+    // A directory that is not a repository (an unpacked archive, a copied build context): git ignores nothing
+    // there, and neither does the scan.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), ".gitignore", ".env\n");
+    write(dir.path(), ".env", &format!("GITHUB_TOKEN={}\n", github_pat()));
+    let run = scan_in(dir.path(), &["."], None);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains(".env:1:"), "{}", run.stdout);
+    assert!(!run.stderr.contains("ignored"), "{}", run.stderr);
+
+    // The same files in a work tree: .env is skipped, and the summary says so.
+    leakstop_tests::gitcli::init_repo(dir.path());
+    let run = scan_in(dir.path(), &["."], None);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("in 1 file(s)"), "{}", run.stderr);
+    assert!(run.stderr.contains("skipped 1 ignored by .gitignore"), "{}", run.stderr);
+    // An ignored directory counts once, without being read.
+    write(dir.path(), ".gitignore", ".env\ntarget/\n");
+    write(dir.path(), "target/a/b.txt", "x\n");
+    write(dir.path(), "target/c.txt", "x\n");
+    let run = scan_in(dir.path(), &["."], None);
+    assert!(
+        run.stderr
+            .contains("skipped 1 file(s) and 1 director(ies) ignored by .gitignore"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn files_excluded_by_allowlist_paths_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), ".leakstop.toml", "[allowlist]\npaths = [\"^fixtures/\"]\n");
+    write(dir.path(), "fixtures/a.txt", &format!("t = \"{}\"\n", github_pat()));
+    write(dir.path(), "fixtures/b.txt", "nothing\n");
+    let run = scan_in(dir.path(), &["."], None);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("2 excluded by allowlist paths"), "{}", run.stderr);
+}
+
+#[test]
+fn config_baseline_and_ignore_files_are_found_from_a_subdirectory_up_to_the_repository_root() {
+    let top = tempfile::tempdir().unwrap();
+    let repo = top.path().join("repo");
+    leakstop_tests::gitcli::init_repo(&repo);
+    // Above the repository: not the repository's business, never used.
+    write(top.path(), ".leakstop.toml", "[extend]\ndisable = [\"acme-key\"]\n");
+    write(
+        &repo,
+        ".leakstop.toml",
+        "[[rule]]\nid = \"acme-key\"\ndescription = \"ACME key\"\nseverity = \"high\"\nkeywords = [\"acme_\"]\n\
+         regex = '''acme_[0-9a-f]{16}'''\nexamples = [\"acme_0123456789abcdef\"]\nnegative_examples = [\"acme_\"]\n",
+    );
+    let pat = github_pat();
+    write(
+        &repo,
+        "src/app/keys.py",
+        &format!("A = \"acme_9f8e7d6c5b4a3f2e\"\nT = \"{pat}\"\n"),
+    );
+
+    // `scan src` from the root and a scan from the subdirectory both use the root's config.
+    for (dir, arg) in [(repo.clone(), "src"), (repo.join("src/app"), ".")] {
+        let run = scan_in(&dir, &["--format", "json", arg], None);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        let mut rules: Vec<String> = json_findings(&run)
+            .iter()
+            .map(|f| f["rule_id"].as_str().unwrap().to_string())
+            .collect();
+        rules.sort();
+        assert_eq!(
+            rules,
+            ["acme-key", "github-pat-classic"],
+            "from {}: {}",
+            dir.display(),
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("using ") && run.stderr.contains(".leakstop.toml: "),
+            "{}",
+            run.stderr
+        );
+    }
+
+    // A baseline at the conventional place is honoured by `scan` as by the hook, and said so.
+    let run = scan_in(&repo, &["--write-baseline", ".leakstop-baseline", "."], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = scan_in(&repo.join("src/app"), &["."], None);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("using baseline ") && run.stderr.contains(".leakstop-baseline: 3 fingerprint(s)"),
+        "{}",
+        run.stderr
+    );
+    std::fs::remove_file(repo.join(".leakstop-baseline")).unwrap();
+
+    // So is an ignore file at the root.
+    let out = scan_in(&repo, &["--format", "json", "src"], None);
+    let fps: Vec<String> = json_findings(&out)
+        .iter()
+        .map(|f| f["fingerprint"].as_str().unwrap().to_string())
+        .collect();
+    write(&repo, ".leakstopignore", &format!("{}\n", fps[0]));
+    let run = scan_in(&repo.join("src"), &["--format", "json", "."], None);
+    assert_eq!(json_findings(&run).len(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("using ignore file ") && run.stderr.contains(".leakstopignore: 1 entries"),
+        "{}",
+        run.stderr
+    );
+    // -q keeps stderr for problems only.
+    let run = scan_in(&repo.join("src"), &["-q", "."], None);
+    assert!(!run.stderr.contains("using"), "{}", run.stderr);
+}
+
+#[test]
+fn users_rules_skip_the_placeholder_guard_unless_they_ask_for_it_and_drops_are_logged_at_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = "[[rule]]\nid = \"acme-key\"\ndescription = \"ACME key\"\nseverity = \"high\"\nkeywords = [\"acme_\"]\n\
+                regex = '''acme_[0-9a-z]{16}'''\nexamples = [\"acme_0123456789abcdez\"]\nnegative_examples = [\"acme_\"]\n";
+    write(dir.path(), ".leakstop.toml", rule);
+    // A real key of the team's own format may well contain a placeholder word.
+    write(dir.path(), "k.txt", "k = acme_example7q2w9e4r1\n");
+    let run = scan_in(dir.path(), &["."], None);
+    assert_eq!(run.code, 1, "the user's rule reports it: {}{}", run.stdout, run.stderr);
+
+    write(
+        dir.path(),
+        ".leakstop.toml",
+        &format!("{rule}placeholder_guard = true\n"),
+    );
+    let run = scan_in(dir.path(), &["-vv", "."], None);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("match dropped: looks like a placeholder") && run.stderr.contains("acme-key"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("acme_example7q2w9e4r1"),
+        "never the secret in clear: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("\x1b["),
+        "no colour codes into a pipe: {}",
+        run.stderr
+    );
+
+    // A failed checksum is logged too (a GitHub token with its last character changed).
+    let mut bad = github_pat();
+    let last = bad.pop().unwrap();
+    bad.push(if last == 'a' { 'b' } else { 'a' });
+    write(dir.path(), "k.txt", &format!("t = \"{bad}\"\n"));
+    let run = scan_in(dir.path(), &["-vv", "."], None);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("failed the github-crc32 check"), "{}", run.stderr);
+    assert!(!run.stderr.contains(&bad), "{}", run.stderr);
+}
+
+#[test]
+fn stdin_gets_the_size_limit_and_binary_detection_files_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = format!("{}\nt = \"{}\"\n", "x".repeat(4096), github_pat());
+    let run = scan_in(dir.path(), &["--max-file-size", "1K", "-"], Some(&input));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("skipped stdin") && run.stderr.contains("--max-file-size"),
+        "{}",
+        run.stderr
+    );
+    let binary = format!("\0\0\0binary {}\n", github_pat());
+    let run = scan_in(dir.path(), &["-"], Some(&binary));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(run.stderr.contains("1 binary (--include-binary)"), "{}", run.stderr);
+    let run = scan_in(dir.path(), &["--include-binary", "-"], Some(&binary));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+}
+
+/// Peak resident memory (KiB) of `leakstop scan ARGS` in `dir`, measured by GNU time.
+fn peak_rss_kib(dir: &Path, args: &[&str]) -> u64 {
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("peak-kib=%M")
+        .arg(leakstop_bin())
+        .arg("scan")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .output()
+        .expect("/usr/bin/time (Debian package `time`, installed by tests/setup.sh)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    err.lines()
+        .find_map(|l| l.strip_prefix("peak-kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in: {err}"))
+}
+
+#[test]
+fn memory_beyond_the_input_does_not_grow_with_a_pathological_input() {
+    // One character that a built-in keyword is made of, repeated: a keyword occurrence at every position. Held
+    // for the whole input at once that took many times the input's size; held per piece, the input itself plus
+    // a bounded amount.
+    let dir = tempfile::tempdir().unwrap();
+    const SIZE: usize = 6 << 20;
+    std::fs::write(dir.path().join("a.txt"), "a".repeat(SIZE)).unwrap();
+    std::fs::write(dir.path().join("small.txt"), "a").unwrap();
+    let base = peak_rss_kib(dir.path(), &["-q", "small.txt"]);
+    let big = peak_rss_kib(dir.path(), &["-q", "a.txt"]);
+    let extra = big.saturating_sub(base) * 1024;
+    // The input (read whole) and one piece's keyword occurrences and matches, with room to spare; the old way
+    // needed 16 bytes per position for the occurrences alone (96 MiB here).
+    assert!(
+        extra < (SIZE as u64) + (40 << 20),
+        "a {} MiB input took {} MiB more than a 1-byte one",
+        SIZE >> 20,
+        extra >> 20
+    );
+}
+
+#[test]
+fn version_names_the_commit_and_build_date_and_help_documents_exit_codes() {
+    let out = Command::new(leakstop_bin()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let v = String::from_utf8_lossy(&out.stdout);
+    // `leakstop 0.1.0 (commit 1a2b3c4d5e6f, built 2026-12-04)`, or `commit unknown` outside a checkout.
+    let (commit, date) = v
+        .trim()
+        .strip_prefix("leakstop ")
+        .and_then(|r| r.split_once(" (commit "))
+        .and_then(|(_, r)| r.strip_suffix(')'))
+        .and_then(|r| r.split_once(", built "))
+        .unwrap_or_else(|| panic!("unexpected --version: {v}"));
+    assert!(
+        commit == "unknown"
+            || commit
+                .trim_end_matches("-modified")
+                .chars()
+                .all(|c| c.is_ascii_hexdigit()),
+        "{v}"
+    );
+    assert!(
+        date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
+        "{v}"
+    );
+    let out = Command::new(leakstop_bin()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Exit codes: 0 = ") && help.contains("1 = ") && help.contains("2 = error"),
+        "{help}"
+    );
+}
+
+#[test]
+fn a_report_into_a_missing_directory_is_one_clear_error_and_exit_2() {
+    let (dir, _pat) = tree_with_token();
+    let run = scan_in(dir.path(), &["-o", "no/such/dir/out.json", "src"], None);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("no/such/dir/out.json"), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("No such file or directory").count(),
+        1,
+        "the cause once, not twice: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn text_report_shows_the_matched_line_redacted() {
+    let (dir, pat) = tree_with_token();
+    let run = scan_in(dir.path(), &["src"], None);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains("    line: token = \"ghp_*****\"\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains(&pat), "{}", run.stdout);
+    // Another secret on the same line is not shown in clear through the line either.
+    write(dir.path(), "src/two.env", &format!("A={pat} B={}\n", aws_key_pair().0));
+    let run = scan_in(dir.path(), &["src/two.env"], None);
+    assert!(
+        !run.stdout.contains(&pat) && !run.stdout.contains(&aws_key_pair().0),
+        "{}",
+        run.stdout
+    );
 }

@@ -8,8 +8,27 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
+/// `0.1.0 (commit 1a2b3c4d5e6f, built 2026-12-04)`; the commit is `unknown` outside a git checkout.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LEAKSTOP_COMMIT"),
+    ", built ",
+    env!("LEAKSTOP_BUILD_DATE"),
+    ")"
+);
+
+const EXIT_CODES: &str = "Exit codes: 0 = success, nothing found; 1 = `scan`, the hook or the Action found secrets \
+(or `audit verify` found tampering); 2 = error: bad usage, unreadable input or config, I/O or server failure.";
+
 #[derive(Parser, Debug)]
-#[command(name = "leakstop", version, about = "Keep secrets from leaking through Git and CI", long_about = None)]
+#[command(
+    name = "leakstop",
+    version = VERSION,
+    about = "Keep secrets from leaking through Git and CI",
+    long_about = None,
+    after_help = EXIT_CODES
+)]
 struct Cli {
     /// Log verbosity (-v info, -vv debug, -vvv trace). Logs go to stderr and never contain secrets.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -72,10 +91,24 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("leakstop: error: {err:#}");
+            eprintln!("leakstop: error: {}", error_text(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each cause once: many library errors already quote their cause in their message,
+/// and `{:#}` would print it again ("X: cannot write: No such file: No such file").
+fn error_text(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
 }
 
 /// Vault users type `-dev -dev-root-token-id=x`; clap wants `--dev`. Rewrite single-dash long flags

@@ -126,7 +126,7 @@ pub fn discover(dir: &Path) -> Result<Option<Config>, RuleError> {
 
 /// Parses a `.leakstop.toml` from text; `origin` names it in errors.
 pub fn from_leakstop_str(src: &str, origin: &str) -> Result<Config, RuleError> {
-    let raw: RawConfig = toml::from_str(src).map_err(|e| toml_error(origin, &e))?;
+    let raw: RawConfig = toml::from_str(src).map_err(|e| toml_error(origin, src, &e))?;
     let extend = raw.extend.unwrap_or(RawExtend {
         use_default: true,
         disable: Vec::new(),
@@ -139,8 +139,11 @@ pub fn from_leakstop_str(src: &str, origin: &str) -> Result<Config, RuleError> {
     let mut notes = Vec::new();
     let mut user_ids: Vec<String> = Vec::new();
     let mut errors = Vec::new();
+    let lines = crate::load::table_lines(src, "rule");
+    let lines = (lines.len() == raw.rule.len()).then_some(lines);
     for (i, v) in raw.rule.into_iter().enumerate() {
-        match rule_from_value(v, i, origin, Mode::Strict) {
+        let line = lines.as_ref().map(|l| l[i]);
+        match rule_from_value(v, i, origin, line, Mode::User) {
             Ok(rule) => {
                 if user_ids.contains(&rule.id) {
                     errors.push(RuleError::Duplicate {

@@ -19,6 +19,16 @@ const MAX_EXTEND_DEPTH: usize = 3;
 pub(crate) fn import(src: &str, origin: &str, base: Option<&Path>) -> Result<Config, RuleError> {
     let mut notes = Vec::new();
     let rules = import_inner(src, origin, base, 0, &mut notes)?;
+    // gitleaks replaces its default rules with a config's unless it says `useDefault = true`; so does the
+    // import, which is easy to miss when switching.
+    if !rules.rules().iter().any(|r| r.builtin) {
+        notes.push(format!(
+            "{origin}: warning: no `[extend] useDefault = true`, so only its {} rule(s) are used and leakstop's {} \
+             built-in rules are off; add `[extend]` with `useDefault = true` to scan with both",
+            rules.len(),
+            RuleSet::builtin().len()
+        ));
+    }
     Ok(Config { rules, notes })
 }
 
@@ -40,7 +50,7 @@ fn import_inner(
     depth: usize,
     notes: &mut Vec<String>,
 ) -> Result<RuleSet, RuleError> {
-    let table: toml::Table = toml::from_str(src).map_err(|e| toml_error(origin, &e))?;
+    let table: toml::Table = toml::from_str(src).map_err(|e| toml_error(origin, src, &e))?;
     let mut cx = Ctx { origin, notes };
     let mut set = RuleSet::default();
     let mut disabled: Vec<String> = Vec::new();

@@ -31,6 +31,9 @@ pub(crate) struct RawRule {
     pub allow: Option<RawAllow>,
     pub examples: Option<Vec<String>>,
     pub negative_examples: Option<Vec<String>>,
+    /// Drop matches that look like placeholders (`changeme`, `xxxx`, `${VAR}`...). Default: on for the built-in
+    /// rules, off for users' own.
+    pub placeholder_guard: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -69,18 +72,45 @@ pub(crate) struct RawAllow {
 /// the example test) is compiled lazily so a small scan pays only for the regexes it uses.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    Strict,
-    Lazy,
+    /// A user's config (`.leakstop.toml`): compiled now, placeholder guard only on request.
+    User,
+    /// A file in the built-in rules' format (`rules/*.toml`, `[[rule]]` tables only): compiled now, placeholder
+    /// guard unless the rule opts out, as the built-in rules it is written like.
+    RuleFile,
+    /// The embedded rules validated in full (`rules check`, tests).
+    BuiltinStrict,
+    /// The embedded rules for scanning: compiled on first use.
+    Builtin,
 }
 
-pub(crate) fn toml_error(origin: &str, e: &toml::de::Error) -> RuleError {
-    let mut message = e.message().to_string();
-    if let Some(span) = e.span() {
-        message = format!("{message} (at byte {})", span.start);
+impl Mode {
+    fn builtin(self) -> bool {
+        matches!(self, Mode::Builtin | Mode::BuiltinStrict)
     }
+
+    fn guard_by_default(self) -> bool {
+        self != Mode::User
+    }
+
+    fn strict(self) -> bool {
+        self != Mode::Builtin
+    }
+}
+
+/// A TOML syntax or shape error of `src`, pointing at its line and column.
+pub(crate) fn toml_error(origin: &str, src: &str, e: &toml::de::Error) -> RuleError {
+    let origin = match e.span() {
+        Some(span) => {
+            let before = &src[..span.start.min(src.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("{origin}:{line}:{column}")
+        }
+        None => origin.to_string(),
+    };
     RuleError::Toml {
-        origin: origin.to_string(),
-        message,
+        origin,
+        message: e.message().trim_end().to_string(),
     }
 }
 
@@ -147,7 +177,7 @@ pub(crate) fn compile_allow(origin: &str, rule: &str, raw: RawAllow, field: &str
 
 /// Parses a rule file's text into its `[[rule]]` tables, each with the id (when present) for error messages.
 fn rule_tables(src: &str, origin: &str) -> Result<Vec<toml::Value>, RuleError> {
-    let table: toml::Table = toml::from_str(src).map_err(|e| toml_error(origin, &e))?;
+    let table: toml::Table = toml::from_str(src).map_err(|e| toml_error(origin, src, &e))?;
     let mut rules = Vec::new();
     for (key, value) in table {
         match (key.as_str(), value) {
@@ -169,89 +199,112 @@ fn rule_tables(src: &str, origin: &str) -> Result<Vec<toml::Value>, RuleError> {
     Ok(rules)
 }
 
-/// Builds one rule from its TOML table, validating every field.
-pub(crate) fn rule_from_value(value: toml::Value, index: usize, origin: &str, mode: Mode) -> Result<Rule, RuleError> {
+/// Builds one rule from its TOML table, validating every field; every problem of the rule is reported at once.
+/// `line` (1-based, of the rule's `[[rule]]` header) is added to error origins so they point at the rule.
+/// Built-in rules keep the placeholder guard unless they opt out; users' rules only run it when they ask for it
+/// (`placeholder_guard = true`), since a team's own token format may well contain `example` or `xxxx`.
+pub(crate) fn rule_from_value(
+    value: toml::Value,
+    index: usize,
+    origin: &str,
+    line: Option<usize>,
+    mode: Mode,
+) -> Result<Rule, RuleError> {
     let label = value
         .get("id")
         .and_then(toml::Value::as_str)
         .map_or_else(|| format!("#{}", index + 1), str::to_string);
+    let at = line.map_or_else(|| origin.to_string(), |l| format!("{origin}:{l}"));
     let raw = RawRule::deserialize(value).map_err(|e| {
         let msg = e.message().to_string();
         // serde names the offending field in backquotes; surface it as the field.
         match msg.split('`').nth(1) {
             Some(field) if msg.starts_with("unknown field") || msg.starts_with("missing field") => {
-                RuleError::field(origin, &label, field, msg.clone())
+                RuleError::field(&at, &label, field, msg.clone())
             }
             _ => RuleError::Rule {
-                origin: origin.to_string(),
+                origin: at.clone(),
                 rule: label.clone(),
                 message: msg,
             },
         }
     })?;
-    let err = |field: &str, msg: String| RuleError::field(origin, &label, field, msg);
-    let id = raw
-        .id
-        .ok_or_else(|| err("id", "missing; every rule needs a unique kebab-case id".into()))?;
-    if id.is_empty()
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        || id.starts_with('-')
-    {
-        return Err(err(
-            "id",
-            format!("`{id}` is not kebab-case (lowercase letters, digits and `-`)"),
-        ));
-    }
-    let regex = raw
-        .regex
-        .ok_or_else(|| err("regex", "missing; the pattern that finds the credential".into()))?;
+    let mut errors: Vec<RuleError> = Vec::new();
+    let mut err = |field: &str, msg: String| errors.push(RuleError::field(&at, &label, field, msg));
+    let id = match raw.id {
+        None => {
+            err("id", "missing; every rule needs a unique kebab-case id".into());
+            label.clone()
+        }
+        Some(id)
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                || id.starts_with('-') =>
+        {
+            err(
+                "id",
+                format!("`{id}` is not kebab-case (lowercase letters, digits and `-`)"),
+            );
+            id
+        }
+        Some(id) => id,
+    };
+    let regex = raw.regex.unwrap_or_else(|| {
+        err("regex", "missing; the pattern that finds the credential".into());
+        String::new()
+    });
     let mut rule = Rule::new(id, regex, origin.to_string());
-    rule.description = raw
-        .description
-        .filter(|d| !d.trim().is_empty())
-        .ok_or_else(|| err("description", "missing or empty".into()))?;
-    let sev = raw
-        .severity
-        .ok_or_else(|| err("severity", format!("missing; one of {}", Severity::NAMES.join(", "))))?;
-    rule.severity = Severity::parse(&sev).ok_or_else(|| {
-        err(
-            "severity",
-            format!(
-                "unknown severity `{sev}` (expected one of {})",
-                Severity::NAMES.join(", ")
+    rule.builtin = mode.builtin();
+    rule.skip_placeholder_guard = !raw.placeholder_guard.unwrap_or(mode.guard_by_default());
+    match raw.description.filter(|d| !d.trim().is_empty()) {
+        Some(d) => rule.description = d,
+        None => err("description", "missing or empty".into()),
+    }
+    match raw.severity {
+        None => err("severity", format!("missing; one of {}", Severity::NAMES.join(", "))),
+        Some(sev) => match Severity::parse(&sev) {
+            Some(s) => rule.severity = s,
+            None => err(
+                "severity",
+                format!(
+                    "unknown severity `{sev}` (expected one of {})",
+                    Severity::NAMES.join(", ")
+                ),
             ),
-        )
-    })?;
+        },
+    }
     let keywords = raw.keywords.unwrap_or_default();
     if keywords.is_empty() || keywords.iter().any(|k| k.trim().is_empty()) {
-        return Err(err(
+        err(
             "keywords",
             "missing or empty; give at least one literal that every match contains".into(),
-        ));
+        );
     }
     rule.keywords = keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
     rule.tags = raw.tags;
     if let Some(e) = raw.entropy {
-        if !(0.0..=8.0).contains(&e) {
-            return Err(err(
-                "entropy",
-                format!("{e} is out of range (bits per character, 0 to 8)"),
-            ));
+        if (0.0..=8.0).contains(&e) {
+            rule.entropy = Some(e);
+        } else {
+            err("entropy", format!("{e} is out of range (bits per character, 0 to 8)"));
         }
-        rule.entropy = Some(e);
     }
     if let Some(c) = raw.check {
-        rule.check = Some(Check::from_name(&c).ok_or_else(|| {
-            err(
+        match Check::from_name(&c) {
+            Some(check) => rule.check = Some(check),
+            None => err(
                 "check",
                 format!("unknown check `{c}` (known: {})", CHECK_NAMES.join(", ")),
-            )
-        })?);
+            ),
+        }
     }
     if let Some(p) = raw.path {
-        rule.path = Some(Regex::new(&p).map_err(|e| err("path", e.to_string()))?);
+        match Regex::new(&p) {
+            Ok(re) => rule.path = Some(re),
+            Err(e) => err("path", e.to_string()),
+        }
     }
     if let Some(r) = raw.requires {
         rule.requires = Some(Requires {
@@ -266,35 +319,83 @@ pub(crate) fn rule_from_value(value: toml::Value, index: usize, origin: &str, mo
     if let Some(mut a) = raw.allow {
         examples.extend(a.examples.take().unwrap_or_default());
         negative_examples.extend(a.negative_examples.take().unwrap_or_default());
-        rule.allow = compile_allow(origin, &rule.id, a, "allow")?;
+        match compile_allow(&at, &rule.id, a, "allow") {
+            Ok(list) => rule.allow = list,
+            Err(e) => errors.push(e),
+        }
     }
+    let mut err = |field: &str, msg: String| errors.push(RuleError::field(&at, &label, field, msg));
     rule.examples = examples;
     rule.negative_examples = negative_examples;
     if rule.examples.is_empty() {
-        return Err(err(
+        err(
             "examples",
             "missing or empty; give at least one text in which the rule must find a secret".into(),
-        ));
+        );
     }
     if rule.negative_examples.is_empty() {
-        return Err(err(
+        err(
             "negative_examples",
             "missing or empty; give at least one look-alike text in which the rule must find nothing".into(),
-        ));
+        );
     }
-    if mode == Mode::Strict {
-        rule.compile().map_err(|e| err("regex", e))?;
+    if mode.strict()
+        && !rule.regex_source.is_empty()
+        && let Err(e) = rule.compile()
+    {
+        err("regex", e);
     }
-    Ok(rule)
+    match errors.len() {
+        0 => Ok(rule),
+        1 => Err(errors.remove(0)),
+        _ => Err(RuleError::Many(errors)),
+    }
+}
+
+/// The 1-based line of each `[[name]]` table header in `src`, in order: the n-th one is the n-th table of the
+/// array, which lets errors about a table point at its line.
+pub(crate) fn table_lines(src: &str, name: &str) -> Vec<usize> {
+    let header = format!("[[{name}]]");
+    src.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let t = l.trim_start();
+            t.strip_prefix(header.as_str())
+                .is_some_and(|rest| rest.trim_start().is_empty() || rest.trim_start().starts_with('#'))
+        })
+        .map(|(i, _)| i + 1)
+        .collect()
 }
 
 impl RuleSet {
-    /// Parses and validates a rule file; `origin` names it in errors. Regexes are compiled now.
+    /// Parses and validates a rule file (the format of `rules/*.toml`); `origin` names it in errors. Regexes are
+    /// compiled now.
     pub fn from_toml_str(src: &str, origin: &str) -> Result<RuleSet, RuleError> {
+        let (set, errors) = RuleSet::parse_checked(src, origin, Mode::RuleFile);
+        match errors {
+            None => Ok(set),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// The valid rules of a rule file and every problem of the others (`leakstop rules check` runs the examples
+    /// of the valid ones even when others are broken, so one run reports everything).
+    pub fn from_toml_str_partial(src: &str, origin: &str) -> (RuleSet, Option<RuleError>) {
+        RuleSet::parse_checked(src, origin, Mode::RuleFile)
+    }
+
+    fn parse_checked(src: &str, origin: &str, mode: Mode) -> (RuleSet, Option<RuleError>) {
         let mut set = RuleSet::default();
         let mut errors = Vec::new();
-        for (i, v) in rule_tables(src, origin)?.into_iter().enumerate() {
-            match rule_from_value(v, i, origin, Mode::Strict) {
+        let tables = match rule_tables(src, origin) {
+            Ok(t) => t,
+            Err(e) => return (set, Some(e)),
+        };
+        let lines = table_lines(src, "rule");
+        let lines = (lines.len() == tables.len()).then_some(lines);
+        for (i, v) in tables.into_iter().enumerate() {
+            let line = lines.as_ref().map(|l| l[i]);
+            match rule_from_value(v, i, origin, line, mode) {
                 Ok(rule) => {
                     if set.get(&rule.id).is_some() {
                         errors.push(RuleError::Duplicate {
@@ -308,11 +409,12 @@ impl RuleSet {
                 Err(e) => errors.push(e),
             }
         }
-        match errors.len() {
-            0 => Ok(set),
-            1 => Err(errors.remove(0)),
-            _ => Err(RuleError::Many(errors)),
-        }
+        let errors = match errors.len() {
+            0 => None,
+            1 => Some(errors.remove(0)),
+            _ => Some(RuleError::Many(errors)),
+        };
+        (set, errors)
     }
 
     /// Reads and validates a rule file.
@@ -340,7 +442,7 @@ impl RuleSet {
                         }
                     };
                     for (i, v) in tables.into_iter().enumerate() {
-                        match rule_from_value(v, i, origin, Mode::Lazy) {
+                        match rule_from_value(v, i, origin, None, Mode::Builtin) {
                             Ok(rule) if set.get(&rule.id).is_some() => {
                                 tracing::error!(
                                     "builtin rule `{}` in {origin} is defined twice; the first one is kept",
@@ -363,8 +465,8 @@ impl RuleSet {
         let mut all = RuleSet::default();
         let mut errors = Vec::new();
         for (origin, src) in BUILTIN_FILES {
-            match RuleSet::from_toml_str(src, origin) {
-                Ok(set) => {
+            match RuleSet::parse_checked(src, origin, Mode::BuiltinStrict) {
+                (set, None) => {
                     for r in set.rules {
                         if let Some(prev) = all.get(&r.id) {
                             errors.push(RuleError::Rule {
@@ -380,7 +482,7 @@ impl RuleSet {
                         }
                     }
                 }
-                Err(e) => errors.push(e),
+                (_, Some(e)) => errors.push(e),
             }
         }
         if errors.is_empty() {

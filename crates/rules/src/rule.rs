@@ -110,8 +110,11 @@ pub struct Rule {
     pub regex_source: String,
     /// Where the rule was defined (e.g. `rules/github.toml`, `.gitleaks.toml`).
     pub origin: String,
-    /// Skip the global placeholder guard (for imported rules whose authors tuned their own allowlists).
+    /// Skip the placeholder guard: users' rules do unless they set `placeholder_guard = true` (their own token
+    /// formats may contain `example` or `xxxx`); built-in rules run it.
     pub skip_placeholder_guard: bool,
+    /// One of the rules embedded from `rules/*.toml` (not a user's).
+    pub builtin: bool,
     /// Only used as another rule's `requires` component, never reported itself (gitleaks' `skipReport`).
     pub skip_report: bool,
     pub(crate) secret_group: SecretGroup,
@@ -135,7 +138,8 @@ impl Rule {
             negative_examples: Vec::new(),
             regex_source,
             origin,
-            skip_placeholder_guard: false,
+            skip_placeholder_guard: true,
+            builtin: false,
             skip_report: false,
             secret_group: SecretGroup::Auto,
             compiled: OnceLock::new(),
@@ -194,20 +198,25 @@ impl Rule {
             return;
         }
         let s = &hay[secret.clone()];
-        if let Some(min) = self.entropy
-            && shannon_entropy(s) < min
-        {
-            return;
+        if let Some(min) = self.entropy {
+            let e = shannon_entropy(s);
+            if e < min {
+                self.dropped(s, &format!("entropy {e:.2} is below the rule's {min}"));
+                return;
+            }
         }
         if let Some(check) = self.check
             && !check.verify(s)
         {
+            self.dropped(s, &format!("failed the {} check", check.name()));
             return;
         }
         if !self.skip_placeholder_guard && is_placeholder(s) {
+            self.dropped(s, "looks like a placeholder (placeholder guard)");
             return;
         }
         if self.allow.allows_secret(s) {
+            self.dropped(s, "the rule's allowlist allows it");
             return;
         }
         if self.allow.needs_context() {
@@ -222,6 +231,7 @@ impl Rule {
             let matched = &hay[span.clone()];
             let line = &hay[line_start..line_end];
             if allows_content(&self.allow, s, matched, line) {
+                self.dropped(s, "the rule's allowlist allows it");
                 return;
             }
         }
@@ -231,6 +241,26 @@ impl Rule {
             None
         };
         out.push(RuleMatch { span, secret, kind });
+    }
+}
+
+impl Rule {
+    /// Logs (at debug level, `-vv`) a match this rule found and dropped, with the secret redacted.
+    pub fn dropped(&self, secret: &[u8], reason: &str) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(rule = self.id.as_str(), secret = %redacted(secret), "match dropped: {reason}");
+        }
+    }
+}
+
+/// The first 4 characters of a secret of 20 or more, then stars (as reports redact it); only stars if shorter.
+pub fn redacted(secret: &[u8]) -> String {
+    let s = String::from_utf8_lossy(secret);
+    if s.chars().count() >= 20 {
+        let head: String = s.chars().take(4).collect();
+        format!("{head}*****")
+    } else {
+        "*****".to_string()
     }
 }
 

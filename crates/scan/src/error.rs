@@ -15,6 +15,14 @@ pub enum ScanError {
     Baseline { path: PathBuf, line: usize, reason: String },
     #[error("{}: cannot write: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
+    #[error("{what} {} does not exist ({hint})", path.display())]
+    Missing {
+        what: &'static str,
+        path: PathBuf,
+        hint: &'static str,
+    },
+    #[error(transparent)]
+    Rules(#[from] leakstop_rules::RuleError),
     #[error("starting the scan thread pool: {0}")]
     ThreadPool(String),
 }

@@ -45,6 +45,9 @@ pub struct Finding {
     /// For history scans: whether the secret is still present at HEAD.
     pub in_head: Option<bool>,
     pub tags: Vec<String>,
+    /// The secret's line with the secret (and any other match on it) redacted, shortened around the secret: what
+    /// the text report shows so the finding can be judged without opening the file.
+    pub context: String,
 }
 
 /// Default HMAC key for fingerprints. Public by design: the fingerprint protects the secret against offline

@@ -5,12 +5,14 @@
 //! Unsafe code (denied elsewhere): the SIMD keyword prefilter in `keywords` (x86-64 intrinsics).
 
 pub mod baseline;
+mod chunks;
 pub mod error;
 pub mod finding;
 mod keywords;
 pub mod report;
 pub mod scanner;
 pub mod secret;
+pub mod setup;
 pub mod walk;
 
 pub use baseline::Baseline;
@@ -18,4 +20,5 @@ pub use error::ScanError;
 pub use finding::{CommitInfo, Finding, fingerprint};
 pub use scanner::{Candidate, INLINE_ALLOW_MARKERS, KeywordHit, ScanOptions, Scanner};
 pub use secret::Secret;
+pub use setup::{Setup, SetupRequest};
 pub use walk::{ScanSummary, is_binary};

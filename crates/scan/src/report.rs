@@ -92,6 +92,9 @@ fn write_text(findings: &[Finding], out: &mut dyn Write, opts: &ReportOptions) -
             "{bold}{}:{}:{}{reset}: {sev}: {} [{}]",
             f.path, f.line, f.column, f.description, f.rule_id
         )?;
+        if !f.context.is_empty() {
+            writeln!(out, "    line: {}", f.context)?;
+        }
         write!(
             out,
             "    secret: {}  fingerprint: {}",

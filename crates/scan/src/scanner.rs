@@ -11,6 +11,7 @@ use crate::error::ScanError;
 use crate::finding::{DEFAULT_FINGERPRINT_KEY, Finding, fingerprint};
 use crate::keywords::KeywordIndex;
 use crate::secret::Secret;
+use crate::walk::ScanSummary;
 
 /// Markers that allow a finding when they appear on the secret's line. Besides our own, the ones teams already
 /// have in their code from other scanners, so switching does not resurface findings they reviewed.
@@ -202,18 +203,21 @@ pub struct KeywordHit {
 /// outlives the blob.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    rule: usize,
-    m: RuleMatch,
+    pub(crate) rule: usize,
+    pub(crate) m: RuleMatch,
     secret: Vec<u8>,
     matched: Vec<u8>,
     /// The secret's line, for allowlists that target lines.
     line_text: Vec<u8>,
     /// An inline allow marker on the secret's or the match's line.
     marker: bool,
-    line: u32,
-    column: u32,
-    end_line: u32,
-    end_column: u32,
+    pub(crate) line: u32,
+    pub(crate) column: u32,
+    pub(crate) end_line: u32,
+    pub(crate) end_column: u32,
+    /// False for a match another piece of the input reports (see `chunks.rs`): it still counts as a `requires`
+    /// partner or a specific rule's match, but is not reported here.
+    pub(crate) report: bool,
 }
 
 impl Scanner {
@@ -286,20 +290,39 @@ impl Scanner {
         !self.always.is_empty() || self.prefilter.as_ref().is_some_and(|ac| ac.is_match(data))
     }
 
-    /// Reads `r` to its end and scans it as one blob named `name` (e.g. `stdin`).
-    pub fn scan_reader(&self, mut r: impl Read, name: &str) -> Result<Vec<Finding>, ScanError> {
+    /// Reads `r` to its end and scans it as one blob named `name` (e.g. `stdin`), with the limits files get: over
+    /// `max_file_size` it is not scanned (nor read further), and binary data only with `include_binary`. The
+    /// summary says which.
+    pub fn scan_reader(&self, r: impl Read, name: &str) -> Result<ScanSummary, ScanError> {
         let mut data = Vec::new();
-        r.read_to_end(&mut data).map_err(|source| ScanError::Input {
-            name: name.to_string(),
-            source,
-        })?;
-        Ok(self.scan_blob(&data, name))
+        let max = self.opts.max_file_size;
+        r.take(max.saturating_add(1))
+            .read_to_end(&mut data)
+            .map_err(|source| ScanError::Input {
+                name: name.to_string(),
+                source,
+            })?;
+        let mut summary = ScanSummary::default();
+        if data.len() as u64 > max {
+            summary.skipped_large.push((name.to_string(), data.len() as u64));
+        } else if !self.opts.include_binary && crate::walk::is_binary(&data) {
+            summary.skipped_binary = 1;
+        } else {
+            summary.files_scanned = 1;
+            summary.bytes_scanned = data.len() as u64;
+            summary.findings = self.scan_blob(&data, name);
+        }
+        Ok(summary)
     }
 
     /// Scans one blob. Applies path filters, `requires`, allowlists, inline allow markers and the baseline.
     pub fn scan_blob(&self, data: &[u8], path: &str) -> Vec<Finding> {
         if self.rules.rules().is_empty() || self.rules.global_allow().allows_path(path) {
             return Vec::new();
+        }
+        let _span = tracing::debug_span!("scan", path).entered();
+        if data.len() > crate::chunks::CHUNK + crate::chunks::OVERLAP {
+            return self.scan_in_chunks(data, path);
         }
         let mut hits = Vec::new();
         self.keyword_hits(data, &mut hits);
@@ -414,6 +437,7 @@ impl Scanner {
                     column: 0,
                     end_line: 0,
                     end_column: 0,
+                    report: true,
                 });
             }
         }
@@ -434,25 +458,40 @@ impl Scanner {
             .filter(|c| {
                 let rule = &all[c.rule];
                 // Full decisions (AND lists, regexTarget = line/match, path + content) need the context.
-                rule_applies_to_path(rule, path)
-                    && !self
-                        .rules
-                        .global_allow()
-                        .allows_finding(&c.secret, &c.matched, &c.line_text, path, None)
-                    && !rule
-                        .allow
-                        .allows_finding(&c.secret, &c.matched, &c.line_text, path, None)
+                let why = if !rule_applies_to_path(rule, path) {
+                    "the rule does not apply to this path"
+                } else if self
+                    .rules
+                    .global_allow()
+                    .allows_finding(&c.secret, &c.matched, &c.line_text, path, None)
+                {
+                    "the global allowlist allows it"
+                } else if rule
+                    .allow
+                    .allows_finding(&c.secret, &c.matched, &c.line_text, path, None)
+                {
+                    "the rule's allowlist allows it"
+                } else {
+                    return true;
+                };
+                rule.dropped(&c.secret, &format!("{path}:{}: {why}", c.line));
+                false
             })
             .collect();
         let keep = self.keep_mask(&cands);
         let mut out = Vec::new();
         for (c, keep) in cands.iter().zip(keep) {
-            if !keep {
+            let rule = &all[c.rule];
+            if !c.report {
                 continue;
             }
-            let rule = &all[c.rule];
+            if let Err(why) = keep {
+                rule.dropped(&c.secret, &format!("{path}:{}: {why}", c.line));
+                continue;
+            }
             let raw = &c.secret[..];
             let secret = Secret::new(raw);
+            let redacted = secret.redacted();
             let f = Finding {
                 rule_id: rule.id.clone(),
                 description: match c.m.kind {
@@ -465,7 +504,7 @@ impl Scanner {
                 column: c.column,
                 end_line: c.end_line,
                 end_column: c.end_column,
-                redacted: secret.redacted(),
+                redacted: redacted.clone(),
                 fingerprint: fingerprint(&self.opts.fingerprint_key, &rule.id, raw),
                 entropy: Some(leakstop_rules::shannon_entropy(raw)),
                 secret,
@@ -473,8 +512,13 @@ impl Scanner {
                 other_paths: Vec::new(),
                 in_head: None,
                 tags: rule.tags.clone(),
+                context: context(&c.line_text, raw, &redacted, c.line, &cands),
             };
             if self.opts.baseline.as_ref().is_some_and(|b| b.suppresses(&f)) {
+                rule.dropped(
+                    &c.secret,
+                    &format!("{path}:{}: in the baseline or an ignore file", c.line),
+                );
                 continue;
             }
             out.push(f);
@@ -531,19 +575,22 @@ impl Scanner {
         hit
     }
 
-    /// Which candidates survive inline allow markers, `requires` and the generic-vs-specific overlap rule.
-    fn keep_mask(&self, cands: &[Candidate]) -> Vec<bool> {
+    /// Which candidates survive inline allow markers, `requires` and the generic-vs-specific overlap rule (and why
+    /// the others do not).
+    fn keep_mask(&self, cands: &[Candidate]) -> Vec<Result<(), &'static str>> {
         cands
             .iter()
             .map(|c| {
                 if c.marker {
-                    return false;
+                    return Err("an inline allow marker is on its line");
                 }
                 if let Some((target, within)) = self.requires[c.rule] {
-                    let Some(t) = target else { return false };
+                    let Some(t) = target else {
+                        return Err("the rule it requires is not enabled");
+                    };
                     let near = cands.iter().any(|o| o.rule == t && o.line.abs_diff(c.line) <= within);
                     if !near {
-                        return false;
+                        return Err("the rule it requires did not match nearby");
                     }
                 }
                 // A generic rule that matched the same secret as a specific one adds nothing but noise.
@@ -552,10 +599,10 @@ impl Scanner {
                         !self.generic[o.rule] && o.m.secret.start < c.m.secret.end && c.m.secret.start < o.m.secret.end
                     });
                     if shadowed {
-                        return false;
+                        return Err("a specific rule reports the same secret");
                     }
                 }
-                true
+                Ok(())
             })
             .collect()
     }
@@ -610,6 +657,49 @@ fn rule_applies_to_path(rule: &Rule, path: &str) -> bool {
         return false;
     }
     !rule.allow.allows_path(path)
+}
+
+/// Characters of the line kept on each side of the secret in [`Finding::context`].
+const CONTEXT_CHARS: usize = 60;
+
+/// `line` with `secret` replaced by `redacted` and every other candidate's secret by stars, shortened to
+/// [`CONTEXT_CHARS`] characters on each side of the secret.
+fn context(line: &[u8], secret: &[u8], redacted: &str, line_no: u32, cands: &[Candidate]) -> String {
+    // A secret over several lines (a key block) shows its first line's part.
+    let first = secret.split(|&b| b == b'\n').next().unwrap_or(secret);
+    let Some(at) = memchr::memmem::find(line, first).filter(|_| !first.is_empty()) else {
+        return String::new();
+    };
+    // Only the bytes that can be shown are decoded (a minified line may be megabytes long).
+    let reach = CONTEXT_CHARS * 4;
+    let mask = |part: &[u8]| {
+        let mut text = String::from_utf8_lossy(part).into_owned();
+        for c in cands.iter().filter(|c| c.line == line_no || c.end_line == line_no) {
+            let other = String::from_utf8_lossy(&c.secret);
+            let other = other.split('\n').next().unwrap_or_default();
+            if other.len() >= 4 && text.contains(other) {
+                text = text.replace(other, "*****");
+            }
+        }
+        text
+    };
+    let before = mask(&line[at.saturating_sub(reach)..at]);
+    let after = mask(&line[at + first.len()..(at + first.len() + reach).min(line.len())]);
+    let n = before.chars().count();
+    let before: String = if n > CONTEXT_CHARS || at > reach {
+        format!(
+            "…{}",
+            before.chars().skip(n.saturating_sub(CONTEXT_CHARS)).collect::<String>()
+        )
+    } else {
+        before
+    };
+    let after: String = if after.chars().count() > CONTEXT_CHARS || at + first.len() + reach < line.len() {
+        format!("{}…", after.chars().take(CONTEXT_CHARS).collect::<String>())
+    } else {
+        after
+    };
+    format!("{}{redacted}{}", before.trim_start(), after.trim_end())
 }
 
 /// The line (without its newline) containing byte `pos`.

@@ -34,14 +34,7 @@ impl Secret {
     /// What users see by default: a short non-secret prefix for long tokens (so `ghp_` or `AKIA` still tells
     /// a human what it is) and stars; short secrets (passwords) show nothing of themselves.
     pub fn redacted(&self) -> String {
-        let s = String::from_utf8_lossy(&self.0);
-        let n = s.chars().count();
-        if n >= 20 {
-            let head: String = s.chars().take(4).collect();
-            format!("{head}*****")
-        } else {
-            "*****".to_string()
-        }
+        leakstop_rules::redacted(&self.0)
     }
 }
 

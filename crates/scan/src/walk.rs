@@ -26,6 +26,13 @@ pub struct ScanSummary {
     pub files_scanned: u64,
     pub bytes_scanned: u64,
     pub skipped_binary: u64,
+    /// Files left out by .gitignore, .ignore or .git/info/exclude (inside a git work tree; `.ignore` anywhere),
+    /// not counting those inside ignored directories.
+    pub skipped_ignored: u64,
+    /// Directories left out whole by those files (not looked into: `target/`, `node_modules/`).
+    pub skipped_ignored_dirs: u64,
+    /// Files whose path an allowlist excludes from every rule.
+    pub skipped_allowlisted: u64,
     /// Files over `max_file_size`: (path, size in bytes).
     pub skipped_large: Vec<(String, u64)>,
     /// Files or directories that could not be read: (path, reason). The scan continued without them.
@@ -40,6 +47,11 @@ struct Shared {
     files: AtomicU64,
     bytes: AtomicU64,
     binary: AtomicU64,
+    allowlisted: AtomicU64,
+    /// Regular files the walk yielded, scanned or not.
+    seen: AtomicU64,
+    /// Directories the walk went into.
+    dirs: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl Scanner {
@@ -65,7 +77,8 @@ impl Scanner {
         wb.standard_filters(!self.opts.no_ignore)
             // Secrets love dotfiles (.env, .npmrc): scan hidden files; only git's own directory is skipped.
             .hidden(false)
-            .require_git(false)
+            // .gitignore means something only to git: outside a work tree, a `.env` it lists is still there.
+            .require_git(true)
             .follow_links(false)
             .threads(threads)
             .filter_entry(|e| e.file_name() != ".git");
@@ -75,7 +88,11 @@ impl Scanner {
             Box::new(move |entry| {
                 match entry {
                     Ok(e) => {
+                        if !self.opts.no_ignore && e.file_type().is_some_and(|t| t.is_dir()) {
+                            shared.dirs.lock().expect("dirs lock").insert(e.path().to_path_buf());
+                        }
                         if e.file_type().is_some_and(|t| t.is_file()) {
+                            shared.seen.fetch_add(1, Ordering::Relaxed);
                             self.scan_file(e.path(), shared);
                         }
                     }
@@ -95,6 +112,13 @@ impl Scanner {
         let mut skipped_large = shared.skipped_large.into_inner().expect("large lock");
         skipped_large.sort();
         let files_scanned = shared.files.load(Ordering::Relaxed);
+        let (skipped_ignored, skipped_ignored_dirs) = if self.opts.no_ignore {
+            (0, 0)
+        } else {
+            let dirs = std::mem::take(&mut *shared.dirs.lock().expect("dirs lock"));
+            let (files, ignored_dirs) = count_unfiltered(paths, threads, dirs);
+            (files.saturating_sub(shared.seen.load(Ordering::Relaxed)), ignored_dirs)
+        };
         if files_scanned == 0 && !errors.is_empty() {
             return Err(ScanError::NothingScanned {
                 count: errors.len(),
@@ -106,6 +130,9 @@ impl Scanner {
             files_scanned,
             bytes_scanned: shared.bytes.load(Ordering::Relaxed),
             skipped_binary: shared.binary.load(Ordering::Relaxed),
+            skipped_ignored,
+            skipped_ignored_dirs,
+            skipped_allowlisted: shared.allowlisted.load(Ordering::Relaxed),
             skipped_large,
             errors,
         })
@@ -113,6 +140,12 @@ impl Scanner {
 
     fn scan_file(&self, path: &Path, shared: &Shared) {
         let display = display_path(path);
+        if self.rules().global_allow().allows_path(&display) {
+            let shown = display.as_str();
+            tracing::debug!(path = shown, "skipped: the allowlist excludes this path");
+            shared.allowlisted.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let data = match read_limited(path, self.opts.max_file_size) {
             Ok(Some(d)) => d,
             Ok(None) => {
@@ -140,6 +173,47 @@ impl Scanner {
             shared.findings.lock().expect("findings lock").extend(found);
         }
     }
+}
+
+/// What the ignore files left out, from a second walk without them that goes only into the directories the
+/// filtered walk went into (`visited`; an ignored `target/` is counted, never read): regular files in those
+/// directories (with the number the filtered walk yielded, the ignored files) and the directories it did not go
+/// into.
+fn count_unfiltered(paths: &[PathBuf], threads: usize, visited: std::collections::HashSet<PathBuf>) -> (u64, u64) {
+    let Some((first, rest)) = paths.split_first() else {
+        return (0, 0);
+    };
+    let mut wb = WalkBuilder::new(first);
+    for p in rest {
+        wb.add(p);
+    }
+    let visited = std::sync::Arc::new(visited);
+    let ignored_dirs = std::sync::Arc::new(AtomicU64::new(0));
+    let (v, d) = (visited.clone(), ignored_dirs.clone());
+    wb.standard_filters(false)
+        .follow_links(false)
+        .threads(threads)
+        .filter_entry(move |e| {
+            if e.file_name() == ".git" {
+                return false;
+            }
+            if e.file_type().is_some_and(|t| t.is_dir()) && e.depth() > 0 && !v.contains(e.path()) {
+                d.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            true
+        });
+    let n = AtomicU64::new(0);
+    wb.build_parallel().run(|| {
+        let n = &n;
+        Box::new(move |entry| {
+            if entry.is_ok_and(|e| e.file_type().is_some_and(|t| t.is_file())) {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+            WalkState::Continue
+        })
+    });
+    (n.into_inner(), ignored_dirs.load(Ordering::Relaxed))
 }
 
 /// Reads a file unless it is larger than `max` (then `Ok(None)`).

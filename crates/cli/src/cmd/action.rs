@@ -107,14 +107,17 @@ fn scan(inputs: ScanInputs) -> anyhow::Result<ExitCode> {
     let event_path = inputs.event_path.clone().ok_or(event::EventError::NoEventPath)?;
     let plan = event::plan_from_file(&event_name, &event_path)?;
 
-    // fail-on=any counts baseline findings too, so the baseline is not applied then.
-    let baseline = if fail_on == FailOn::Any {
-        None
-    } else {
-        inputs.baseline.as_deref().map(|p| workspace.join(p))
-    };
-    let config = inputs.config.as_deref().map(|p| workspace.join(p));
-    let scanner = super::scan::build_scanner(&workspace, config.as_deref(), baseline.as_deref())?;
+    // fail-on=any counts baseline findings too, so no baseline applies then.
+    let baseline = inputs.baseline.as_deref().map(|p| workspace.join(p));
+    let setup = leakstop_scan::Setup::discover(&leakstop_scan::SetupRequest {
+        start: workspace.clone(),
+        config: inputs.config.as_deref().map(|p| workspace.join(p)),
+        baseline,
+        ignore_files: Vec::new(),
+        use_baseline: fail_on != FailOn::Any,
+    })?;
+    super::scan::print_setup(&setup, false);
+    let scanner = setup.scanner(leakstop_scan::ScanOptions::default())?;
 
     let (findings, scanned) = match &plan {
         Plan::Range { base, head, depth_hint } => {

@@ -73,25 +73,10 @@ pub fn run(cmd: HookCommand) -> anyhow::Result<ExitCode> {
 
 /// Scans the staged changes; on findings prints where, what and how to proceed, and exits 1 (blocks the commit).
 ///
-/// It is `leakstop scan --staged` (same config discovery, baseline and ignore files) plus the advice a developer
-/// needs at that moment; parsing through clap keeps it in step with every `scan` flag and default.
+/// It is `leakstop scan --staged` (same discovery of config, baseline and ignore files) plus the advice a
+/// developer needs at that moment.
 fn run_staged(repo: &std::path::Path) -> anyhow::Result<ExitCode> {
-    #[derive(clap::Parser)]
-    struct Staged {
-        #[command(flatten)]
-        args: super::scan::ScanArgs,
-    }
-    let repo = repo.to_string_lossy();
-    let mut argv = vec!["leakstop-hook", "--staged", "--quiet"];
-    // A baseline committed at the conventional place is honoured without configuration.
-    let baseline = std::path::Path::new(repo.as_ref()).join(".leakstop-baseline");
-    let baseline = baseline.to_string_lossy().into_owned();
-    if std::path::Path::new(&baseline).is_file() {
-        argv.extend(["--baseline", &baseline]);
-    }
-    argv.push(&repo);
-    let staged = <Staged as clap::Parser>::try_parse_from(argv)?;
-    let code = super::scan::run(staged.args)?;
+    let code = super::scan::run(super::scan::ScanArgs::staged(repo))?;
     if code == ExitCode::from(1) {
         eprintln!(
             "\nleakstop: commit blocked: the staged changes add the secret(s) above.\n\

@@ -20,9 +20,13 @@ pub struct ListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     format: ListFormat,
-    /// List the rules a config yields (.leakstop.toml or .gitleaks.toml) instead of the builtin ones.
+    /// List the rules a config yields (.leakstop.toml or .gitleaks.toml). Default: the config `leakstop scan`
+    /// would use in DIR (the nearest one up to the repository root), else the built-in rules.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Where the scan would run.
+    #[arg(value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,25 +62,32 @@ fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn write_list(args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let rules = match &args.config {
-        Some(path) => {
-            anyhow::ensure!(
-                path.exists(),
-                "config file {} does not exist (check --config)",
-                path.display()
-            );
-            let cfg = config::load_config(path)?;
-            for note in &cfg.notes {
-                eprintln!("leakstop: config note: {note}");
-            }
-            cfg.rules
-        }
-        None => RuleSet::builtin(),
-    };
+    let setup = leakstop_scan::Setup::discover(&leakstop_scan::SetupRequest {
+        start: args.dir.clone(),
+        config: args.config.clone(),
+        use_baseline: false,
+        ..Default::default()
+    })?;
+    for w in &setup.warnings {
+        eprintln!("leakstop: note: {w}");
+    }
+    let rules = setup.rules;
     let mut out = std::io::stdout().lock();
     match args.format {
         ListFormat::Text => {
-            let width = rules.rules().iter().map(|r| r.id.len()).max().unwrap_or(0);
+            let own = rules.rules().iter().filter(|r| !r.builtin).count();
+            match &setup.config {
+                Some(path) => writeln!(
+                    out,
+                    "{} rule(s) from {} ({own} of its own, {} built-in):",
+                    rules.len(),
+                    leakstop_scan::walk::display_path(path),
+                    rules.len() - own
+                )?,
+                None => writeln!(out, "{} built-in rule(s):", rules.len())?,
+            }
+            let width = rules.rules().iter().map(|r| r.id.len()).max().unwrap_or(0).max(2);
+            writeln!(out, "{:<width$}  {:<8}  DESCRIPTION", "ID", "SEVERITY")?;
             for r in rules.rules() {
                 writeln!(out, "{:<width$}  {:<8}  {}", r.id, r.severity.as_str(), r.description)?;
             }
@@ -109,22 +120,26 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (label, result) = match file {
         None => (
             "builtin rules".to_string(),
-            RuleSet::builtin_strict().map(|s| (s, Vec::new())),
+            RuleSet::builtin_strict().map(|s| (s, Vec::new(), None)),
         ),
         Some(path) => {
             anyhow::ensure!(path.exists(), "{} does not exist", path.display());
             (path.display().to_string(), load_for_check(path))
         }
     };
-    let (set, notes) = match result {
-        Ok(v) => v,
-        Err(e) => return Ok(report_errors(&e)),
+    // A rule file's broken rules do not stop its valid ones' examples from running: one run reports everything.
+    let (set, notes, mut problems) = match result {
+        Ok((set, notes, broken)) => (set, notes, broken.into_iter().collect::<Vec<_>>()),
+        Err(e) => return Ok(report_errors(&[e])),
     };
     for note in &notes {
         eprintln!("leakstop: note: {note}");
     }
     if let Err(e) = set.check_examples() {
-        return Ok(report_errors(&e));
+        problems.push(e);
+    }
+    if !problems.is_empty() {
+        return Ok(report_errors(&problems));
     }
     let examples: usize = set
         .rules()
@@ -139,15 +154,17 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
 }
 
 /// A rule file is checked as is; a config is loaded as a scan would load it and only its own rules are checked
-/// (the builtin ones it extends are checked by `leakstop rules check` without a file).
-fn load_for_check(path: &Path) -> Result<(RuleSet, Vec<String>), RuleError> {
+/// (the builtin ones it extends are checked by `leakstop rules check` without a file). A rule file's broken rules
+/// come back beside its valid ones.
+fn load_for_check(path: &Path) -> Result<(RuleSet, Vec<String>, Option<RuleError>), RuleError> {
     let src = std::fs::read_to_string(path).map_err(|source| RuleError::Read {
         path: path.to_path_buf(),
         source,
     })?;
     let is_rule_file = config::detect_kind(path, &src) == ConfigKind::Leakstop && config::is_rule_file(&src);
     if is_rule_file {
-        return RuleSet::load_file(path).map(|s| (s, Vec::new()));
+        let (set, broken) = RuleSet::from_toml_str_partial(&src, &path.display().to_string());
+        return Ok((set, Vec::new(), broken));
     }
     let cfg = config::load_config(path)?;
     let origin = path.display().to_string();
@@ -161,11 +178,11 @@ fn load_for_check(path: &Path) -> Result<(RuleSet, Vec<String>), RuleError> {
     for id in others {
         own.remove(&id);
     }
-    Ok((own, cfg.notes))
+    Ok((own, cfg.notes, None))
 }
 
-fn report_errors(e: &RuleError) -> ExitCode {
-    let problems = e.problems();
+fn report_errors(errors: &[RuleError]) -> ExitCode {
+    let problems: Vec<&RuleError> = errors.iter().flat_map(RuleError::problems).collect();
     for p in &problems {
         eprintln!("leakstop: error: {p}");
     }

@@ -10,9 +10,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use leakstop_rules::RuleSet;
 use leakstop_scan::report::{self, Format, ReportOptions};
-use leakstop_scan::{Baseline, Finding, ScanOptions, ScanSummary, Scanner};
+use leakstop_scan::{Baseline, Finding, ScanOptions, ScanSummary, Scanner, Setup, SetupRequest};
 
 #[derive(clap::Args, Debug)]
 pub struct ScanArgs {
@@ -28,7 +27,8 @@ pub struct ScanArgs {
     /// Show secrets in clear in text/json/jsonl reports (SARIF stays redacted: it is meant to be uploaded).
     #[arg(long)]
     pub show_secrets: bool,
-    /// Rules/allowlist config (.leakstop.toml or .gitleaks.toml). Default: discovered in the scanned directory.
+    /// Rules/allowlist config (.leakstop.toml or .gitleaks.toml). Default: the nearest one from the scanned path up
+    /// to the repository root.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Do not respect .gitignore/.ignore files.
@@ -44,13 +44,14 @@ pub struct ScanArgs {
     #[arg(long, short = 'j', default_value_t = 0)]
     pub threads: usize,
     /// Report only findings not in this baseline (written by --write-baseline; a gitleaks JSON report also works).
+    /// Default: the nearest .leakstop-baseline from the scanned path up to the repository root.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
     /// Write all current findings to FILE as a baseline and exit 0.
     #[arg(long, value_name = "FILE")]
     pub write_baseline: Option<PathBuf>,
     /// Ignore files of fingerprints (.leakstopignore format; .gitleaksignore lines accepted).
-    /// Default: .leakstopignore and .gitleaksignore in the scanned directory.
+    /// Default: the nearest .leakstopignore and .gitleaksignore from the scanned path up to the repository root.
     #[arg(long, value_name = "FILE")]
     pub ignore_file: Vec<PathBuf>,
     /// Never color the text report (NO_COLOR is respected too).
@@ -90,6 +91,18 @@ impl ScanArgs {
         }
     }
 
+    /// `scan --staged --quiet REPO` with every other flag at its default: what the pre-commit hook runs.
+    pub fn staged(repo: &Path) -> ScanArgs {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            args: ScanArgs,
+        }
+        let mut d = <Defaults as clap::Parser>::parse_from(["leakstop", "--staged", "--quiet"]);
+        d.args.paths = vec![repo.to_path_buf()];
+        d.args
+    }
+
     fn is_git_input(&self) -> bool {
         self.git.is_some() || self.staged || self.range.is_some()
     }
@@ -104,42 +117,38 @@ struct Collected {
 
 pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let root = discovery_dir(&args);
-    let rules = load_rules(args.config.as_deref(), &root)?;
-    // A new baseline records every current finding, including those the old one already knew.
-    let old_baseline = if args.write_baseline.is_some() {
-        None
-    } else {
-        args.baseline.as_deref()
-    };
-    let baseline = load_baseline(old_baseline, &args.ignore_file, &root, &rules)?;
+    let setup = Setup::discover(&SetupRequest {
+        start: discovery_start(&args),
+        config: args.config.clone(),
+        baseline: args.baseline.clone(),
+        ignore_files: args.ignore_file.clone(),
+        // A new baseline records every current finding, including those the old one already knew.
+        use_baseline: args.write_baseline.is_none(),
+    })?;
+    print_setup(&setup, args.quiet);
     let opts = ScanOptions {
         max_file_size: args.max_file_size,
         include_binary: args.include_binary,
         no_ignore: args.no_ignore,
         threads: args.threads,
-        baseline,
         ..ScanOptions::default()
     };
-    let scanner = Scanner::new(rules, opts)?;
+    let scanner = setup.scanner(opts)?;
 
     let mut collected = collect(&args, &scanner)?;
     finish(&args, &scanner, &mut collected, started)
 }
 
-/// The scanner `leakstop scan` would use for `root` with default options (for other subcommands, e.g. the
-/// GitHub Action): `config` or the discovered .leakstop.toml/.gitleaks.toml, `baseline` plus the ignore files
-/// (.leakstopignore, .gitleaksignore) found in `root`.
-pub fn build_scanner(root: &Path, config: Option<&Path>, baseline: Option<&Path>) -> anyhow::Result<Scanner> {
-    let rules = load_rules(config, root)?;
-    let baseline = load_baseline(baseline, &[], root, &rules)?;
-    Ok(Scanner::new(
-        rules,
-        ScanOptions {
-            baseline,
-            ..ScanOptions::default()
-        },
-    )?)
+/// Tells which files the scan uses (unless `quiet`) and what they could not express (always).
+pub fn print_setup(setup: &Setup, quiet: bool) {
+    if !quiet {
+        for line in &setup.used {
+            eprintln!("leakstop: {line}");
+        }
+    }
+    for w in &setup.warnings {
+        eprintln!("leakstop: note: {w}");
+    }
 }
 
 /// Writes a report of `findings` to `path` atomically (secrets redacted).
@@ -190,10 +199,11 @@ fn collect(args: &ScanArgs, scanner: &Scanner) -> anyhow::Result<Collected> {
             args.paths.len() == 1,
             "`-` (standard input) cannot be combined with other paths"
         );
-        let findings = scanner.scan_reader(std::io::stdin().lock(), "stdin")?;
+        let mut summary = scanner.scan_reader(std::io::stdin().lock(), "stdin")?;
+        let findings = std::mem::take(&mut summary.findings);
         return Ok(Collected {
             findings,
-            summary: None,
+            summary: Some(summary),
         });
     }
     let paths = if args.paths.is_empty() {
@@ -213,9 +223,14 @@ fn collect(args: &ScanArgs, scanner: &Scanner) -> anyhow::Result<Collected> {
 fn finish(args: &ScanArgs, scanner: &Scanner, c: &mut Collected, started: Instant) -> anyhow::Result<ExitCode> {
     if let Some(s) = &c.summary {
         for (path, size) in &s.skipped_large {
+            // Standard input is read only up to the limit: its size is not known.
+            let size = if *size > args.max_file_size && path == "stdin" {
+                "the input".to_string()
+            } else {
+                human_size(*size)
+            };
             eprintln!(
-                "leakstop: note: skipped {path}: {} is over --max-file-size {}; pass a larger --max-file-size to scan it",
-                human_size(*size),
+                "leakstop: note: skipped {path}: {size} is over --max-file-size {}; pass a larger --max-file-size to scan it",
                 human_size(args.max_file_size)
             );
         }
@@ -273,14 +288,7 @@ fn finish(args: &ScanArgs, scanner: &Scanner, c: &mut Collected, started: Instan
                 s.files_scanned,
                 human_size(s.bytes_scanned),
                 started.elapsed().as_secs_f64(),
-                if s.skipped_binary > 0 {
-                    format!(
-                        " ({} binary file(s) skipped; --include-binary scans them)",
-                        s.skipped_binary
-                    )
-                } else {
-                    String::new()
-                }
+                skipped_summary(s)
             ),
             None => eprintln!("leakstop: {n} {what} in {:.2}s", started.elapsed().as_secs_f64()),
         }
@@ -292,94 +300,46 @@ fn finish(args: &ScanArgs, scanner: &Scanner, c: &mut Collected, started: Instan
     })
 }
 
-/// Where to look for .leakstop.toml/.gitleaks.toml and ignore files: the scanned directory (or a scanned file's
-/// directory), else the current directory.
-fn discovery_dir(args: &ScanArgs) -> PathBuf {
+/// Every file a walk did not scan, by reason, with the flag that scans it: `; skipped 2 ignored (...), ...`.
+fn skipped_summary(s: &ScanSummary) -> String {
+    let mut parts = Vec::new();
+    if s.skipped_ignored > 0 || s.skipped_ignored_dirs > 0 {
+        let what = match (s.skipped_ignored, s.skipped_ignored_dirs) {
+            (f, 0) => format!("{f}"),
+            (0, d) => format!("{d} director(ies)"),
+            (f, d) => format!("{f} file(s) and {d} director(ies)"),
+        };
+        parts.push(format!("{what} ignored by .gitignore/.ignore (--no-ignore scans them)"));
+    }
+    if s.skipped_binary > 0 {
+        parts.push(format!("{} binary (--include-binary)", s.skipped_binary));
+    }
+    if !s.skipped_large.is_empty() {
+        parts.push(format!("{} over --max-file-size", s.skipped_large.len()));
+    }
+    if s.skipped_allowlisted > 0 {
+        parts.push(format!("{} excluded by allowlist paths", s.skipped_allowlisted));
+    }
+    if !s.errors.is_empty() {
+        parts.push(format!("{} unreadable", s.errors.len()));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; skipped {}", parts.join(", "))
+    }
+}
+
+/// Where discovery of config, baseline and ignore files starts: the repository of a git input, else the first
+/// scanned path, else the current directory.
+fn discovery_start(args: &ScanArgs) -> PathBuf {
     if args.is_git_input() {
         return args.repo();
     }
     match args.paths.first() {
-        Some(p) if p.as_os_str() != "-" => {
-            if p.is_dir() {
-                p.clone()
-            } else {
-                p.parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-            }
-        }
+        Some(p) if p.as_os_str() != "-" => p.clone(),
         _ => PathBuf::from("."),
     }
-}
-
-fn load_rules(config: Option<&Path>, root: &Path) -> anyhow::Result<RuleSet> {
-    let config = match config {
-        Some(path) => {
-            anyhow::ensure!(
-                path.exists(),
-                "config file {} does not exist (check --config)",
-                path.display()
-            );
-            Some(leakstop_rules::config::load_config(path)?)
-        }
-        None => leakstop_rules::config::discover(root)?,
-    };
-    Ok(match config {
-        Some(cfg) => {
-            for note in &cfg.notes {
-                eprintln!("leakstop: config note: {note}");
-            }
-            cfg.rules
-        }
-        None => RuleSet::builtin(),
-    })
-}
-
-fn load_baseline(
-    baseline: Option<&Path>,
-    ignore_files: &[PathBuf],
-    root: &Path,
-    rules: &RuleSet,
-) -> anyhow::Result<Option<Baseline>> {
-    let is_rule = |id: &str| rules.get(id).is_some();
-    let mut files: Vec<PathBuf> = Vec::new();
-    if let Some(b) = baseline {
-        anyhow::ensure!(
-            b.exists(),
-            "baseline {} does not exist (create it with --write-baseline)",
-            b.display()
-        );
-        files.push(b.to_path_buf());
-    }
-    if ignore_files.is_empty() {
-        for name in [".leakstopignore", ".gitleaksignore"] {
-            let p = root.join(name);
-            if p.is_file() {
-                files.push(p);
-            }
-        }
-    } else {
-        for f in ignore_files {
-            anyhow::ensure!(
-                f.exists(),
-                "ignore file {} does not exist (check --ignore-file)",
-                f.display()
-            );
-            files.push(f.clone());
-        }
-    }
-    if files.is_empty() {
-        return Ok(None);
-    }
-    let mut all = Baseline::new();
-    for f in files {
-        let mut b = Baseline::load(&f, &is_rule)?;
-        for note in std::mem::take(&mut b.notes) {
-            eprintln!("leakstop: {}: note: {note}", f.display());
-        }
-        all.merge(b);
-    }
-    Ok(Some(all))
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
