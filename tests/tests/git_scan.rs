@@ -413,3 +413,154 @@ fn packed_history_gives_exactly_what_reading_every_blob_gives() {
         "the AWS key pair: {direct:?}"
     );
 }
+
+fn scan_stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The commits `git log -S<secret> --reverse` names for `path`: the first is where it was added.
+fn pickaxe(repo: &Path, secret: &str, path: &str) -> Vec<String> {
+    git(
+        repo,
+        &[
+            "log",
+            "--all",
+            &format!("-S{secret}"),
+            "--reverse",
+            "--format=%H",
+            "--",
+            path,
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// A secret left in a file edited many times is one finding, at the commit that added it, with the later versions
+/// as other locations; `--since-commit` reports only what its boundary did not hold.
+#[test]
+fn history_reports_each_secret_occurrence_once_at_the_commit_that_added_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init_repo(&tmp.path().join("r"));
+    let mut lines: Vec<String> = (0..30).map(|i| format!("setting_{i} = {i}\n")).collect();
+    let (kept, second, copied, late) = (
+        secrets::github_pat(),
+        secrets::github_pat(),
+        secrets::github_pat(),
+        secrets::github_pat(),
+    );
+    let mut path = "config/app.ini";
+    // Commits whose version of the file holds `kept`, oldest first.
+    let mut with_kept = Vec::new();
+    for v in 0..12 {
+        lines[(v * 7) % 30] = format!("setting_{v} = edited in version {v}\n");
+        match v {
+            // Line 2: no later version edits it (they edit line (v * 7) % 30 + 1).
+            2 => lines[1] = format!("token = {kept}\n"),
+            4 => lines[20] = format!("second = {second}\n"),
+            // Renamed (its version unchanged), then edited under its new name.
+            6 => {
+                std::fs::create_dir_all(repo.join("conf")).unwrap();
+                git(&repo, &["mv", path, "conf/app.ini"]);
+                git(&repo, &["commit", "-q", "-m", "rename"]);
+                path = "conf/app.ini";
+            }
+            // The same secret in another file is another occurrence.
+            7 => {
+                commit_file(&repo, "deploy.sh", &format!("export TOKEN={kept}\n"), "deploy");
+            }
+            _ => {}
+        }
+        let id = commit_file(&repo, path, &lines.concat(), &format!("version {v}"));
+        if v >= 2 {
+            with_kept.push(id);
+        }
+        if v == 8 {
+            git(&repo, &["tag", "boundary"]);
+        }
+    }
+    // After the boundary: a new secret, a copy of an old one into a new file, the old ones' file edited again.
+    commit_file(&repo, "ci.env", &format!("CI_TOKEN={late}\n"), "ci token");
+    commit_file(&repo, "copy.env", &format!("COPIED={copied}\nKEPT={kept}\n"), "copy");
+    lines[0] = "setting_0 = edited after the boundary\n".into();
+    with_kept.push(commit_file(&repo, path, &lines.concat(), "after"));
+    git(&repo, &["gc", "-q"]);
+
+    let out = scan(&repo, &["--git", ".", "--show-secrets"]);
+    let fs = findings(&out);
+    let mut got: Vec<(String, String)> = fs
+        .iter()
+        .map(|f| {
+            (
+                f["secret"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (kept.clone(), "config/app.ini".to_string()),
+        (second.clone(), "config/app.ini".to_string()),
+        (kept.clone(), "deploy.sh".to_string()),
+        (late.clone(), "ci.env".to_string()),
+        (copied.clone(), "copy.env".to_string()),
+        (kept.clone(), "copy.env".to_string()),
+    ];
+    want.sort();
+    assert_eq!(got, want, "one finding per secret occurrence: {fs:#?}");
+    for f in &fs {
+        let (secret, path) = (f["secret"].as_str().unwrap(), f["path"].as_str().unwrap());
+        let first = pickaxe(&repo, secret, path);
+        assert_eq!(
+            commit_of(f),
+            first[0],
+            "{secret} in {path} is blamed on the commit that added it"
+        );
+    }
+    let main = fs
+        .iter()
+        .find(|f| f["secret"] == kept.as_str() && f["path"] == "config/app.ini")
+        .unwrap();
+    assert_eq!(main["line"], 2);
+    let later: Vec<&str> = main["other_locations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("later versions listed: {main}"))
+        .iter()
+        .map(|l| l["commit"].as_str().unwrap())
+        .collect();
+    assert_eq!(later, with_kept[1..], "every later version, oldest first: {main}");
+    assert!(
+        main["other_locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["path"] == "conf/app.ini" && l["line"] == 2),
+        "{main}"
+    );
+    assert_eq!(main["in_head"], true);
+
+    // Since the boundary: only what it did not hold, although the file holding `kept` and `second` changed.
+    let out = scan(&repo, &["--git", ".", "--show-secrets", "--since-commit", "boundary"]);
+    let fs = findings(&out);
+    let mut got: Vec<(&str, &str)> = fs
+        .iter()
+        .map(|f| (f["secret"].as_str().unwrap(), f["path"].as_str().unwrap()))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (late.as_str(), "ci.env"),
+        (copied.as_str(), "copy.env"),
+        (kept.as_str(), "copy.env"),
+    ];
+    want.sort();
+    assert_eq!(got, want, "{fs:#?}");
+    // Only the blobs that differ from the boundary's tree were scanned: one per commit after it.
+    let after = git(&repo, &["rev-list", "--count", "boundary..HEAD"]);
+    assert_eq!(after, "6");
+    assert!(
+        scan_stderr(&out).contains("6 commit(s), 6 unique blob(s)"),
+        "{}",
+        scan_stderr(&out)
+    );
+}

@@ -24,6 +24,7 @@ use git2::{ObjectType, Oid, Repository, Sort};
 use leakstop_scan::{Finding, Scanner, is_binary};
 
 use crate::error::GitError;
+use crate::occurrences::Occurrences;
 use crate::pack::{Gate, IdHash, ObjectReader, OpenOnDrop, Outcome, Pack, PackError, hex, packs as packs_of};
 use crate::repo::{commit_info, open, resolve_commit, shallow_commits, workdir_or_path};
 use crate::topo;
@@ -33,7 +34,8 @@ use crate::topo;
 pub struct HistorySelection {
     /// Only what this branch (or any revision) reaches; default: all refs (branches, tags, remotes) and HEAD.
     pub branch: Option<String>,
-    /// Skip what this commit reaches (it and its ancestors were scanned before).
+    /// Skip what this commit reaches (it and its ancestors were scanned before): only blobs that differ from its
+    /// tree are scanned, and only secrets its tree did not hold at the same path are reported.
     pub since_commit: Option<String>,
     /// Read every blob through libgit2 instead of walking the packs' delta forests (`pack.rs`). Slower; the
     /// results are the same (kept to check that, and as a way around a pack the direct reader cannot read).
@@ -45,7 +47,7 @@ pub struct HistorySelection {
 pub struct HistoryReport {
     pub findings: Vec<Finding>,
     pub commits: usize,
-    /// Unique blobs reachable from the selected commits.
+    /// Unique blobs reachable from the selected commits (with `since_commit`: those not in its tree).
     pub blobs: usize,
     /// Blob bytes read and scanned (binary and oversized blobs excluded).
     pub bytes_scanned: u64,
@@ -107,7 +109,12 @@ struct Enumeration {
     /// there changed.
     last_tree: HashMap<u32, Vec<(Key, TreeEntries)>>,
     last_tree_bytes: usize,
+    /// Blobs of an incremental scan's boundary (recorded with commit [`BOUNDARY`], never scanned).
+    boundary_blobs: usize,
 }
+
+/// The commit index of what an incremental scan's boundary holds.
+const BOUNDARY: u32 = u32::MAX;
 
 /// A 64-bit hash of the entry `name` in directory `dir`: equal for sightings under the same path, so a walk can
 /// tell a blob seen again where it was first seen without reading the path string back (a cache miss per entry,
@@ -640,6 +647,16 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
                 .map_err(GitError::git(&root, "walking history"))?,
         };
         let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
+        // An incremental scan starts from the boundary's tree as already seen: only blobs that differ from it are
+        // scanned, and each directory is compared with its version there.
+        if let Some(b) = hidden {
+            let tree = trees
+                .commit_tree(&repo, b)
+                .map_err(GitError::git(&root, "reading the --since-commit commit"))?;
+            let mut known = Vec::new();
+            en.walk_tree(&mut trees, tree, None, BOUNDARY, &root, &mut known)?;
+            en.boundary_blobs = known.len();
+        }
         let walked = (|| -> Result<(), GitError> {
             for (oid, tree, base_tree) in commits {
                 let tree = match tree {
@@ -682,7 +699,7 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
                 }
             };
             let mut rest: Vec<Job> = Vec::new();
-            for (key, seen) in &en.blobs {
+            for (key, seen) in en.blobs.iter().filter(|(_, s)| s.commit != BOUNDARY) {
                 let path = &en.paths[seen.path as usize];
                 match outcomes.remove(key) {
                     Some(Outcome::Scanned { bytes, candidates }) => {
@@ -744,7 +761,7 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
     }
     let mut report = HistoryReport {
         commits: en.commits.len(),
-        blobs: en.blobs.len(),
+        blobs: en.blobs.len() - en.boundary_blobs,
         ..Default::default()
     };
     if !en.submodules.is_empty() {
@@ -765,11 +782,20 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
     report.skipped_binary = acc.binary;
     report.skipped_large = acc.large;
 
-    // Phase 3: provenance, only for blobs with findings.
+    // Phase 3: provenance, only for blobs with findings, then one finding per secret occurrence.
     let head_tree = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
+    let boundary_tree = match hidden {
+        Some(c) => Some(
+            repo.find_commit(c)
+                .and_then(|c| c.tree())
+                .map_err(GitError::git(&root, "reading the --since-commit tree"))?,
+        ),
+        None => None,
+    };
     let mut infos = HashMap::new();
     let mut found = acc.found;
     found.sort_by_key(|(id, _)| (en.blobs[&Key::from(*id)].commit, en.blobs[&Key::from(*id)].path));
+    let mut occurrences = Occurrences::default();
     for (id, findings) in found {
         let seen = &en.blobs[&Key::from(id)];
         let info = match infos.get(&seen.commit) {
@@ -787,13 +813,27 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
         for mut f in findings {
             f.commit = Some(info.clone());
             f.other_paths = others.clone();
-            f.in_head = head_tree.as_ref().map(|t| {
-                std::iter::once(&f.path)
-                    .chain(others.iter())
-                    .any(|p| present_at(&repo, t, p, f.secret.expose()))
+            // An incremental scan reports only what its boundary did not hold already.
+            occurrences.add(f, |f| {
+                boundary_tree.as_ref().is_some_and(|t| {
+                    std::iter::once(&f.path)
+                        .chain(&f.other_paths)
+                        .any(|p| present_at(&repo, t, p, f.secret.expose()))
+                })
             });
-            report.findings.push(f);
         }
+    }
+    report.findings = occurrences.into_findings();
+    for f in &mut report.findings {
+        let mut paths: Vec<&String> = std::iter::once(&f.path).chain(&f.other_paths).collect();
+        for l in &f.other_locations {
+            if !paths.contains(&&l.path) {
+                paths.push(&l.path);
+            }
+        }
+        f.in_head = head_tree
+            .as_ref()
+            .map(|t| paths.iter().any(|p| present_at(&repo, t, p, f.secret.expose())));
     }
     scanner.apply_baseline(&mut report.findings);
     Ok(report)

@@ -15,6 +15,7 @@ mod error;
 mod history;
 mod inflate;
 mod map;
+mod occurrences;
 mod pack;
 mod repo;
 #[cfg(test)]
