@@ -564,3 +564,210 @@ fn history_reports_each_secret_occurrence_once_at_the_commit_that_added_it() {
         scan_stderr(&out)
     );
 }
+
+/// A repository whose packs hold delta chains, made the same way every time (fixed dates, one packing thread).
+fn delta_chain_repo(dir: &Path, rng: &mut impl rand::Rng) -> std::path::PathBuf {
+    let repo = init_repo(dir);
+    let body: String = (0..30)
+        .map(|_| char::from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..62)]))
+        .collect();
+    let token = format!(
+        "ghp_{body}{}",
+        secrets::base62(u64::from(secrets::crc32(body.as_bytes())), 6)
+    );
+    let mut lines: Vec<String> = (0..60).map(|i| format!("key_{i} = value {i}\n")).collect();
+    for v in 0..30 {
+        lines[(v * 11) % 60] = format!("key_{v} = version {v}\n");
+        if v == 4 {
+            lines[30] = format!("token = {token}\n");
+        }
+        std::fs::write(repo.join("settings.ini"), lines.concat()).unwrap();
+        if v % 7 == 0 {
+            std::fs::write(
+                repo.join(format!("notes-{v}.md")),
+                format!("# notes {v}\n").repeat(v + 1),
+            )
+            .unwrap();
+        }
+        git(&repo, &["add", "-A"]);
+        let date = format!("{} +0000", 1_700_000_000 + v * 3600);
+        let out = git_output(
+            &repo,
+            &["commit", "-q", "--no-verify", "-m", &format!("version {v}")],
+            &[("GIT_AUTHOR_DATE", &date), ("GIT_COMMITTER_DATE", &date)],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    git(&repo, &["-c", "pack.threads=1", "gc", "-q", "--aggressive"]);
+    repo
+}
+
+/// The pack of `repo` (one after `gc`) and its index.
+fn pack_files(repo: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = repo.join(".git/objects/pack");
+    let pack = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .expect("a pack");
+    let idx = pack.with_extension("idx");
+    for f in [&pack, &idx] {
+        // git writes packs read-only; the test rewrites them.
+        let mut perm = std::fs::metadata(f).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        std::fs::set_permissions(f, perm).unwrap();
+    }
+    (pack, idx)
+}
+
+/// Random byte changes in a pack and its index never crash a history scan, whichever way it reads them: the scan
+/// ends normally (findings or none) or refuses with exit 2 and an error naming the damaged file. Runs under an
+/// address-space limit, so an allocation sized from corrupt data fails the test instead of swapping.
+#[test]
+fn corrupted_packs_are_refused_by_name_and_never_crash_the_scan() {
+    use rand::{Rng as _, SeedableRng as _};
+    use sha1::Digest as _;
+    const TRIALS: usize = 240;
+    const WORKERS: usize = 2;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x1eaf_5709);
+    let first = delta_chain_repo(&tmp.path().join("r0"), &mut rng);
+    let (pack, idx) = pack_files(&first);
+    let deltas = git(&first, &["verify-pack", "-v", &idx.to_string_lossy()]);
+    assert!(
+        deltas.contains("chain length = 5"),
+        "the pack holds delta chains:\n{deltas}"
+    );
+    let clean = findings(&scan(&first, &["--git", "."]));
+    assert!(!clean.is_empty(), "the token is found in the intact repository");
+    let repos: Vec<std::path::PathBuf> = (0..WORKERS)
+        .map(|w| {
+            let copy = tmp.path().join(format!("r{}", w + 1));
+            let out = Command::new("cp").arg("-a").arg(&first).arg(&copy).output().unwrap();
+            assert!(out.status.success());
+            copy
+        })
+        .collect();
+    let (pack_bytes, idx_bytes) = (std::fs::read(&pack).unwrap(), std::fs::read(&idx).unwrap());
+    let pack_name = pack.file_stem().unwrap().to_string_lossy().into_owned();
+
+    // Each trial: which file, whether a changed index gets a valid checksum again (so the checks behind the
+    // checksum are reached), the changes, and how the scan reads.
+    struct Trial {
+        idx: bool,
+        resign: bool,
+        changes: Vec<(usize, u8)>,
+        mode: &'static [&'static str],
+    }
+    const MODES: [&[&str]; 3] = [&[], &["--no-pack-reader"], &["--since-commit", "HEAD~20"]];
+    let trials: Vec<Trial> = (0..TRIALS)
+        .map(|t| {
+            let idx = t % 3 != 2;
+            let len = if idx { idx_bytes.len() } else { pack_bytes.len() };
+            let changes = (0..1 + rng.gen_range(0..3))
+                .map(|_| (rng.gen_range(0..len), rng.gen_range(1..=255u8)))
+                .collect();
+            Trial {
+                idx,
+                resign: t % 3 == 1,
+                changes,
+                mode: MODES[(t / 3) % 3],
+            }
+        })
+        .collect();
+
+    let run = |repo: &Path, trial: &Trial| -> (Option<i32>, String) {
+        let (target, original) = if trial.idx {
+            (pack_files(repo).1, &idx_bytes)
+        } else {
+            (pack_files(repo).0, &pack_bytes)
+        };
+        let mut bytes = original.clone();
+        for &(at, x) in &trial.changes {
+            bytes[at] ^= x;
+        }
+        if trial.resign {
+            let n = bytes.len() - 20;
+            let sum = sha1::Sha1::digest(&bytes[..n]);
+            bytes[n..].copy_from_slice(&sum);
+        }
+        std::fs::write(&target, &bytes).unwrap();
+        let mut cmd = Command::new("prlimit");
+        isolate(&mut cmd);
+        let out = cmd
+            .arg("--as=4294967296")
+            .arg("--")
+            .arg(leakstop_bin())
+            .args(["scan", "-q", "--format", "json", "--git", "."])
+            .args(trial.mode)
+            .current_dir(repo)
+            .output()
+            .expect("prlimit (util-linux) runs leakstop");
+        std::fs::write(&target, original).unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let results: Vec<(usize, Option<i32>, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = repos
+            .iter()
+            .enumerate()
+            .map(|(w, repo)| {
+                let (trials, run) = (&trials, &run);
+                s.spawn(move || {
+                    (w..trials.len())
+                        .step_by(WORKERS)
+                        .map(|t| {
+                            let (code, err) = run(repo, &trials[t]);
+                            (t, code, err)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+
+    // (refused, scanned) per kind of change: stale index checksum, re-signed index, pack.
+    let mut tally = [[0usize; 2]; 3];
+    let mut failed = Vec::new();
+    for (t, code, err) in &results {
+        let trial = &trials[*t];
+        let what = format!(
+            "trial {t}: {} {:?}{} with {:?}",
+            if trial.idx { "idx" } else { "pack" },
+            trial.changes,
+            if trial.resign { " (re-signed)" } else { "" },
+            trial.mode
+        );
+        let kind = if !trial.idx { 2 } else { usize::from(trial.resign) };
+        match code {
+            Some(0 | 1) => tally[kind][1] += 1,
+            Some(2) => {
+                tally[kind][0] += 1;
+                if !err.contains(&pack_name) {
+                    failed.push(format!("{what}: the error does not name the damaged file:\n{err}"));
+                }
+            }
+            other => failed.push(format!(
+                "{what}: the scan ended with {other:?} (a signal or an unexpected code):\n{err}"
+            )),
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {TRIALS} trials failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    assert_eq!(
+        tally[0],
+        [TRIALS / 3, 0],
+        "an index changed behind its checksum is always refused"
+    );
+    for (kind, [refused, scanned]) in tally.iter().enumerate().skip(1) {
+        assert!(
+            *refused > 0 && refused + scanned == TRIALS / 3,
+            "kind {kind}: {refused} refused, {scanned} scanned"
+        );
+    }
+}

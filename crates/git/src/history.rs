@@ -24,8 +24,9 @@ use git2::{ObjectType, Oid, Repository, Sort};
 use leakstop_scan::{Finding, Scanner, is_binary};
 
 use crate::error::GitError;
+use crate::index::PackIndex;
 use crate::occurrences::Occurrences;
-use crate::pack::{Gate, IdHash, ObjectReader, OpenOnDrop, Outcome, Pack, PackError, hex, packs as packs_of};
+use crate::pack::{Gate, IdHash, ObjectReader, OpenOnDrop, Outcome, Pack, PackError, PackErrorKind, packs as packs_of};
 use crate::repo::{commit_info, open, resolve_commit, shallow_commits, workdir_or_path};
 use crate::topo;
 
@@ -273,11 +274,12 @@ impl Enumeration {
     }
 }
 
-/// Where the walk reads trees: the packs directly when they could be opened (libgit2 for what they do not hold),
-/// libgit2 otherwise.
-enum Trees<'r> {
-    Odb(git2::Odb<'r>),
-    Packs(ObjectReader<'r>, git2::Odb<'r>),
+/// Where the walk reads commits and trees: the packs directly when they could be opened (libgit2 for what they do
+/// not hold), libgit2 otherwise. A pack found corrupt on the way is kept in `corrupt` and never handed to libgit2.
+struct Trees<'r> {
+    packs: Option<ObjectReader<'r>>,
+    odb: git2::Odb<'r>,
+    corrupt: Option<PackError>,
 }
 
 impl Trees<'_> {
@@ -292,26 +294,27 @@ impl Trees<'_> {
         {
             return Ok(tree);
         }
+        self.check()?;
         repo.find_commit(id).map(|c| c.tree_id())
     }
 
     /// The raw bytes of object `id` into `out` (not cached: for commits, each read once); false when it cannot be
     /// read.
     fn read_raw(&mut self, id: &[u8; 20], out: &mut Vec<u8>) -> bool {
-        let odb = match self {
-            Trees::Odb(odb) => odb,
-            Trees::Packs(reader, odb) => {
-                match reader.read_into(id, out) {
-                    Ok(true) => return true,
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::debug!(id = %hex(id), error = %e, "reading from the pack failed; trying libgit2")
-                    }
+        if self.corrupt.is_some() {
+            return false;
+        }
+        if let Some(reader) = &mut self.packs {
+            match reader.read_into(id, out) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => {
+                    self.corrupt = Some(e);
+                    return false;
                 }
-                odb
             }
-        };
-        let Ok(obj) = Oid::from_bytes(id).and_then(|id| odb.read(id)) else {
+        }
+        let Ok(obj) = Oid::from_bytes(id).and_then(|id| self.odb.read(id)) else {
             return false;
         };
         out.clear();
@@ -321,18 +324,26 @@ impl Trees<'_> {
 
     /// A tree's bytes, shared with the pack reader's cache (no copy) when the packs hold it.
     fn read(&mut self, id: Oid) -> Result<Rc<Vec<u8>>, git2::Error> {
-        let odb = match self {
-            Trees::Odb(odb) => odb,
-            Trees::Packs(reader, odb) => {
-                match reader.read(&Key::from(id).0) {
-                    Ok(Some(b)) => return Ok(b),
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!(%id, error = %e, "reading a tree from the pack failed; trying libgit2"),
+        self.check()?;
+        if let Some(reader) = &mut self.packs {
+            match reader.read(&Key::from(id).0) {
+                Ok(Some(b)) => return Ok(b),
+                Ok(None) => {}
+                Err(e) => {
+                    self.corrupt = Some(e);
+                    self.check()?;
                 }
-                odb
             }
-        };
-        odb.read(id).map(|o| Rc::new(o.data().to_vec()))
+        }
+        self.odb.read(id).map(|o| Rc::new(o.data().to_vec()))
+    }
+
+    /// An error once a pack was found corrupt (the caller reports `corrupt` itself).
+    fn check(&self) -> Result<(), git2::Error> {
+        match &self.corrupt {
+            Some(e) => Err(git2::Error::from_str(&e.to_string())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -494,10 +505,48 @@ fn tree_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 
 /// Scans every unique blob reachable from the selection, attributing findings to the commit that introduced
 /// the blob.
+///
+/// Every pack is checked first (`index.rs`), before libgit2 reads anything: a corrupt one stops the scan with an
+/// error naming it. When libgit2 fails to read something later, the packs are searched for a damaged entry that
+/// explains it, and that is the error reported.
 pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection) -> Result<HistoryReport, GitError> {
     let repo = open(repo_path)?;
+    let git_dir: PathBuf = repo.path().to_path_buf();
+    match scan_repo(repo, scanner, sel) {
+        Err(e @ GitError::Git { .. }) => {
+            tracing::info!(error = %e, "reading the repository failed; checking its packs for damage");
+            Err(diagnose(&git_dir).unwrap_or(e))
+        }
+        done => done,
+    }
+}
+
+/// After libgit2 failed to read something: the damaged pack entry that explains it, if a pack holds one.
+fn diagnose(git_dir: &Path) -> Option<GitError> {
+    packs_of(git_dir)
+        .iter()
+        .find_map(|p| match Pack::open(p).and_then(|pack| pack.verify()) {
+            Err(e) if e.kind == PackErrorKind::Corrupt => Some(e.into()),
+            _ => None,
+        })
+}
+
+fn scan_repo(repo: Repository, scanner: &Scanner, sel: &HistorySelection) -> Result<HistoryReport, GitError> {
     let root = workdir_or_path(&repo);
     let git_dir: PathBuf = repo.path().to_path_buf();
+    // Before libgit2 reads any object: every pack's index checked against itself and its pack.
+    let mut indexes = Vec::new();
+    let mut all_readable = true;
+    for pack in packs_of(&git_dir) {
+        match PackIndex::load(&pack) {
+            Ok(index) => indexes.push(index),
+            Err(e) if e.kind == PackErrorKind::Unsupported => {
+                tracing::info!(error = %e, "a pack the direct reader does not read; reading objects through libgit2");
+                all_readable = false;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let tips = match &sel.branch {
         Some(b) => vec![resolve_commit(&repo, b)?],
         None => ref_tips(&repo, &root)?,
@@ -528,22 +577,28 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
     // A scan of everything reads the packs directly, delta forest by delta forest, while the walk runs; blobs the
     // packs do not hold (loose objects, alternates) are read through libgit2 once the walk is done. A scan that
     // skips what `since_commit` reaches needs few blobs, so it reads just those.
-    let direct = !sel.legacy_reads && sel.since_commit.is_none();
-    // Opened by whichever thread needs them first: the pack reader, while this one waits for libgit2 to sort the
-    // commits. Empty when there are none or they cannot be read directly.
-    let packs: std::sync::OnceLock<Vec<Pack>> = std::sync::OnceLock::new();
+    let direct = !sel.legacy_reads && sel.since_commit.is_none() && all_readable;
     let t0 = std::time::Instant::now();
+    if sel.legacy_reads {
+        // libgit2 reads every object: the direct reader's check of every entry header comes first.
+        for index in std::mem::take(&mut indexes) {
+            Pack::open_checked(index)?;
+        }
+        tracing::debug!(elapsed_ms = t0.elapsed().as_millis() as u64, "packs checked");
+    }
+    // Opened by whichever thread needs them first: the pack reader, while this one waits for libgit2 to sort the
+    // commits.
+    let indexes = std::sync::Mutex::new(indexes);
+    let packs: std::sync::OnceLock<Result<Vec<Pack>, PackError>> = std::sync::OnceLock::new();
     let open_packs = || {
-        packs.get_or_init(|| match packs_of(&git_dir).iter().map(|p| Pack::open(p)).collect() {
-            Ok(p) => {
+        packs
+            .get_or_init(|| {
+                let indexes = std::mem::take(&mut *indexes.lock().unwrap_or_else(|e| e.into_inner()));
+                let packs = indexes.into_iter().map(Pack::open_checked).collect();
                 tracing::debug!(elapsed_ms = t0.elapsed().as_millis() as u64, "packs opened");
-                p
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the packs directly failed; reading objects through libgit2");
-                Vec::new()
-            }
-        })
+                packs
+            })
+            .as_ref()
     };
     let (tx, rx) = crossbeam_channel::bounded::<Vec<Job>>(workers * 4);
     let gate = Gate::default();
@@ -594,25 +649,30 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             })
             .collect();
         drop(rx);
-        let packed = direct.then(|| scope.spawn(|| read_packs(open_packs(), scanner, workers, &gate)));
+        let packed = direct.then(|| {
+            scope.spawn(|| match open_packs() {
+                Ok(packs) => read_packs(packs, scanner, workers, &gate),
+                Err(e) => Err(e.clone()),
+            })
+        });
         // However this closure ends, the pack reader's waiting threads must start, or joining them would hang.
         let walk_done = OpenOnDrop(&gate);
         let mut en = Enumeration::default();
         let odb = repo
             .odb()
             .map_err(GitError::git(&root, "opening the object database"))?;
-        let packs: &[Pack] = if direct { open_packs() } else { &[] };
+        let packs: &[Pack] = if direct {
+            open_packs().map_err(|e| GitError::from(e.clone()))?
+        } else {
+            &[]
+        };
         let direct = !packs.is_empty();
-        let mut trees = match direct.then(|| ObjectReader::new(packs, TREE_CACHE_BUDGET)) {
-            Some(Ok(reader)) => Trees::Packs(reader, odb),
-            Some(Err(e)) => {
-                return Err(GitError::Git {
-                    repo: root.clone(),
-                    context: "reading the packs",
-                    message: e.to_string(),
-                });
-            }
-            None => Trees::Odb(odb),
+        let mut trees = Trees {
+            packs: direct
+                .then(|| ObjectReader::new(packs, TREE_CACHE_BUDGET))
+                .transpose()?,
+            odb,
+            corrupt: None,
         };
         // Commits oldest first, with their root trees and their first parents' when the order came from `topo` (which
         // read them anyway).
@@ -623,6 +683,9 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
                 topo::order(&tips, &shallow, |id, buf| trees.read_raw(id, buf))
             })
             .flatten();
+        if let Some(e) = trees.corrupt.take() {
+            return Err(e.into());
+        }
         match &own_order {
             Some(o) => tracing::debug!(
                 elapsed_ms = t0.elapsed().as_millis() as u64,
@@ -680,6 +743,9 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             Ok(())
         })();
         drop(walk_done);
+        if let Some(e) = trees.corrupt.take() {
+            return Err(e.into());
+        }
         tracing::debug!(elapsed_ms = t0.elapsed().as_millis() as u64, "walk done");
         if !batch.is_empty() {
             let _ = tx.send(batch);
@@ -687,16 +753,11 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
         let mut acc = Acc::default();
         // Without packs to read, the walk sent every blob to the workers itself.
         if let Some(packed) = packed.filter(|_| direct) {
+            // A pack the direct reader found corrupt is not handed to libgit2 instead.
             let mut outcomes = match packed.join() {
                 Ok(Ok(o)) => o,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "reading the packs directly failed; reading blobs through libgit2");
-                    OidMap::default()
-                }
-                Err(_) => {
-                    tracing::warn!("the pack reader panicked; reading blobs through libgit2");
-                    OidMap::default()
-                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(GitError::Pack("the pack reader panicked".into())),
             };
             let mut rest: Vec<Job> = Vec::new();
             for (key, seen) in en.blobs.iter().filter(|(_, s)| s.commit != BOUNDARY) {

@@ -13,6 +13,7 @@
 mod diff;
 mod error;
 mod history;
+mod index;
 mod inflate;
 mod map;
 mod occurrences;
