@@ -203,8 +203,15 @@ fn range_reports_only_what_the_commits_added() {
     );
     let head = commit_file(&repo, "notes.md", "done\n", "notes");
 
-    let fs = findings(&scan(&repo, &["--range", &format!("{base}..{head}")]));
+    let out = scan(&repo, &["--range", &format!("{base}..{head}")]);
+    let fs = findings(&out);
     assert_eq!(fs.len(), 1, "{fs:?}");
+    // What the range held: three commits, each changing one file.
+    assert!(
+        scan_stderr(&out).contains("3 commit(s), 3 changed file(s)"),
+        "{}",
+        scan_stderr(&out)
+    );
     assert_eq!(fs[0]["path"], "app.py");
     assert_eq!(fs[0]["line"], 2);
     assert_eq!(commit_of(&fs[0]), adding);
@@ -268,11 +275,29 @@ fn shallow_clone_range_past_the_boundary_is_a_clear_error() {
         &["clone", "-q", "--depth", "1", &url, &shallow.to_string_lossy()],
     );
 
-    let out = scan(&shallow, &["--range", &format!("{c1}..HEAD")]);
+    // Past the boundary by id, or as an ancestor of HEAD, for a range or an incremental history scan.
+    for args in [
+        vec!["--range".to_string(), format!("{c1}..HEAD")],
+        vec!["--range".to_string(), "HEAD~2..HEAD".to_string()],
+        vec![
+            "--git".to_string(),
+            ".".to_string(),
+            "--since-commit".to_string(),
+            "HEAD~1".to_string(),
+        ],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = scan(&shallow, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("shallow"), "{args:?}: {err}");
+        assert!(err.contains("fetch"), "{args:?}: the message says how to fix it: {err}");
+    }
+    // A name that is simply wrong is not blamed on the shallow clone.
+    let out = scan(&shallow, &["--range", "nope~1..HEAD"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("shallow"), "{err}");
-    assert!(err.contains("fetch"), "the message says how to fix it: {err}");
+    assert!(err.contains("nope") && !err.contains("fetch"), "{err}");
 
     // A whole-history scan of a shallow clone works and says what it could not see.
     let out = scan(&shallow, &["--git"]);
@@ -559,7 +584,7 @@ fn history_reports_each_secret_occurrence_once_at_the_commit_that_added_it() {
     let after = git(&repo, &["rev-list", "--count", "boundary..HEAD"]);
     assert_eq!(after, "6");
     assert!(
-        scan_stderr(&out).contains("6 commit(s), 6 unique blob(s)"),
+        scan_stderr(&out).contains("6 commit(s) since boundary, 6 unique blob(s)"),
         "{}",
         scan_stderr(&out)
     );

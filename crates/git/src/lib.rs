@@ -23,7 +23,7 @@ mod repo;
 mod testing;
 mod topo;
 
-pub use diff::{scan_range, scan_staged};
+pub use diff::{RangeReport, scan_range, scan_range_report, scan_staged};
 pub use error::GitError;
 pub use history::{HistoryReport, HistorySelection, scan_history};
 pub use repo::commit_info;
