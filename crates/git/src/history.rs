@@ -14,7 +14,8 @@
 //!    each: git2 objects are not `Sync`).
 //!
 //! Provenance (commit details, other paths, presence at HEAD) is computed afterwards, only for blobs that
-//! produced findings.
+//! produced findings, and their findings are merged into one per secret occurrence (`occurrences.rs`). Every pack
+//! is checked before anything reads it (`index.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -535,6 +536,7 @@ fn scan_repo(repo: Repository, scanner: &Scanner, sel: &HistorySelection) -> Res
     let root = workdir_or_path(&repo);
     let git_dir: PathBuf = repo.path().to_path_buf();
     // Before libgit2 reads any object: every pack's index checked against itself and its pack.
+    let checking = std::time::Instant::now();
     let mut indexes = Vec::new();
     let mut all_readable = true;
     for pack in packs_of(&git_dir) {
@@ -547,6 +549,10 @@ fn scan_repo(repo: Repository, scanner: &Scanner, sel: &HistorySelection) -> Res
             Err(e) => return Err(e.into()),
         }
     }
+    tracing::debug!(
+        elapsed_ms = checking.elapsed().as_millis() as u64,
+        "pack indexes checked"
+    );
     let tips = match &sel.branch {
         Some(b) => vec![resolve_commit(&repo, b)?],
         None => ref_tips(&repo, &root)?,
