@@ -646,8 +646,8 @@ fn pack_files(repo: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (pack, idx)
 }
 
-/// Random byte changes in a pack and its index never crash a history scan, whichever way it reads them: the scan
-/// ends normally (findings or none) or refuses with exit 2 and an error naming the damaged file. Runs under an
+/// Random byte changes in a pack and its index never crash a history or range scan, whichever way it reads them: the
+/// scan ends normally (findings or none) or refuses with exit 2 and an error naming the damaged file. Runs under an
 /// address-space limit, so an allocation sized from corrupt data fails the test instead of swapping.
 #[test]
 fn corrupted_packs_are_refused_by_name_and_never_crash_the_scan() {
@@ -685,7 +685,12 @@ fn corrupted_packs_are_refused_by_name_and_never_crash_the_scan() {
         changes: Vec<(usize, u8)>,
         mode: &'static [&'static str],
     }
-    const MODES: [&[&str]; 3] = [&[], &["--no-pack-reader"], &["--since-commit", "HEAD~20"]];
+    const MODES: [&[&str]; 4] = [
+        &["--git", "."],
+        &["--git", ".", "--no-pack-reader"],
+        &["--git", ".", "--since-commit", "HEAD~20"],
+        &["--range", "HEAD~20..HEAD"],
+    ];
     let trials: Vec<Trial> = (0..TRIALS)
         .map(|t| {
             let idx = t % 3 != 2;
@@ -697,7 +702,7 @@ fn corrupted_packs_are_refused_by_name_and_never_crash_the_scan() {
                 idx,
                 resign: t % 3 == 1,
                 changes,
-                mode: MODES[(t / 3) % 3],
+                mode: MODES[(t / 3) % MODES.len()],
             }
         })
         .collect();
@@ -724,7 +729,7 @@ fn corrupted_packs_are_refused_by_name_and_never_crash_the_scan() {
             .arg("--as=4294967296")
             .arg("--")
             .arg(leakstop_bin())
-            .args(["scan", "-q", "--format", "json", "--git", "."])
+            .args(["scan", "-q", "--format", "json"])
             .args(trial.mode)
             .current_dir(repo)
             .output()

@@ -63,6 +63,13 @@ pub fn scan_range(repo_path: &Path, range: &str, scanner: &Scanner) -> Result<Ve
 /// [`scan_range`], with what it looked at (for a summary).
 pub fn scan_range_report(repo_path: &Path, range: &str, scanner: &Scanner) -> Result<RangeReport, GitError> {
     let repo = open(repo_path)?;
+    // A CI job may get its repository from anywhere: its packs are checked before libgit2 reads them.
+    crate::index::check_all(repo.path())?;
+    let git_dir = repo.path().to_path_buf();
+    range_report(repo, range, scanner).map_err(|e| crate::history::diagnose(&git_dir, e))
+}
+
+fn range_report(repo: Repository, range: &str, scanner: &Scanner) -> Result<RangeReport, GitError> {
     let root = workdir_or_path(&repo);
     let (base, head) = parse_range(&repo, range)?;
     let mut walk = repo.revwalk().map_err(GitError::git(&root, "walking the range"))?;

@@ -25,7 +25,7 @@ use git2::{ObjectType, Oid, Repository, Sort};
 use leakstop_scan::{Finding, Scanner, is_binary};
 
 use crate::error::GitError;
-use crate::index::PackIndex;
+use crate::index;
 use crate::occurrences::Occurrences;
 use crate::pack::{Gate, IdHash, ObjectReader, OpenOnDrop, Outcome, Pack, PackError, PackErrorKind, packs as packs_of};
 use crate::repo::{commit_info, open, resolve_commit, shallow_commits, workdir_or_path};
@@ -513,23 +513,23 @@ fn tree_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection) -> Result<HistoryReport, GitError> {
     let repo = open(repo_path)?;
     let git_dir: PathBuf = repo.path().to_path_buf();
-    match scan_repo(repo, scanner, sel) {
-        Err(e @ GitError::Git { .. }) => {
-            tracing::info!(error = %e, "reading the repository failed; checking its packs for damage");
-            Err(diagnose(&git_dir).unwrap_or(e))
-        }
-        done => done,
-    }
+    scan_repo(repo, scanner, sel).map_err(|e| diagnose(&git_dir, e))
 }
 
-/// After libgit2 failed to read something: the damaged pack entry that explains it, if a pack holds one.
-fn diagnose(git_dir: &Path) -> Option<GitError> {
+/// After libgit2 failed to read something: the damaged pack entry that explains it, if a pack holds one, else
+/// `e` itself.
+pub(crate) fn diagnose(git_dir: &Path, e: GitError) -> GitError {
+    if !matches!(e, GitError::Git { .. }) {
+        return e;
+    }
+    tracing::info!(error = %e, "reading the repository failed; checking its packs for damage");
     packs_of(git_dir)
         .iter()
         .find_map(|p| match Pack::open(p).and_then(|pack| pack.verify()) {
-            Err(e) if e.kind == PackErrorKind::Corrupt => Some(e.into()),
+            Err(damage) if damage.kind == PackErrorKind::Corrupt => Some(damage.into()),
             _ => None,
         })
+        .unwrap_or(e)
 }
 
 fn scan_repo(repo: Repository, scanner: &Scanner, sel: &HistorySelection) -> Result<HistoryReport, GitError> {
@@ -537,18 +537,7 @@ fn scan_repo(repo: Repository, scanner: &Scanner, sel: &HistorySelection) -> Res
     let git_dir: PathBuf = repo.path().to_path_buf();
     // Before libgit2 reads any object: every pack's index checked against itself and its pack.
     let checking = std::time::Instant::now();
-    let mut indexes = Vec::new();
-    let mut all_readable = true;
-    for pack in packs_of(&git_dir) {
-        match PackIndex::load(&pack) {
-            Ok(index) => indexes.push(index),
-            Err(e) if e.kind == PackErrorKind::Unsupported => {
-                tracing::info!(error = %e, "a pack the direct reader does not read; reading objects through libgit2");
-                all_readable = false;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let (mut indexes, all_readable) = index::check_all(&git_dir)?;
     tracing::debug!(
         elapsed_ms = checking.elapsed().as_millis() as u64,
         "pack indexes checked"

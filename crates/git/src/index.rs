@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use sha1::{Digest as _, Sha1};
 
-use crate::pack::{PackError, bad};
+use crate::pack::{PackError, PackErrorKind, bad};
 
 /// `\377tOc`, then version 2.
 const MAGIC_V2: [u8; 8] = [0xff, b't', b'O', b'c', 0, 0, 0, 2];
@@ -48,6 +48,25 @@ impl PackIndex {
             entries,
         })
     }
+}
+
+/// Checks every pack of the repository at `git_dir` (see [`PackIndex::load`]): the indexes of those the direct
+/// reader reads, in the order of `pack::packs`, and whether every pack is one of them. A corrupt or unreadable
+/// pack is an error.
+pub(crate) fn check_all(git_dir: &Path) -> Result<(Vec<PackIndex>, bool), PackError> {
+    let mut indexes = Vec::new();
+    let mut all = true;
+    for pack in crate::pack::packs(git_dir) {
+        match PackIndex::load(&pack) {
+            Ok(index) => indexes.push(index),
+            Err(e) if e.kind == PackErrorKind::Unsupported => {
+                tracing::info!(error = %e, "a pack the direct reader does not read; libgit2 reads it");
+                all = false;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((indexes, all))
 }
 
 /// The entries of a version-2 index, after checking its checksum and layout.
