@@ -62,13 +62,13 @@ impl Occurrences {
             }
             Some(Slot::Known) => Slot::Known,
             None if known(&f) => Slot::Known,
-            None => {
-                self.out.push(f.clone());
-                Slot::Kept(self.out.len() - 1)
-            }
+            None => Slot::Kept(self.out.len()),
         };
         for p in std::iter::once(&f.path).chain(&f.other_paths) {
             self.slots.entry((f.fingerprint.clone(), p.clone())).or_insert(slot);
+        }
+        if matches!(slot, Slot::Kept(i) if i == self.out.len()) {
+            self.out.push(f);
         }
     }
 
