@@ -801,3 +801,30 @@ fn corrupted_packs_are_refused_by_name_and_never_crash_the_scan() {
         );
     }
 }
+
+/// A partial clone lacks the blobs it did not fetch: the scan says so instead of searching its packs for damage.
+#[test]
+fn a_partial_clone_is_named_as_the_reason_blobs_are_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init_repo(&tmp.path().join("r"));
+    commit_file(&repo, "a.txt", "one\n", "one");
+    commit_file(&repo, "a.txt", "two\n", "two");
+    git(&repo, &["config", "uploadpack.allowFilter", "true"]);
+    let partial = tmp.path().join("partial");
+    let url = format!("file://{}", repo.display());
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            "--filter=blob:none",
+            &url,
+            &partial.to_string_lossy(),
+        ],
+    );
+    let out = scan(tmp.path(), &["--git", &partial.to_string_lossy()]);
+    let err = scan_stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("partial clone"), "{err}");
+}

@@ -519,9 +519,25 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
 /// After libgit2 failed to read something: the damaged pack entry that explains it, if a pack holds one, else
 /// `e` itself.
 pub(crate) fn diagnose(git_dir: &Path, e: GitError) -> GitError {
-    if !matches!(e, GitError::Git { .. }) {
+    let GitError::Git { repo, context, message } = e else {
         return e;
+    };
+    // A partial clone lacks objects by design: no damage to look for.
+    let partial = std::fs::read_dir(git_dir.join("objects").join("pack"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|f| f.path().extension().is_some_and(|x| x == "promisor"));
+    if partial && message.contains("not found") {
+        return GitError::Git {
+            repo,
+            context,
+            message: format!(
+                "{message} (this is a partial clone: objects it did not fetch cannot be scanned; scan a full clone)"
+            ),
+        };
     }
+    let e = GitError::Git { repo, context, message };
     tracing::info!(error = %e, "reading the repository failed; checking its packs for damage");
     packs_of(git_dir)
         .iter()
