@@ -855,17 +855,30 @@ fn scan_repo(repo: Repository, scanner: &Scanner, sel: &HistorySelection) -> Res
     report.skipped_large = acc.large;
 
     // Phase 3: provenance, only for blobs with findings, then one finding per secret occurrence.
+    report.findings = provenance(&repo, &root, &en, acc.found, hidden)?;
+    scanner.apply_baseline(&mut report.findings);
+    Ok(report)
+}
+
+/// The findings of each blob with the commit that introduced it and its other paths, merged into one per secret
+/// occurrence (without the occurrences the `hidden` boundary already held), each marked present at HEAD or not.
+fn provenance(
+    repo: &Repository,
+    root: &Path,
+    en: &Enumeration,
+    mut found: Vec<(Oid, Vec<Finding>)>,
+    hidden: Option<Oid>,
+) -> Result<Vec<Finding>, GitError> {
     let head_tree = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
     let boundary_tree = match hidden {
         Some(c) => Some(
             repo.find_commit(c)
                 .and_then(|c| c.tree())
-                .map_err(GitError::git(&root, "reading the --since-commit tree"))?,
+                .map_err(GitError::git(root, "reading the --since-commit tree"))?,
         ),
         None => None,
     };
     let mut infos = HashMap::new();
-    let mut found = acc.found;
     found.sort_by_key(|(id, _)| (en.blobs[&Key::from(*id)].commit, en.blobs[&Key::from(*id)].path));
     let mut occurrences = Occurrences::default();
     for (id, findings) in found {
@@ -875,13 +888,13 @@ fn scan_repo(repo: Repository, scanner: &Scanner, sel: &HistorySelection) -> Res
             None => {
                 let c = repo
                     .find_commit(en.commits[seen.commit as usize])
-                    .map_err(GitError::git(&root, "reading a commit"))?;
+                    .map_err(GitError::git(root, "reading a commit"))?;
                 let i = commit_info(&c);
                 infos.insert(seen.commit, i.clone());
                 i
             }
         };
-        let others = other_paths(&repo, &en, id, seen);
+        let others = other_paths(repo, en, id, seen);
         for mut f in findings {
             f.commit = Some(info.clone());
             f.other_paths = others.clone();
@@ -890,13 +903,13 @@ fn scan_repo(repo: Repository, scanner: &Scanner, sel: &HistorySelection) -> Res
                 boundary_tree.as_ref().is_some_and(|t| {
                     std::iter::once(&f.path)
                         .chain(&f.other_paths)
-                        .any(|p| present_at(&repo, t, p, f.secret.expose()))
+                        .any(|p| present_at(repo, t, p, f.secret.expose()))
                 })
             });
         }
     }
-    report.findings = occurrences.into_findings();
-    for f in &mut report.findings {
+    let mut findings = occurrences.into_findings();
+    for f in &mut findings {
         let mut paths: Vec<&String> = std::iter::once(&f.path).chain(&f.other_paths).collect();
         for l in &f.other_locations {
             if !paths.contains(&&l.path) {
@@ -905,10 +918,9 @@ fn scan_repo(repo: Repository, scanner: &Scanner, sel: &HistorySelection) -> Res
         }
         f.in_head = head_tree
             .as_ref()
-            .map(|t| paths.iter().any(|p| present_at(&repo, t, p, f.secret.expose())));
+            .map(|t| paths.iter().any(|p| present_at(repo, t, p, f.secret.expose())));
     }
-    scanner.apply_baseline(&mut report.findings);
-    Ok(report)
+    Ok(findings)
 }
 
 /// Every blob of every pack, scanned with its path unknown (`Scanner::findings` decides once it is). A blob in
