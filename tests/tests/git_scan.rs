@@ -203,8 +203,15 @@ fn range_reports_only_what_the_commits_added() {
     );
     let head = commit_file(&repo, "notes.md", "done\n", "notes");
 
-    let fs = findings(&scan(&repo, &["--range", &format!("{base}..{head}")]));
+    let out = scan(&repo, &["--range", &format!("{base}..{head}")]);
+    let fs = findings(&out);
     assert_eq!(fs.len(), 1, "{fs:?}");
+    // What the range held: three commits, each changing one file.
+    assert!(
+        scan_stderr(&out).contains("3 commit(s), 3 changed file(s)"),
+        "{}",
+        scan_stderr(&out)
+    );
     assert_eq!(fs[0]["path"], "app.py");
     assert_eq!(fs[0]["line"], 2);
     assert_eq!(commit_of(&fs[0]), adding);
@@ -268,11 +275,29 @@ fn shallow_clone_range_past_the_boundary_is_a_clear_error() {
         &["clone", "-q", "--depth", "1", &url, &shallow.to_string_lossy()],
     );
 
-    let out = scan(&shallow, &["--range", &format!("{c1}..HEAD")]);
+    // Past the boundary by id, or as an ancestor of HEAD, for a range or an incremental history scan.
+    for args in [
+        vec!["--range".to_string(), format!("{c1}..HEAD")],
+        vec!["--range".to_string(), "HEAD~2..HEAD".to_string()],
+        vec![
+            "--git".to_string(),
+            ".".to_string(),
+            "--since-commit".to_string(),
+            "HEAD~1".to_string(),
+        ],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = scan(&shallow, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("shallow"), "{args:?}: {err}");
+        assert!(err.contains("fetch"), "{args:?}: the message says how to fix it: {err}");
+    }
+    // A name that is simply wrong is not blamed on the shallow clone.
+    let out = scan(&shallow, &["--range", "nope~1..HEAD"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("shallow"), "{err}");
-    assert!(err.contains("fetch"), "the message says how to fix it: {err}");
+    assert!(err.contains("nope") && !err.contains("fetch"), "{err}");
 
     // A whole-history scan of a shallow clone works and says what it could not see.
     let out = scan(&shallow, &["--git"]);
@@ -412,4 +437,394 @@ fn packed_history_gives_exactly_what_reading_every_blob_gives() {
             .any(|f| commit_of(f) == introduced[&20] && f["rule_id"].as_str().is_some_and(|r| r.contains("aws"))),
         "the AWS key pair: {direct:?}"
     );
+}
+
+fn scan_stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The commits `git log -S<secret> --reverse` names for `path`: the first is where it was added.
+fn pickaxe(repo: &Path, secret: &str, path: &str) -> Vec<String> {
+    git(
+        repo,
+        &[
+            "log",
+            "--all",
+            &format!("-S{secret}"),
+            "--reverse",
+            "--format=%H",
+            "--",
+            path,
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// A secret left in a file edited many times is one finding, at the commit that added it, with the later versions
+/// as other locations; `--since-commit` reports only what its boundary did not hold.
+#[test]
+fn history_reports_each_secret_occurrence_once_at_the_commit_that_added_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init_repo(&tmp.path().join("r"));
+    let mut lines: Vec<String> = (0..30).map(|i| format!("setting_{i} = {i}\n")).collect();
+    let (kept, second, copied, late) = (
+        secrets::github_pat(),
+        secrets::github_pat(),
+        secrets::github_pat(),
+        secrets::github_pat(),
+    );
+    let mut path = "config/app.ini";
+    // Commits whose version of the file holds `kept`, oldest first.
+    let mut with_kept = Vec::new();
+    for v in 0..12 {
+        lines[(v * 7) % 30] = format!("setting_{v} = edited in version {v}\n");
+        match v {
+            // Line 2: no later version edits it (they edit line (v * 7) % 30 + 1).
+            2 => lines[1] = format!("token = {kept}\n"),
+            4 => lines[20] = format!("second = {second}\n"),
+            // Renamed (its version unchanged), then edited under its new name.
+            6 => {
+                std::fs::create_dir_all(repo.join("conf")).unwrap();
+                git(&repo, &["mv", path, "conf/app.ini"]);
+                git(&repo, &["commit", "-q", "-m", "rename"]);
+                path = "conf/app.ini";
+            }
+            // The same secret in another file is another occurrence.
+            7 => {
+                commit_file(&repo, "deploy.sh", &format!("export TOKEN={kept}\n"), "deploy");
+            }
+            _ => {}
+        }
+        let id = commit_file(&repo, path, &lines.concat(), &format!("version {v}"));
+        if v >= 2 {
+            with_kept.push(id);
+        }
+        if v == 8 {
+            git(&repo, &["tag", "boundary"]);
+        }
+    }
+    // After the boundary: a new secret, a copy of an old one into a new file, the old ones' file edited again.
+    commit_file(&repo, "ci.env", &format!("CI_TOKEN={late}\n"), "ci token");
+    commit_file(&repo, "copy.env", &format!("COPIED={copied}\nKEPT={kept}\n"), "copy");
+    lines[0] = "setting_0 = edited after the boundary\n".into();
+    with_kept.push(commit_file(&repo, path, &lines.concat(), "after"));
+    git(&repo, &["gc", "-q"]);
+
+    let out = scan(&repo, &["--git", ".", "--show-secrets"]);
+    let fs = findings(&out);
+    let mut got: Vec<(String, String)> = fs
+        .iter()
+        .map(|f| {
+            (
+                f["secret"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (kept.clone(), "config/app.ini".to_string()),
+        (second.clone(), "config/app.ini".to_string()),
+        (kept.clone(), "deploy.sh".to_string()),
+        (late.clone(), "ci.env".to_string()),
+        (copied.clone(), "copy.env".to_string()),
+        (kept.clone(), "copy.env".to_string()),
+    ];
+    want.sort();
+    assert_eq!(got, want, "one finding per secret occurrence: {fs:#?}");
+    for f in &fs {
+        let (secret, path) = (f["secret"].as_str().unwrap(), f["path"].as_str().unwrap());
+        let first = pickaxe(&repo, secret, path);
+        assert_eq!(
+            commit_of(f),
+            first[0],
+            "{secret} in {path} is blamed on the commit that added it"
+        );
+    }
+    let main = fs
+        .iter()
+        .find(|f| f["secret"] == kept.as_str() && f["path"] == "config/app.ini")
+        .unwrap();
+    assert_eq!(main["line"], 2);
+    let later: Vec<&str> = main["other_locations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("later versions listed: {main}"))
+        .iter()
+        .map(|l| l["commit"].as_str().unwrap())
+        .collect();
+    assert_eq!(later, with_kept[1..], "every later version, oldest first: {main}");
+    assert!(
+        main["other_locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["path"] == "conf/app.ini" && l["line"] == 2),
+        "{main}"
+    );
+    assert_eq!(main["in_head"], true);
+
+    // Since the boundary: only what it did not hold, although the file holding `kept` and `second` changed.
+    let out = scan(&repo, &["--git", ".", "--show-secrets", "--since-commit", "boundary"]);
+    let fs = findings(&out);
+    let mut got: Vec<(&str, &str)> = fs
+        .iter()
+        .map(|f| (f["secret"].as_str().unwrap(), f["path"].as_str().unwrap()))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (late.as_str(), "ci.env"),
+        (copied.as_str(), "copy.env"),
+        (kept.as_str(), "copy.env"),
+    ];
+    want.sort();
+    assert_eq!(got, want, "{fs:#?}");
+    // Only the blobs that differ from the boundary's tree were scanned: one per commit after it.
+    let after = git(&repo, &["rev-list", "--count", "boundary..HEAD"]);
+    assert_eq!(after, "6");
+    assert!(
+        scan_stderr(&out).contains("6 commit(s) since boundary, 6 unique blob(s)"),
+        "{}",
+        scan_stderr(&out)
+    );
+}
+
+/// A repository whose packs hold delta chains, made the same way every time (fixed dates, one packing thread).
+fn delta_chain_repo(dir: &Path, rng: &mut impl rand::Rng) -> std::path::PathBuf {
+    let repo = init_repo(dir);
+    let body: String = (0..30)
+        .map(|_| char::from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..62)]))
+        .collect();
+    let token = format!(
+        "ghp_{body}{}",
+        secrets::base62(u64::from(secrets::crc32(body.as_bytes())), 6)
+    );
+    let mut lines: Vec<String> = (0..60).map(|i| format!("key_{i} = value {i}\n")).collect();
+    for v in 0..30 {
+        lines[(v * 11) % 60] = format!("key_{v} = version {v}\n");
+        if v == 4 {
+            lines[30] = format!("token = {token}\n");
+        }
+        std::fs::write(repo.join("settings.ini"), lines.concat()).unwrap();
+        if v % 7 == 0 {
+            std::fs::write(
+                repo.join(format!("notes-{v}.md")),
+                format!("# notes {v}\n").repeat(v + 1),
+            )
+            .unwrap();
+        }
+        git(&repo, &["add", "-A"]);
+        let date = format!("{} +0000", 1_700_000_000 + v * 3600);
+        let out = git_output(
+            &repo,
+            &["commit", "-q", "--no-verify", "-m", &format!("version {v}")],
+            &[("GIT_AUTHOR_DATE", &date), ("GIT_COMMITTER_DATE", &date)],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    git(&repo, &["-c", "pack.threads=1", "gc", "-q", "--aggressive"]);
+    repo
+}
+
+/// The pack of `repo` (one after `gc`) and its index.
+fn pack_files(repo: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = repo.join(".git/objects/pack");
+    let pack = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .expect("a pack");
+    let idx = pack.with_extension("idx");
+    for f in [&pack, &idx] {
+        // git writes packs read-only; the test rewrites them.
+        let mut perm = std::fs::metadata(f).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        std::fs::set_permissions(f, perm).unwrap();
+    }
+    (pack, idx)
+}
+
+/// Random byte changes in a pack and its index never crash a history or range scan, whichever way it reads them: the
+/// scan ends normally (findings or none) or refuses with exit 2 and an error naming the damaged file. Runs under an
+/// address-space limit, so an allocation sized from corrupt data fails the test instead of swapping.
+#[test]
+fn corrupted_packs_are_refused_by_name_and_never_crash_the_scan() {
+    use rand::{Rng as _, SeedableRng as _};
+    use sha1::Digest as _;
+    const TRIALS: usize = 240;
+    const WORKERS: usize = 2;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x1eaf_5709);
+    let first = delta_chain_repo(&tmp.path().join("r0"), &mut rng);
+    let (pack, idx) = pack_files(&first);
+    let deltas = git(&first, &["verify-pack", "-v", &idx.to_string_lossy()]);
+    assert!(
+        deltas.contains("chain length = 5"),
+        "the pack holds delta chains:\n{deltas}"
+    );
+    let clean = findings(&scan(&first, &["--git", "."]));
+    assert!(!clean.is_empty(), "the token is found in the intact repository");
+    let repos: Vec<std::path::PathBuf> = (0..WORKERS)
+        .map(|w| {
+            let copy = tmp.path().join(format!("r{}", w + 1));
+            let out = Command::new("cp").arg("-a").arg(&first).arg(&copy).output().unwrap();
+            assert!(out.status.success());
+            copy
+        })
+        .collect();
+    let (pack_bytes, idx_bytes) = (std::fs::read(&pack).unwrap(), std::fs::read(&idx).unwrap());
+    let pack_name = pack.file_stem().unwrap().to_string_lossy().into_owned();
+
+    // Each trial: which file, whether a changed index gets a valid checksum again (so the checks behind the
+    // checksum are reached), the changes, and how the scan reads.
+    struct Trial {
+        idx: bool,
+        resign: bool,
+        changes: Vec<(usize, u8)>,
+        mode: &'static [&'static str],
+    }
+    const MODES: [&[&str]; 4] = [
+        &["--git", "."],
+        &["--git", ".", "--no-pack-reader"],
+        &["--git", ".", "--since-commit", "HEAD~20"],
+        &["--range", "HEAD~20..HEAD"],
+    ];
+    let trials: Vec<Trial> = (0..TRIALS)
+        .map(|t| {
+            let idx = t % 3 != 2;
+            let len = if idx { idx_bytes.len() } else { pack_bytes.len() };
+            let changes = (0..1 + rng.gen_range(0..3))
+                .map(|_| (rng.gen_range(0..len), rng.gen_range(1..=255u8)))
+                .collect();
+            Trial {
+                idx,
+                resign: t % 3 == 1,
+                changes,
+                mode: MODES[(t / 3) % MODES.len()],
+            }
+        })
+        .collect();
+
+    let run = |repo: &Path, trial: &Trial| -> (Option<i32>, String) {
+        let (target, original) = if trial.idx {
+            (pack_files(repo).1, &idx_bytes)
+        } else {
+            (pack_files(repo).0, &pack_bytes)
+        };
+        let mut bytes = original.clone();
+        for &(at, x) in &trial.changes {
+            bytes[at] ^= x;
+        }
+        if trial.resign {
+            let n = bytes.len() - 20;
+            let sum = sha1::Sha1::digest(&bytes[..n]);
+            bytes[n..].copy_from_slice(&sum);
+        }
+        std::fs::write(&target, &bytes).unwrap();
+        let mut cmd = Command::new("prlimit");
+        isolate(&mut cmd);
+        let out = cmd
+            .arg("--as=4294967296")
+            .arg("--")
+            .arg(leakstop_bin())
+            .args(["scan", "-q", "--format", "json"])
+            .args(trial.mode)
+            .current_dir(repo)
+            .output()
+            .expect("prlimit (util-linux) runs leakstop");
+        std::fs::write(&target, original).unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let results: Vec<(usize, Option<i32>, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = repos
+            .iter()
+            .enumerate()
+            .map(|(w, repo)| {
+                let (trials, run) = (&trials, &run);
+                s.spawn(move || {
+                    (w..trials.len())
+                        .step_by(WORKERS)
+                        .map(|t| {
+                            let (code, err) = run(repo, &trials[t]);
+                            (t, code, err)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+
+    // (refused, scanned) per kind of change: stale index checksum, re-signed index, pack.
+    let mut tally = [[0usize; 2]; 3];
+    let mut failed = Vec::new();
+    for (t, code, err) in &results {
+        let trial = &trials[*t];
+        let what = format!(
+            "trial {t}: {} {:?}{} with {:?}",
+            if trial.idx { "idx" } else { "pack" },
+            trial.changes,
+            if trial.resign { " (re-signed)" } else { "" },
+            trial.mode
+        );
+        let kind = if !trial.idx { 2 } else { usize::from(trial.resign) };
+        match code {
+            Some(0 | 1) => tally[kind][1] += 1,
+            Some(2) => {
+                tally[kind][0] += 1;
+                if !err.contains(&pack_name) {
+                    failed.push(format!("{what}: the error does not name the damaged file:\n{err}"));
+                }
+            }
+            other => failed.push(format!(
+                "{what}: the scan ended with {other:?} (a signal or an unexpected code):\n{err}"
+            )),
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {TRIALS} trials failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    assert_eq!(
+        tally[0],
+        [TRIALS / 3, 0],
+        "an index changed behind its checksum is always refused"
+    );
+    for (kind, [refused, scanned]) in tally.iter().enumerate().skip(1) {
+        assert!(
+            *refused > 0 && refused + scanned == TRIALS / 3,
+            "kind {kind}: {refused} refused, {scanned} scanned"
+        );
+    }
+}
+
+/// A partial clone lacks the blobs it did not fetch: the scan says so instead of searching its packs for damage.
+#[test]
+fn a_partial_clone_is_named_as_the_reason_blobs_are_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init_repo(&tmp.path().join("r"));
+    commit_file(&repo, "a.txt", "one\n", "one");
+    commit_file(&repo, "a.txt", "two\n", "two");
+    git(&repo, &["config", "uploadpack.allowFilter", "true"]);
+    let partial = tmp.path().join("partial");
+    let url = format!("file://{}", repo.display());
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            "--filter=blob:none",
+            &url,
+            &partial.to_string_lossy(),
+        ],
+    );
+    let out = scan(tmp.path(), &["--git", &partial.to_string_lossy()]);
+    let err = scan_stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("partial clone"), "{err}");
 }

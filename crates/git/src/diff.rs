@@ -37,13 +37,39 @@ pub fn scan_staged(repo_path: &Path, scanner: &Scanner) -> Result<Vec<Finding>, 
         .diff_tree_to_index(head_tree.as_ref(), Some(&index), Some(&mut opts))
         .map_err(GitError::git(&root, "comparing the index with HEAD"))?;
     find_renames(&mut diff, &root)?;
-    scan_diff(&repo, &diff, scanner, None, &root)
+    scan_diff(&repo, &diff, scanner, None, &root, &mut Stats::default())
+}
+
+/// What a range scan looked at, with its findings.
+#[derive(Debug, Default)]
+pub struct RangeReport {
+    pub findings: Vec<Finding>,
+    /// Commits of the range.
+    pub commits: usize,
+    /// Changed files scanned (each version a commit adds or modifies; binary and oversized ones excluded).
+    pub files: usize,
+    /// Bytes of those files.
+    pub bytes_scanned: u64,
+    /// Changed files skipped as binary or over the size limit.
+    pub skipped: usize,
 }
 
 /// Findings in lines added by the commits of `range` (`BASE..HEAD`, `BASE...HEAD`, or one revision for all
 /// of its history), each with the commit that added it; a secret added twice is reported once, at its first.
 pub fn scan_range(repo_path: &Path, range: &str, scanner: &Scanner) -> Result<Vec<Finding>, GitError> {
+    scan_range_report(repo_path, range, scanner).map(|r| r.findings)
+}
+
+/// [`scan_range`], with what it looked at (for a summary).
+pub fn scan_range_report(repo_path: &Path, range: &str, scanner: &Scanner) -> Result<RangeReport, GitError> {
     let repo = open(repo_path)?;
+    // A CI job may get its repository from anywhere: its packs are checked before libgit2 reads them.
+    crate::index::check_all(repo.path())?;
+    let git_dir = repo.path().to_path_buf();
+    range_report(repo, range, scanner).map_err(|e| crate::history::diagnose(&git_dir, e))
+}
+
+fn range_report(repo: Repository, range: &str, scanner: &Scanner) -> Result<RangeReport, GitError> {
     let root = workdir_or_path(&repo);
     let (base, head) = parse_range(&repo, range)?;
     let mut walk = repo.revwalk().map_err(GitError::git(&root, "walking the range"))?;
@@ -68,7 +94,10 @@ pub fn scan_range(repo_path: &Path, range: &str, scanner: &Scanner) -> Result<Ve
         commits.push(oid);
     }
     let mut seen: HashSet<(String, String)> = HashSet::new();
-    let mut out = Vec::new();
+    let mut report = RangeReport {
+        commits: commits.len(),
+        ..RangeReport::default()
+    };
     for oid in commits {
         let commit = repo
             .find_commit(oid)
@@ -90,15 +119,27 @@ pub fn scan_range(repo_path: &Path, range: &str, scanner: &Scanner) -> Result<Ve
             .map_err(GitError::git(&root, "diffing a commit"))?;
         find_renames(&mut diff, &root)?;
         let info = commit_info(&commit);
-        for f in scan_diff(&repo, &diff, scanner, Some(&info), &root)? {
+        let mut stats = Stats::default();
+        for f in scan_diff(&repo, &diff, scanner, Some(&info), &root, &mut stats)? {
             // Merges repeat their branches' changes; keep the commit that added the secret first.
             if seen.insert((f.fingerprint.clone(), f.path.clone())) {
-                out.push(f);
+                report.findings.push(f);
             }
         }
+        report.files += stats.files;
+        report.bytes_scanned += stats.bytes;
+        report.skipped += stats.skipped;
     }
-    scanner.apply_baseline(&mut out);
-    Ok(out)
+    scanner.apply_baseline(&mut report.findings);
+    Ok(report)
+}
+
+/// Changed files a diff scan looked at.
+#[derive(Default)]
+struct Stats {
+    files: usize,
+    bytes: u64,
+    skipped: usize,
 }
 
 fn shallow_error(repo: &Repository, root: &Path, range: &str, e: git2::Error) -> GitError {
@@ -155,6 +196,7 @@ fn scan_diff(
     scanner: &Scanner,
     commit: Option<&CommitInfo>,
     root: &Path,
+    stats: &mut Stats,
 ) -> Result<Vec<Finding>, GitError> {
     let opts = scanner.options();
     let mut out = Vec::new();
@@ -177,8 +219,11 @@ fn scan_diff(
             .map_err(GitError::git(root, "reading a changed file"))?;
         let data = blob.content();
         if data.len() as u64 > opts.max_file_size || (!opts.include_binary && is_binary(data)) {
+            stats.skipped += 1;
             continue;
         }
+        stats.files += 1;
+        stats.bytes += data.len() as u64;
         // Cheap keyword check before computing any diff lines.
         if !scanner.might_match(data) {
             continue;

@@ -18,12 +18,34 @@ pub enum GitError {
     ShallowBoundary { repo: PathBuf, rev: String },
     #[error("`{range}` is not a range: use BASE..HEAD (or a single revision for everything reachable from it)")]
     BadRange { range: String },
+    #[error(
+        "{file} is corrupt: {problem}. leakstop does not read a damaged pack: check the repository with `git fsck \
+         --full`, and scan an intact copy of it (a fresh clone, a backup)"
+    )]
+    CorruptPack { file: PathBuf, problem: String },
+    #[error("{0}")]
+    Pack(String),
     #[error("{context} in {repo}: {message}")]
     Git {
         repo: PathBuf,
         context: &'static str,
         message: String,
     },
+}
+
+impl From<crate::pack::PackError> for GitError {
+    fn from(e: crate::pack::PackError) -> GitError {
+        match (e.kind, e.file) {
+            (crate::pack::PackErrorKind::Corrupt, Some(file)) => GitError::CorruptPack {
+                file,
+                problem: e.problem,
+            },
+            (_, file) => GitError::Pack(match file {
+                Some(f) => format!("{}: {}", f.display(), e.problem),
+                None => e.problem,
+            }),
+        }
+    }
 }
 
 impl GitError {

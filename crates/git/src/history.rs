@@ -14,7 +14,8 @@
 //!    each: git2 objects are not `Sync`).
 //!
 //! Provenance (commit details, other paths, presence at HEAD) is computed afterwards, only for blobs that
-//! produced findings.
+//! produced findings, and their findings are merged into one per secret occurrence (`occurrences.rs`). Every pack
+//! is checked before anything reads it (`index.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -24,7 +25,9 @@ use git2::{ObjectType, Oid, Repository, Sort};
 use leakstop_scan::{Finding, Scanner, is_binary};
 
 use crate::error::GitError;
-use crate::pack::{Gate, IdHash, ObjectReader, OpenOnDrop, Outcome, Pack, PackError, hex, packs as packs_of};
+use crate::index;
+use crate::occurrences::Occurrences;
+use crate::pack::{Gate, IdHash, ObjectReader, OpenOnDrop, Outcome, Pack, PackError, PackErrorKind, packs as packs_of};
 use crate::repo::{commit_info, open, resolve_commit, shallow_commits, workdir_or_path};
 use crate::topo;
 
@@ -33,7 +36,8 @@ use crate::topo;
 pub struct HistorySelection {
     /// Only what this branch (or any revision) reaches; default: all refs (branches, tags, remotes) and HEAD.
     pub branch: Option<String>,
-    /// Skip what this commit reaches (it and its ancestors were scanned before).
+    /// Skip what this commit reaches (it and its ancestors were scanned before): only blobs that differ from its
+    /// tree are scanned, and only secrets its tree did not hold at the same path are reported.
     pub since_commit: Option<String>,
     /// Read every blob through libgit2 instead of walking the packs' delta forests (`pack.rs`). Slower; the
     /// results are the same (kept to check that, and as a way around a pack the direct reader cannot read).
@@ -45,7 +49,7 @@ pub struct HistorySelection {
 pub struct HistoryReport {
     pub findings: Vec<Finding>,
     pub commits: usize,
-    /// Unique blobs reachable from the selected commits.
+    /// Unique blobs reachable from the selected commits (with `since_commit`: those not in its tree).
     pub blobs: usize,
     /// Blob bytes read and scanned (binary and oversized blobs excluded).
     pub bytes_scanned: u64,
@@ -107,7 +111,12 @@ struct Enumeration {
     /// there changed.
     last_tree: HashMap<u32, Vec<(Key, TreeEntries)>>,
     last_tree_bytes: usize,
+    /// Blobs of an incremental scan's boundary (recorded with commit [`BOUNDARY`], never scanned).
+    boundary_blobs: usize,
 }
+
+/// The commit index of what an incremental scan's boundary holds.
+const BOUNDARY: u32 = u32::MAX;
 
 /// A 64-bit hash of the entry `name` in directory `dir`: equal for sightings under the same path, so a walk can
 /// tell a blob seen again where it was first seen without reading the path string back (a cache miss per entry,
@@ -266,11 +275,12 @@ impl Enumeration {
     }
 }
 
-/// Where the walk reads trees: the packs directly when they could be opened (libgit2 for what they do not hold),
-/// libgit2 otherwise.
-enum Trees<'r> {
-    Odb(git2::Odb<'r>),
-    Packs(ObjectReader<'r>, git2::Odb<'r>),
+/// Where the walk reads commits and trees: the packs directly when they could be opened (libgit2 for what they do
+/// not hold), libgit2 otherwise. A pack found corrupt on the way is kept in `corrupt` and never handed to libgit2.
+struct Trees<'r> {
+    packs: Option<ObjectReader<'r>>,
+    odb: git2::Odb<'r>,
+    corrupt: Option<PackError>,
 }
 
 impl Trees<'_> {
@@ -285,26 +295,27 @@ impl Trees<'_> {
         {
             return Ok(tree);
         }
+        self.check()?;
         repo.find_commit(id).map(|c| c.tree_id())
     }
 
     /// The raw bytes of object `id` into `out` (not cached: for commits, each read once); false when it cannot be
     /// read.
     fn read_raw(&mut self, id: &[u8; 20], out: &mut Vec<u8>) -> bool {
-        let odb = match self {
-            Trees::Odb(odb) => odb,
-            Trees::Packs(reader, odb) => {
-                match reader.read_into(id, out) {
-                    Ok(true) => return true,
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::debug!(id = %hex(id), error = %e, "reading from the pack failed; trying libgit2")
-                    }
+        if self.corrupt.is_some() {
+            return false;
+        }
+        if let Some(reader) = &mut self.packs {
+            match reader.read_into(id, out) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => {
+                    self.corrupt = Some(e);
+                    return false;
                 }
-                odb
             }
-        };
-        let Ok(obj) = Oid::from_bytes(id).and_then(|id| odb.read(id)) else {
+        }
+        let Ok(obj) = Oid::from_bytes(id).and_then(|id| self.odb.read(id)) else {
             return false;
         };
         out.clear();
@@ -314,18 +325,26 @@ impl Trees<'_> {
 
     /// A tree's bytes, shared with the pack reader's cache (no copy) when the packs hold it.
     fn read(&mut self, id: Oid) -> Result<Rc<Vec<u8>>, git2::Error> {
-        let odb = match self {
-            Trees::Odb(odb) => odb,
-            Trees::Packs(reader, odb) => {
-                match reader.read(&Key::from(id).0) {
-                    Ok(Some(b)) => return Ok(b),
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!(%id, error = %e, "reading a tree from the pack failed; trying libgit2"),
+        self.check()?;
+        if let Some(reader) = &mut self.packs {
+            match reader.read(&Key::from(id).0) {
+                Ok(Some(b)) => return Ok(b),
+                Ok(None) => {}
+                Err(e) => {
+                    self.corrupt = Some(e);
+                    self.check()?;
                 }
-                odb
             }
-        };
-        odb.read(id).map(|o| Rc::new(o.data().to_vec()))
+        }
+        self.odb.read(id).map(|o| Rc::new(o.data().to_vec()))
+    }
+
+    /// An error once a pack was found corrupt (the caller reports `corrupt` itself).
+    fn check(&self) -> Result<(), git2::Error> {
+        match &self.corrupt {
+            Some(e) => Err(git2::Error::from_str(&e.to_string())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -487,10 +506,58 @@ fn tree_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 
 /// Scans every unique blob reachable from the selection, attributing findings to the commit that introduced
 /// the blob.
+///
+/// Every pack is checked first (`index.rs`), before libgit2 reads anything: a corrupt one stops the scan with an
+/// error naming it. When libgit2 fails to read something later, the packs are searched for a damaged entry that
+/// explains it, and that is the error reported.
 pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection) -> Result<HistoryReport, GitError> {
     let repo = open(repo_path)?;
+    let git_dir: PathBuf = repo.path().to_path_buf();
+    scan_repo(repo, scanner, sel).map_err(|e| diagnose(&git_dir, e))
+}
+
+/// After libgit2 failed to read something: the damaged pack entry that explains it, if a pack holds one, else
+/// `e` itself.
+pub(crate) fn diagnose(git_dir: &Path, e: GitError) -> GitError {
+    let GitError::Git { repo, context, message } = e else {
+        return e;
+    };
+    // A partial clone lacks objects by design: no damage to look for.
+    let partial = std::fs::read_dir(git_dir.join("objects").join("pack"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|f| f.path().extension().is_some_and(|x| x == "promisor"));
+    if partial && message.contains("not found") {
+        return GitError::Git {
+            repo,
+            context,
+            message: format!(
+                "{message} (this is a partial clone: objects it did not fetch cannot be scanned; scan a full clone)"
+            ),
+        };
+    }
+    let e = GitError::Git { repo, context, message };
+    tracing::info!(error = %e, "reading the repository failed; checking its packs for damage");
+    packs_of(git_dir)
+        .iter()
+        .find_map(|p| match Pack::open(p).and_then(|pack| pack.verify()) {
+            Err(damage) if damage.kind == PackErrorKind::Corrupt => Some(damage.into()),
+            _ => None,
+        })
+        .unwrap_or(e)
+}
+
+fn scan_repo(repo: Repository, scanner: &Scanner, sel: &HistorySelection) -> Result<HistoryReport, GitError> {
     let root = workdir_or_path(&repo);
     let git_dir: PathBuf = repo.path().to_path_buf();
+    // Before libgit2 reads any object: every pack's index checked against itself and its pack.
+    let checking = std::time::Instant::now();
+    let (mut indexes, all_readable) = index::check_all(&git_dir)?;
+    tracing::debug!(
+        elapsed_ms = checking.elapsed().as_millis() as u64,
+        "pack indexes checked"
+    );
     let tips = match &sel.branch {
         Some(b) => vec![resolve_commit(&repo, b)?],
         None => ref_tips(&repo, &root)?,
@@ -521,22 +588,28 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
     // A scan of everything reads the packs directly, delta forest by delta forest, while the walk runs; blobs the
     // packs do not hold (loose objects, alternates) are read through libgit2 once the walk is done. A scan that
     // skips what `since_commit` reaches needs few blobs, so it reads just those.
-    let direct = !sel.legacy_reads && sel.since_commit.is_none();
-    // Opened by whichever thread needs them first: the pack reader, while this one waits for libgit2 to sort the
-    // commits. Empty when there are none or they cannot be read directly.
-    let packs: std::sync::OnceLock<Vec<Pack>> = std::sync::OnceLock::new();
+    let direct = !sel.legacy_reads && sel.since_commit.is_none() && all_readable;
     let t0 = std::time::Instant::now();
+    if sel.legacy_reads {
+        // libgit2 reads every object: the direct reader's check of every entry header comes first.
+        for index in std::mem::take(&mut indexes) {
+            Pack::open_checked(index)?;
+        }
+        tracing::debug!(elapsed_ms = t0.elapsed().as_millis() as u64, "packs checked");
+    }
+    // Opened by whichever thread needs them first: the pack reader, while this one waits for libgit2 to sort the
+    // commits.
+    let indexes = std::sync::Mutex::new(indexes);
+    let packs: std::sync::OnceLock<Result<Vec<Pack>, PackError>> = std::sync::OnceLock::new();
     let open_packs = || {
-        packs.get_or_init(|| match packs_of(&git_dir).iter().map(|p| Pack::open(p)).collect() {
-            Ok(p) => {
+        packs
+            .get_or_init(|| {
+                let indexes = std::mem::take(&mut *indexes.lock().unwrap_or_else(|e| e.into_inner()));
+                let packs = indexes.into_iter().map(Pack::open_checked).collect();
                 tracing::debug!(elapsed_ms = t0.elapsed().as_millis() as u64, "packs opened");
-                p
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the packs directly failed; reading objects through libgit2");
-                Vec::new()
-            }
-        })
+                packs
+            })
+            .as_ref()
     };
     let (tx, rx) = crossbeam_channel::bounded::<Vec<Job>>(workers * 4);
     let gate = Gate::default();
@@ -587,25 +660,30 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             })
             .collect();
         drop(rx);
-        let packed = direct.then(|| scope.spawn(|| read_packs(open_packs(), scanner, workers, &gate)));
+        let packed = direct.then(|| {
+            scope.spawn(|| match open_packs() {
+                Ok(packs) => read_packs(packs, scanner, workers, &gate),
+                Err(e) => Err(e.clone()),
+            })
+        });
         // However this closure ends, the pack reader's waiting threads must start, or joining them would hang.
         let walk_done = OpenOnDrop(&gate);
         let mut en = Enumeration::default();
         let odb = repo
             .odb()
             .map_err(GitError::git(&root, "opening the object database"))?;
-        let packs: &[Pack] = if direct { open_packs() } else { &[] };
+        let packs: &[Pack] = if direct {
+            open_packs().map_err(|e| GitError::from(e.clone()))?
+        } else {
+            &[]
+        };
         let direct = !packs.is_empty();
-        let mut trees = match direct.then(|| ObjectReader::new(packs, TREE_CACHE_BUDGET)) {
-            Some(Ok(reader)) => Trees::Packs(reader, odb),
-            Some(Err(e)) => {
-                return Err(GitError::Git {
-                    repo: root.clone(),
-                    context: "reading the packs",
-                    message: e.to_string(),
-                });
-            }
-            None => Trees::Odb(odb),
+        let mut trees = Trees {
+            packs: direct
+                .then(|| ObjectReader::new(packs, TREE_CACHE_BUDGET))
+                .transpose()?,
+            odb,
+            corrupt: None,
         };
         // Commits oldest first, with their root trees and their first parents' when the order came from `topo` (which
         // read them anyway).
@@ -616,6 +694,9 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
                 topo::order(&tips, &shallow, |id, buf| trees.read_raw(id, buf))
             })
             .flatten();
+        if let Some(e) = trees.corrupt.take() {
+            return Err(e.into());
+        }
         match &own_order {
             Some(o) => tracing::debug!(
                 elapsed_ms = t0.elapsed().as_millis() as u64,
@@ -640,6 +721,16 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
                 .map_err(GitError::git(&root, "walking history"))?,
         };
         let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
+        // An incremental scan starts from the boundary's tree as already seen: only blobs that differ from it are
+        // scanned, and each directory is compared with its version there.
+        if let Some(b) = hidden {
+            let tree = trees
+                .commit_tree(&repo, b)
+                .map_err(GitError::git(&root, "reading the --since-commit commit"))?;
+            let mut known = Vec::new();
+            en.walk_tree(&mut trees, tree, None, BOUNDARY, &root, &mut known)?;
+            en.boundary_blobs = known.len();
+        }
         let walked = (|| -> Result<(), GitError> {
             for (oid, tree, base_tree) in commits {
                 let tree = match tree {
@@ -663,6 +754,9 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             Ok(())
         })();
         drop(walk_done);
+        if let Some(e) = trees.corrupt.take() {
+            return Err(e.into());
+        }
         tracing::debug!(elapsed_ms = t0.elapsed().as_millis() as u64, "walk done");
         if !batch.is_empty() {
             let _ = tx.send(batch);
@@ -670,19 +764,14 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
         let mut acc = Acc::default();
         // Without packs to read, the walk sent every blob to the workers itself.
         if let Some(packed) = packed.filter(|_| direct) {
+            // A pack the direct reader found corrupt is not handed to libgit2 instead.
             let mut outcomes = match packed.join() {
                 Ok(Ok(o)) => o,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "reading the packs directly failed; reading blobs through libgit2");
-                    OidMap::default()
-                }
-                Err(_) => {
-                    tracing::warn!("the pack reader panicked; reading blobs through libgit2");
-                    OidMap::default()
-                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(GitError::Pack("the pack reader panicked".into())),
             };
             let mut rest: Vec<Job> = Vec::new();
-            for (key, seen) in &en.blobs {
+            for (key, seen) in en.blobs.iter().filter(|(_, s)| s.commit != BOUNDARY) {
                 let path = &en.paths[seen.path as usize];
                 match outcomes.remove(key) {
                     Some(Outcome::Scanned { bytes, candidates }) => {
@@ -744,7 +833,7 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
     }
     let mut report = HistoryReport {
         commits: en.commits.len(),
-        blobs: en.blobs.len(),
+        blobs: en.blobs.len() - en.boundary_blobs,
         ..Default::default()
     };
     if !en.submodules.is_empty() {
@@ -765,11 +854,33 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
     report.skipped_binary = acc.binary;
     report.skipped_large = acc.large;
 
-    // Phase 3: provenance, only for blobs with findings.
+    // Phase 3: provenance, only for blobs with findings, then one finding per secret occurrence.
+    report.findings = provenance(&repo, &root, &en, acc.found, hidden)?;
+    scanner.apply_baseline(&mut report.findings);
+    Ok(report)
+}
+
+/// The findings of each blob with the commit that introduced it and its other paths, merged into one per secret
+/// occurrence (without the occurrences the `hidden` boundary already held), each marked present at HEAD or not.
+fn provenance(
+    repo: &Repository,
+    root: &Path,
+    en: &Enumeration,
+    mut found: Vec<(Oid, Vec<Finding>)>,
+    hidden: Option<Oid>,
+) -> Result<Vec<Finding>, GitError> {
     let head_tree = repo.head().ok().and_then(|h| h.peel_to_tree().ok());
+    let boundary_tree = match hidden {
+        Some(c) => Some(
+            repo.find_commit(c)
+                .and_then(|c| c.tree())
+                .map_err(GitError::git(root, "reading the --since-commit tree"))?,
+        ),
+        None => None,
+    };
     let mut infos = HashMap::new();
-    let mut found = acc.found;
     found.sort_by_key(|(id, _)| (en.blobs[&Key::from(*id)].commit, en.blobs[&Key::from(*id)].path));
+    let mut occurrences = Occurrences::default();
     for (id, findings) in found {
         let seen = &en.blobs[&Key::from(id)];
         let info = match infos.get(&seen.commit) {
@@ -777,26 +888,39 @@ pub fn scan_history(repo_path: &Path, scanner: &Scanner, sel: &HistorySelection)
             None => {
                 let c = repo
                     .find_commit(en.commits[seen.commit as usize])
-                    .map_err(GitError::git(&root, "reading a commit"))?;
+                    .map_err(GitError::git(root, "reading a commit"))?;
                 let i = commit_info(&c);
                 infos.insert(seen.commit, i.clone());
                 i
             }
         };
-        let others = other_paths(&repo, &en, id, seen);
+        let others = other_paths(repo, en, id, seen);
         for mut f in findings {
             f.commit = Some(info.clone());
             f.other_paths = others.clone();
-            f.in_head = head_tree.as_ref().map(|t| {
-                std::iter::once(&f.path)
-                    .chain(others.iter())
-                    .any(|p| present_at(&repo, t, p, f.secret.expose()))
+            // An incremental scan reports only what its boundary did not hold already.
+            occurrences.add(f, |f| {
+                boundary_tree.as_ref().is_some_and(|t| {
+                    std::iter::once(&f.path)
+                        .chain(&f.other_paths)
+                        .any(|p| present_at(repo, t, p, f.secret.expose()))
+                })
             });
-            report.findings.push(f);
         }
     }
-    scanner.apply_baseline(&mut report.findings);
-    Ok(report)
+    let mut findings = occurrences.into_findings();
+    for f in &mut findings {
+        let mut paths: Vec<&String> = std::iter::once(&f.path).chain(&f.other_paths).collect();
+        for l in &f.other_locations {
+            if !paths.contains(&&l.path) {
+                paths.push(&l.path);
+            }
+        }
+        f.in_head = head_tree
+            .as_ref()
+            .map(|t| paths.iter().any(|p| present_at(repo, t, p, f.secret.expose())));
+    }
+    Ok(findings)
 }
 
 /// Every blob of every pack, scanned with its path unknown (`Scanner::findings` decides once it is). A blob in

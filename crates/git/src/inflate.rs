@@ -55,40 +55,57 @@ impl Inflater {
 
     /// Inflates the zlib stream at the start of `input` into `out`, which must come out exactly `size` bytes long
     /// (a pack header's size). False when the data is corrupt or not that size.
+    ///
+    /// `size` comes from the pack: at most [`FIRST_ROOM`] is reserved up front, and the rest as the stream fills
+    /// it, so memory follows what the data really inflates to, never a corrupt header alone.
     pub(crate) fn inflate(&mut self, input: &[u8], size: usize, out: &mut Vec<u8>) -> bool {
+        self.inflate_growing(input, size, out, FIRST_ROOM)
+    }
+
+    fn inflate_growing(&mut self, input: &[u8], size: usize, out: &mut Vec<u8>, first_room: usize) -> bool {
         // Room beyond the announced size: zlib's fast loop needs 258 bytes of output space ahead of it, so an
         // exact-size buffer sends the last stretch of every object through its byte-at-a-time path (most of a small
         // delta). A stream that fills the slack is longer than announced and refused below.
-        self.run(input, size + SLACK, z::Z_FINISH, out) == Some(z::Z_STREAM_END) && out.len() == size
-    }
-
-    /// One `inflate` call from a reset stream, `input` in and up to `room` bytes into `out` (replaced); zlib's
-    /// return code, or `None` when the sizes do not fit its counters or the reset fails.
-    fn run(&mut self, input: &[u8], room: usize, flush: c_int, out: &mut Vec<u8>) -> Option<c_int> {
-        out.clear();
-        out.reserve_exact(room);
-        let (Ok(avail_in), Ok(avail_out)) = (c_uint::try_from(input.len()), c_uint::try_from(room)) else {
-            return None;
+        let Some(room) = size.checked_add(SLACK) else {
+            return false;
         };
+        out.clear();
         let s = &mut *self.strm;
-        // SAFETY: the stream was initialised in `new`; `next_in` covers `input` and `next_out` the `room` spare
-        // bytes reserved in `out`, both alive for this call; `set_len` only covers what zlib wrote.
-        unsafe {
-            if z::inflateReset(s) != z::Z_OK {
-                return None;
-            }
-            s.next_in = input.as_ptr() as *mut u8;
-            s.avail_in = avail_in;
-            s.next_out = out.as_mut_ptr();
-            s.avail_out = avail_out;
-            let rc = z::inflate(s, flush);
-            out.set_len(room - s.avail_out as usize);
-            s.next_in = std::ptr::null_mut();
-            s.next_out = std::ptr::null_mut();
-            Some(rc)
+        // SAFETY: the stream was initialised in `new`.
+        if unsafe { z::inflateReset(s) } != z::Z_OK {
+            return false;
         }
+        // An entry's stream ends well before 4 GiB of input in practice; a longer one fails as truncated.
+        s.next_in = input.as_ptr() as *mut u8;
+        s.avail_in = c_uint::try_from(input.len()).unwrap_or(c_uint::MAX);
+        let mut cap = room.min(first_room);
+        let rc = loop {
+            out.reserve_exact(cap - out.len());
+            let spare = (cap - out.len()).min(c_uint::MAX as usize);
+            s.next_out = out.as_mut_ptr().wrapping_add(out.len());
+            s.avail_out = spare as c_uint;
+            // SAFETY: `next_in` covers the unread rest of `input` and `next_out` `spare` bytes reserved in `out`, both
+            // alive for this call; `set_len` only covers what zlib wrote.
+            let rc = unsafe {
+                let rc = z::inflate(s, z::Z_FINISH);
+                out.set_len(out.len() + spare - s.avail_out as usize);
+                rc
+            };
+            // Out of room with input left: grow towards the announced size, doubling.
+            if (rc == z::Z_BUF_ERROR || rc == z::Z_OK) && s.avail_out == 0 && out.len() < room {
+                cap = cap.saturating_mul(2).min(room).max(out.len() + 1);
+                continue;
+            }
+            break rc;
+        };
+        s.next_in = std::ptr::null_mut();
+        s.next_out = std::ptr::null_mut();
+        rc == z::Z_STREAM_END && out.len() == size
     }
 }
+
+/// Output reserved before inflating (the rest grows as the stream fills it).
+const FIRST_ROOM: usize = 64 << 20;
 
 /// Output room past an object's announced size (see [`Inflater::inflate`]).
 const SLACK: usize = 320;
@@ -140,5 +157,21 @@ mod tests {
         let mut bad = z.clone();
         bad[10] ^= 0xff;
         assert!(!inf.inflate(&bad, data.len(), &mut out), "checksum mismatch");
+    }
+
+    #[test]
+    fn memory_follows_the_data_not_the_announced_size() {
+        let mut inf = Inflater::new().unwrap();
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let z = deflated(&data);
+        let mut out = Vec::new();
+        // Grown from a few bytes of room, several times over.
+        assert!(inf.inflate_growing(&z, data.len(), &mut out, 7));
+        assert_eq!(out, data);
+        // A corrupt header announcing petabytes: refused, having reserved only about what the stream filled.
+        let mut out = Vec::new();
+        assert!(!inf.inflate_growing(&z, 1 << 50, &mut out, 4096));
+        assert!(out.capacity() <= 8192, "{}", out.capacity());
+        assert!(!inf.inflate(&z, usize::MAX, &mut out));
     }
 }

@@ -1,13 +1,13 @@
 //! A pack file mapped read-only into memory, so an entry is read where it lies instead of copied out by a `pread`
-//! call (one per object: 400k calls on git/git, 6% of a history scan's CPU, most of it in the kernel).
+//! call per object (a visible share of a history scan's CPU, most of it in the kernel).
 //!
 //! Touched pages of a file mapping count in the process's resident memory, and a history scan touches all of a
 //! pack: [`Mapped::done_with`] tallies each read (its bytes plus a page: a read of a few bytes still maps a page)
 //! and, every [`RELEASE_EVERY`] bytes of tally, drops the mapping's page table entries (`MADV_DONTNEED`). The
 //! pages stay in the page cache; the next read of one maps it again (a minor fault), so resident memory stays
-//! bounded whatever the pack's size (on git/git, counting the page as well took the peak from 317 MB to 277).
-//! The mapping is advised `MADV_RANDOM`, so a fault maps the page it needs and not its neighbours too, which keeps
-//! the tally an upper bound however scattered the reads (git/git's are close enough that it measured the same).
+//! bounded whatever the pack's size. The mapping keeps the kernel's default advice (`MADV_NORMAL`): a fault may
+//! map read-ahead neighbours too, so the tally is an estimate rather than an upper bound; the pack walk reads in
+//! pack order, where those neighbours are the next pages read anyway.
 //! Packs are never rewritten in place (git writes new ones and deletes old ones), so the mapping cannot change
 //! under a reader.
 #![allow(unsafe_code)]

@@ -19,20 +19,25 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use leakstop_scan::{Candidate, KeywordHit, Scanner, is_binary};
 
+use sha1::{Digest as _, Sha1};
+
+use crate::index::PackIndex;
 use crate::inflate::Inflater;
 use crate::map::Mapped;
 
 const OBJ_BLOB: u8 = 3;
 const OBJ_OFS_DELTA: u8 = 6;
 const OBJ_REF_DELTA: u8 = 7;
-/// Longer delta chains than git writes (`pack.depth` stops at 4095) mean a loop.
-const MAX_CHAIN: usize = 10_000;
+/// Longer delta chains than git writes (`pack.depth` stops at 4095) mean a loop or a corrupt pack.
+const MAX_CHAIN: usize = 4096;
+/// Stack of a pack reader thread: room for [`Walker::visit`] to recurse down a chain of [`MAX_CHAIN`] deltas.
+const READER_STACK: usize = 32 << 20;
 /// No base (a full object), or a base outside this pack.
 const NONE: u32 = u32::MAX;
 
@@ -44,18 +49,65 @@ pub(crate) enum Outcome {
     Large,
 }
 
-/// A problem with a pack's layout; the caller falls back to reading blobs through libgit2.
-#[derive(Debug)]
-pub(crate) struct PackError(pub(crate) String);
+/// A pack the direct reader cannot use.
+#[derive(Debug, Clone)]
+pub(crate) struct PackError {
+    /// The file at fault, once known.
+    pub(crate) file: Option<PathBuf>,
+    pub(crate) problem: String,
+    pub(crate) kind: PackErrorKind,
+}
 
-impl std::fmt::Display for PackError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PackErrorKind {
+    /// Its files contradict themselves: the scan stops, and nothing (libgit2 included) is handed the pack.
+    Corrupt,
+    /// It cannot be read at all (permissions, I/O).
+    Unreadable,
+    /// A layout this reader does not read (an old index version): libgit2 reads it instead.
+    Unsupported,
+}
+
+impl PackError {
+    pub(crate) fn unsupported(problem: impl Into<String>) -> PackError {
+        PackError {
+            file: None,
+            problem: problem.into(),
+            kind: PackErrorKind::Unsupported,
+        }
+    }
+
+    pub(crate) fn unreadable(e: std::io::Error) -> PackError {
+        PackError {
+            file: None,
+            problem: format!("cannot be read: {e}"),
+            kind: PackErrorKind::Unreadable,
+        }
+    }
+
+    /// Names `file` as the one at fault, unless a file is named already.
+    pub(crate) fn in_file(mut self, file: &Path) -> PackError {
+        self.file.get_or_insert_with(|| file.to_path_buf());
+        self
     }
 }
 
-fn bad(msg: impl Into<String>) -> PackError {
-    PackError(msg.into())
+impl std::fmt::Display for PackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "{}: {}", file.display(), self.problem),
+            None => f.write_str(&self.problem),
+        }
+    }
+}
+
+/// A corrupt pack: the problem.
+pub(crate) fn bad(problem: impl Into<String>) -> PackError {
+    PackError {
+        file: None,
+        problem: problem.into(),
+        kind: PackErrorKind::Corrupt,
+    }
 }
 
 /// One pack entry, in pack order.
@@ -73,39 +125,9 @@ struct Obj {
     orphan: bool,
 }
 
-/// Object ids and offsets from a version-2 `.idx` file.
-fn read_index(idx: &[u8]) -> Result<Vec<([u8; 20], u64)>, PackError> {
-    if idx.len() < 8 + 256 * 4 || idx[..4] != [0xff, b't', b'O', b'c'] || idx[4..8] != [0, 0, 0, 2] {
-        return Err(bad("not a version 2 pack index"));
-    }
-    let be32 = |at: usize| -> Result<u32, PackError> {
-        idx.get(at..at + 4)
-            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
-            .ok_or_else(|| bad("pack index is truncated"))
-    };
-    let n = be32(8 + 255 * 4)? as usize;
-    let ids = 8 + 256 * 4;
-    let offs = ids + n * 20 + n * 4;
-    let large = offs + n * 4;
-    if idx.len() < large + 40 {
-        return Err(bad("pack index is truncated"));
-    }
-    (0..n)
-        .map(|i| {
-            let id: [u8; 20] = idx[ids + i * 20..ids + i * 20 + 20].try_into().expect("20 bytes");
-            let o = be32(offs + i * 4)?;
-            let off = if o & 0x8000_0000 == 0 {
-                u64::from(o)
-            } else {
-                let at = large + (o & 0x7fff_ffff) as usize * 8;
-                idx.get(at..at + 8)
-                    .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
-                    .ok_or_else(|| bad("pack index is truncated"))?
-            };
-            Ok((id, off))
-        })
-        .collect()
-}
+/// Deflate turns at most 258 bytes into 2 bits (1032 to 1): an entry announcing more than that of its zlib data,
+/// plus room for tiny streams, is corrupt.
+const MAX_DEFLATE_RATIO: u64 = 1032;
 
 /// Where a delta's base is.
 #[derive(Debug, PartialEq, Eq)]
@@ -152,7 +174,11 @@ fn parse_header(b: &[u8], off: u64) -> Result<Header, PackError> {
             while c & 0x80 != 0 {
                 i += 1;
                 c = *b.get(i).ok_or_else(trunc)?;
-                back = ((back + 1) << 7) | u64::from(c & 0x7f);
+                back = back
+                    .checked_add(1)
+                    .filter(|b| b.leading_zeros() >= 7)
+                    .map(|b| (b << 7) | u64::from(c & 0x7f))
+                    .ok_or_else(|| bad(format!("pack entry at {off} points before the pack")))?;
             }
             i += 1;
             let base = off
@@ -203,6 +229,9 @@ fn varint(d: &[u8], i: &mut usize) -> Option<usize> {
     }
 }
 
+/// Output reserved before applying a delta.
+const DELTA_FIRST_ROOM: usize = 64 << 20;
+
 /// Applies git delta `delta` to `base` into `out`, recording its instructions in `ops`.
 pub(crate) fn apply_delta(base: &[u8], delta: &[u8], out: &mut Vec<u8>, ops: &mut Vec<Op>) -> Result<(), PackError> {
     out.clear();
@@ -214,7 +243,14 @@ pub(crate) fn apply_delta(base: &[u8], delta: &[u8], out: &mut Vec<u8>, ops: &mu
     if base_len != base.len() {
         return Err(bad(format!("delta expects a {base_len}-byte base, got {}", base.len())));
     }
-    out.reserve_exact(len);
+    // Each instruction byte yields at most 64 KiB: a longer announced result is corrupt. What is reserved up front
+    // is bounded too; a larger result grows as it is built.
+    if len > (delta.len() - i).saturating_mul(0x10000) {
+        return Err(bad(format!(
+            "delta announces {len} bytes, more than its instructions can build"
+        )));
+    }
+    out.reserve_exact(len.min(DELTA_FIRST_ROOM));
     while i < delta.len() {
         let cmd = delta[i];
         i += 1;
@@ -329,6 +365,7 @@ pub(crate) fn derive_hits(
 
 /// A pack opened for direct reads: its entries in pack order with their bases, and each entry's deltas.
 pub(crate) struct Pack {
+    pub(crate) path: PathBuf,
     map: Mapped,
     objs: Vec<Obj>,
     /// Deltas of entry `i`: `kids[kid_start[i]..kid_start[i + 1]]`.
@@ -340,28 +377,33 @@ pub(crate) struct Pack {
 }
 
 impl Pack {
-    /// Opens the pack `pack_path` (with its `.idx` beside it) and reads every entry's header.
+    /// Opens the pack `pack_path` (with its `.idx` beside it, checked first) and reads every entry's header.
     pub(crate) fn open(pack_path: &Path) -> Result<Pack, PackError> {
-        let idx_path = pack_path.with_extension("idx");
-        let idx = std::fs::read(&idx_path).map_err(|e| bad(format!("reading {}: {e}", idx_path.display())))?;
-        let mut entries = read_index(&idx)?;
-        drop(idx);
+        Pack::open_checked(PackIndex::load(pack_path)?)
+    }
+
+    /// Opens the pack of a checked index and reads every entry's header.
+    pub(crate) fn open_checked(index: PackIndex) -> Result<Pack, PackError> {
+        let path = index.pack;
+        Pack::read_headers(&path, index.entries).map_err(|e| e.in_file(&path))
+    }
+
+    fn read_headers(path: &Path, mut entries: Vec<([u8; 20], u64)>) -> Result<Pack, PackError> {
         entries.sort_unstable_by_key(|&(_, off)| off);
-        let map = File::open(pack_path)
+        let map = File::open(path)
             .and_then(|f| Mapped::new(&f))
-            .map_err(|e| bad(format!("opening {}: {e}", pack_path.display())))?;
+            .map_err(PackError::unreadable)?;
         let bytes = map.bytes();
-        let len = bytes.len() as u64;
-        if len < 32 || &bytes[..4] != b"PACK" || !matches!(bytes[4..8], [0, 0, 0, 2] | [0, 0, 0, 3]) {
-            return Err(bad("not a version 2 or 3 pack"));
-        }
-        let trailer = len - 20;
+        // `PackIndex::load` checked the header and that every offset lies between it and the trailer.
+        let trailer = (bytes.len() as u64).saturating_sub(20);
         let mut objs: Vec<Obj> = Vec::with_capacity(entries.len());
         let mut ref_bases: Vec<(u32, [u8; 20])> = Vec::new();
         for (i, &(id, off)) in entries.iter().enumerate() {
             let end = entries.get(i + 1).map_or(trailer, |e| e.1);
             if off < 12 || end > trailer || end <= off {
-                return Err(bad(format!("pack index lists an entry at {off} outside the pack")));
+                return Err(bad(format!(
+                    "the index puts an object at {off}, where no entry can start"
+                )));
             }
             let Header {
                 kind,
@@ -371,6 +413,13 @@ impl Pack {
             } = parse_header(&bytes[off as usize..end as usize], off)?;
             // Reading a header maps the pages around it: release them as the pass goes.
             map.done_with((end - off) as usize);
+            let data = off + hlen as u64;
+            if size > (end - data).saturating_mul(MAX_DEFLATE_RATIO) + 64 {
+                return Err(bad(format!(
+                    "pack entry at {off} announces {size} bytes, more than its {} bytes of data can hold",
+                    end - data
+                )));
+            }
             let base = match base {
                 Base::None => NONE,
                 Base::Offset(base_off) => {
@@ -389,7 +438,7 @@ impl Pack {
             };
             objs.push(Obj {
                 id,
-                data: off + hlen as u64,
+                data,
                 end,
                 kind,
                 size,
@@ -400,6 +449,7 @@ impl Pack {
         drop(entries);
         let by_id = std::sync::OnceLock::new();
         let mut pack = Pack {
+            path: path.to_path_buf(),
             map,
             objs,
             kid_start: Vec::new(),
@@ -478,31 +528,121 @@ impl Pack {
             let handles: Vec<_> = (0..threads.max(1))
                 .map(|t| {
                     let (next, roots) = (&next, &roots);
-                    s.spawn(move || -> Result<Vec<([u8; 20], Outcome)>, PackError> {
-                        if t > 0 {
-                            gate.wait();
-                        }
-                        let mut w = Walker::new(self, scanner)?;
-                        loop {
-                            // Small batches: forests differ wildly in size, so threads take the next ones as they go.
-                            let at = next.fetch_add(8, Ordering::Relaxed);
-                            if at >= roots.len() {
-                                break;
+                    std::thread::Builder::new().stack_size(READER_STACK).spawn_scoped(
+                        s,
+                        move || -> Result<Vec<([u8; 20], Outcome)>, PackError> {
+                            if t > 0 {
+                                gate.wait();
                             }
-                            for &r in &roots[at..(at + 8).min(roots.len())] {
-                                w.root(r)?;
+                            let mut w = Walker::new(self, scanner)?;
+                            let failed = |e: PackError| {
+                                // The other threads stop at their next batch.
+                                next.store(usize::MAX / 2, Ordering::Relaxed);
+                                e
+                            };
+                            loop {
+                                // Small batches: forests differ wildly in size, so threads take the next ones as they
+                                // go.
+                                let at = next.fetch_add(8, Ordering::Relaxed);
+                                if at >= roots.len() {
+                                    break;
+                                }
+                                for &r in &roots[at..(at + 8).min(roots.len())] {
+                                    w.root(r).map_err(failed)?;
+                                }
                             }
-                        }
-                        Ok(w.out)
-                    })
+                            Ok(w.out)
+                        },
+                    )
                 })
                 .collect();
             let mut all = Vec::new();
+            let mut first_error = None;
             for h in handles {
-                all.extend(h.join().map_err(|_| bad("a pack reader thread panicked"))??);
+                let done = match h {
+                    Ok(h) => h.join().unwrap_or_else(|_| Err(bad("a pack reader thread panicked"))),
+                    Err(e) => Err(PackError {
+                        file: None,
+                        problem: format!("could not start a reader thread: {e}"),
+                        kind: PackErrorKind::Unreadable,
+                    }),
+                };
+                match done {
+                    Ok(out) => all.extend(out),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
             }
-            Ok(all)
+            match first_error {
+                Some(e) => Err(e.in_file(&self.path)),
+                None => Ok(all),
+            }
         })
+    }
+
+    /// Rebuilds every object and checks it against the id the index gives it, as `git verify-pack` does: after
+    /// libgit2 failed to read something, finds the damage in this pack that explains it, if there is any.
+    pub(crate) fn verify(&self) -> Result<(), PackError> {
+        let mut scratch = Scratch::new()?;
+        let mut seen = vec![false; self.objs.len()];
+        let check = |i: u32, kind: u8, data: &[u8]| -> Result<(), PackError> {
+            let name: &[u8] = match kind {
+                1 => b"commit",
+                2 => b"tree",
+                3 => b"blob",
+                _ => b"tag",
+            };
+            let mut h = Sha1::new();
+            h.update(name);
+            h.update(format!(" {}\0", data.len()).as_bytes());
+            h.update(data);
+            let id = &self.objs[i as usize].id;
+            if h.finalize()[..] != id[..] {
+                return Err(bad(format!(
+                    "the entry at {} is not object {}, which the index says it is",
+                    self.objs[i as usize].data,
+                    hex(id)
+                ))
+                .in_file(&self.path));
+            }
+            Ok(())
+        };
+        for r in 0..self.objs.len() as u32 {
+            let o = &self.objs[r as usize];
+            if o.base != NONE || o.orphan {
+                continue;
+            }
+            let mut data = Vec::new();
+            scratch.inflate(self, r, &mut data)?;
+            check(r, o.kind, &data)?;
+            seen[r as usize] = true;
+            let data = Rc::new(data);
+            let mut todo: Vec<(u32, Rc<Vec<u8>>)> = self.kids(r).iter().map(|&k| (k, data.clone())).collect();
+            while let Some((k, base)) = todo.pop() {
+                let rebuilt = Rc::new(scratch.rebuild(self, k, &base)?);
+                check(k, o.kind, &rebuilt)?;
+                seen[k as usize] = true;
+                todo.extend(self.kids(k).iter().map(|&kk| (kk, rebuilt.clone())));
+            }
+        }
+        // What no whole object leads to: deltas on a base outside the pack, or on a loop.
+        for (i, o) in self.objs.iter().enumerate() {
+            if seen[i] {
+                continue;
+            }
+            let mut at = o;
+            for _ in 0..=MAX_CHAIN {
+                if at.orphan || at.base == NONE {
+                    break;
+                }
+                at = &self.objs[at.base as usize];
+            }
+            if !at.orphan {
+                return Err(bad(format!("the delta chain of {} loops", hex(&o.id))).in_file(&self.path));
+            }
+        }
+        Ok(())
     }
 
     /// About the work of the delta forest rooted at `root`: its size times the number of objects built on it.
@@ -538,15 +678,17 @@ impl Scratch {
     /// Inflates entry `i` of `pack` into `into`.
     fn inflate(&mut self, pack: &Pack, i: u32, into: &mut Vec<u8>) -> Result<(), PackError> {
         let o = &pack.objs[i as usize];
-        let size = usize::try_from(o.size).map_err(|_| bad("pack entry is too large"))?;
+        let size = usize::try_from(o.size).map_err(|_| bad("pack entry is too large").in_file(&pack.path))?;
         let raw = pack.entry(i);
         let inflated = self.inflater.inflate(raw, size, into);
         pack.map.done_with(raw.len());
         if !inflated {
             return Err(bad(format!(
-                "pack entry {} does not inflate to its {size} bytes",
-                hex(&o.id)
-            )));
+                "pack entry {} (at {}) does not inflate to its {size} bytes",
+                hex(&o.id),
+                o.data
+            ))
+            .in_file(&pack.path));
         }
         Ok(())
     }
@@ -558,7 +700,7 @@ impl Scratch {
         let mut out = Vec::new();
         let applied = inflated.and_then(|()| {
             apply_delta(base, &delta, &mut out, &mut self.ops)
-                .map_err(|e| bad(format!("pack entry {}: {e}", hex(&pack.objs[i as usize].id))))
+                .map_err(|e| bad(format!("pack entry {}: {e}", hex(&pack.objs[i as usize].id))).in_file(&pack.path))
         });
         self.delta = delta;
         applied.map(|()| out)
@@ -661,7 +803,7 @@ impl<'a> ObjectReader<'a> {
             chain.push(at);
             // git writes chains at most 4095 deep; a longer one loops (ids can name any entry as a base).
             if chain.len() > MAX_CHAIN {
-                return Err(bad(format!("the delta chain of {} does not end", hex(id))));
+                return Err(bad(format!("the delta chain of {} does not end", hex(id))).in_file(&pack.path));
             }
             at = o.base;
         };
@@ -758,20 +900,33 @@ impl<'a> Walker<'a> {
     fn root(&mut self, r: u32) -> Result<(), PackError> {
         let mut data = Vec::new();
         self.scratch.inflate(self.pack, r, &mut data)?;
-        self.visit(r, data, None)
+        self.visit(r, data, None, 0)
     }
 
     /// Scans entry `i` (rebuilt as `data`; `hits` derived from its base when known), then its deltas. The last
-    /// delta takes over this frame, so only entries with several deltas keep their bytes on the stack.
-    fn visit(&mut self, mut i: u32, mut data: Vec<u8>, mut hits: Option<Vec<KeywordHit>>) -> Result<(), PackError> {
+    /// delta takes over this frame, so only entries with several deltas keep their bytes on the stack. `depth` is
+    /// the entry's place in its delta chain: a chain longer than git writes is corrupt, and refused before the
+    /// recursion outgrows the thread's stack.
+    fn visit(
+        &mut self,
+        mut i: u32,
+        mut data: Vec<u8>,
+        mut hits: Option<Vec<KeywordHit>>,
+        mut depth: usize,
+    ) -> Result<(), PackError> {
         loop {
+            if depth > MAX_CHAIN {
+                let id = hex(&self.pack.objs[i as usize].id);
+                return Err(bad(format!("the delta chain of {id} is longer than git writes")).in_file(&self.pack.path));
+            }
             hits = self.scan(i, &data, hits);
             let Some((&last, rest)) = self.pack.kids(i).split_last() else {
                 return Ok(());
             };
+            depth += 1;
             for &child in rest {
                 let (rebuilt, child_hits) = self.rebuild(child, &data, hits.as_deref())?;
-                self.visit(child, rebuilt, child_hits)?;
+                self.visit(child, rebuilt, child_hits, depth)?;
             }
             (data, hits) = self.rebuild(last, &data, hits.as_deref())?;
             i = last;

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use git2::{Oid, Repository};
+use git2::{ErrorClass, Oid, Repository};
 use leakstop_scan::CommitInfo;
 
 use crate::error::GitError;
@@ -44,15 +44,23 @@ pub(crate) fn configure_libgit2() {
     });
 }
 
-/// The commit `rev` names, with a shallow-clone hint when it is simply not there.
+/// The commit `rev` names, with a shallow-clone hint when it is simply not there (an id, or an ancestor like
+/// `HEAD~5` past the shallow boundary).
 pub(crate) fn resolve_commit(repo: &Repository, rev: &str) -> Result<Oid, GitError> {
     match repo.revparse_single(rev).and_then(|o| o.peel_to_commit()) {
         Ok(c) => Ok(c.id()),
         Err(e) => {
-            if repo.is_shallow() && looks_like_id(rev) {
+            if repo.is_shallow() && (looks_like_id(rev) || ancestor_of_a_commit(repo, rev)) {
                 Err(GitError::ShallowBoundary {
                     repo: workdir_or_path(repo),
                     rev: rev.to_string(),
+                })
+            } else if matches!(e.class(), ErrorClass::Zlib | ErrorClass::Odb) && !looks_like_id(rev) {
+                // A name that resolves to objects that cannot be read: damage, not a wrong name.
+                Err(GitError::Git {
+                    repo: workdir_or_path(repo),
+                    context: "resolving a revision",
+                    message: format!("`{rev}`: {}", e.message()),
                 })
             } else {
                 Err(GitError::BadRevision {
@@ -67,6 +75,20 @@ pub(crate) fn resolve_commit(repo: &Repository, rev: &str) -> Result<Oid, GitErr
 
 fn looks_like_id(rev: &str) -> bool {
     rev.len() >= 7 && rev.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// True when `rev` asks for an ancestor (`X~N`, `X^`, `X^2`) of a commit `X` that exists.
+fn ancestor_of_a_commit(repo: &Repository, rev: &str) -> bool {
+    let Some(cut) = rev.find(['~', '^']) else {
+        return false;
+    };
+    let suffix = &rev[cut..];
+    cut > 0
+        && suffix.bytes().all(|b| matches!(b, b'~' | b'^') || b.is_ascii_digit())
+        && repo
+            .revparse_single(&rev[..cut])
+            .and_then(|o| o.peel_to_commit())
+            .is_ok()
 }
 
 pub(crate) fn workdir_or_path(repo: &Repository) -> std::path::PathBuf {

@@ -18,6 +18,17 @@ pub struct CommitInfo {
     pub summary: String,
 }
 
+/// Another place a history finding's secret was seen: a later version of the file, or the same secret again in
+/// the same file (git history scans fill this).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    pub path: String,
+    pub line: u32,
+    pub column: u32,
+    /// The commit that introduced this version of the file.
+    pub commit: Option<String>,
+}
+
 /// One detected secret. The raw value lives in `secret` (zeroized, redacted in Debug); reporters decide whether
 /// to show it.
 #[derive(Debug, Clone)]
@@ -42,6 +53,10 @@ pub struct Finding {
     pub commit: Option<CommitInfo>,
     /// Other paths where the same secret (same fingerprint) was seen (git inputs fill this).
     pub other_paths: Vec<String>,
+    /// For history scans: the later versions (and other lines) holding the same secret, oldest first; bounded.
+    pub other_locations: Vec<Location>,
+    /// Locations beyond those in `other_locations`, counted but not listed.
+    pub other_locations_omitted: usize,
     /// For history scans: whether the secret is still present at HEAD.
     pub in_head: Option<bool>,
     pub tags: Vec<String>,

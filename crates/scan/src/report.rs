@@ -115,9 +115,39 @@ fn write_text(findings: &[Finding], out: &mut dyn Write, opts: &ReportOptions) -
         if !f.other_paths.is_empty() {
             write!(out, "\n    also in: {}", f.other_paths.join(", "))?;
         }
+        write_other_locations(f, out)?;
         writeln!(out)?;
     }
     Ok(())
+}
+
+/// Later versions holding the secret, a few of them (JSON lists them all).
+fn write_other_locations(f: &Finding, out: &mut dyn Write) -> io::Result<()> {
+    const SHOWN: usize = 3;
+    let total = f.other_locations.len() + f.other_locations_omitted;
+    if total == 0 {
+        return Ok(());
+    }
+    let shown: Vec<String> = f
+        .other_locations
+        .iter()
+        .take(SHOWN)
+        .map(|l| match &l.commit {
+            Some(c) => format!("{}:{} ({})", l.path, l.line, &c[..c.len().min(12)]),
+            None => format!("{}:{}", l.path, l.line),
+        })
+        .collect();
+    let more = total - shown.len();
+    write!(
+        out,
+        "\n    {total} later occurrence(s): {}{}",
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 fn finding_json(f: &Finding, opts: &ReportOptions) -> Value {
@@ -142,6 +172,12 @@ fn finding_json(f: &Finding, opts: &ReportOptions) -> Value {
     }
     if !f.other_paths.is_empty() {
         obj.insert("other_paths".into(), json!(f.other_paths));
+    }
+    if !f.other_locations.is_empty() {
+        obj.insert("other_locations".into(), json!(f.other_locations));
+    }
+    if f.other_locations_omitted > 0 {
+        obj.insert("other_locations_omitted".into(), json!(f.other_locations_omitted));
     }
     if let Some(h) = f.in_head {
         obj.insert("in_head".into(), json!(h));
@@ -252,6 +288,28 @@ fn sarif(findings: &[Finding]) -> Value {
                 }],
                 "partialFingerprints": { "leakstopFingerprint/v1": f.fingerprint },
             });
+            if !f.other_locations.is_empty() {
+                r.as_object_mut().expect("object").insert(
+                    "relatedLocations".into(),
+                    f.other_locations
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| {
+                            json!({
+                                "id": i + 1,
+                                "physicalLocation": {
+                                    "artifactLocation": { "uri": sarif_uri(&l.path) },
+                                    "region": { "startLine": l.line, "startColumn": l.column },
+                                },
+                                "message": { "text": match &l.commit {
+                                    Some(c) => format!("the same secret, in commit {c}"),
+                                    None => "the same secret".to_string(),
+                                } },
+                            })
+                        })
+                        .collect::<Value>(),
+                );
+            }
             if let Some(c) = &f.commit {
                 r.as_object_mut().expect("object").insert(
                     "properties".into(),

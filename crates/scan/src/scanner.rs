@@ -510,6 +510,8 @@ impl Scanner {
                 secret,
                 commit: None,
                 other_paths: Vec::new(),
+                other_locations: Vec::new(),
+                other_locations_omitted: 0,
                 in_head: None,
                 tags: rule.tags.clone(),
                 context: context(&c.line_text, raw, &redacted, c.line, &cands),

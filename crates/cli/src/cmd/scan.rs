@@ -166,7 +166,18 @@ fn collect(args: &ScanArgs, scanner: &Scanner) -> anyhow::Result<Collected> {
         let findings = if args.staged {
             leakstop_git::scan_staged(&repo, scanner)?
         } else if let Some(range) = &args.range {
-            leakstop_git::scan_range(&repo, range, scanner)?
+            let report = leakstop_git::scan_range_report(&repo, range, scanner)?;
+            if !args.quiet {
+                eprintln!(
+                    "leakstop: {range}: {} commit(s), {} changed file(s), {} scanned ({} binary or over \
+                     --max-file-size skipped)",
+                    report.commits,
+                    report.files,
+                    human_size(report.bytes_scanned),
+                    report.skipped
+                );
+            }
+            report.findings
         } else {
             let sel = leakstop_git::HistorySelection {
                 branch: args.branch.clone(),
@@ -178,8 +189,13 @@ fn collect(args: &ScanArgs, scanner: &Scanner) -> anyhow::Result<Collected> {
                 eprintln!("leakstop: note: {note}");
             }
             if !args.quiet {
+                let since = match &args.since_commit {
+                    Some(rev) => format!(" since {rev}"),
+                    None => String::new(),
+                };
                 eprintln!(
-                    "leakstop: {} commit(s), {} unique blob(s), {} scanned ({} binary, {} over --max-file-size skipped)",
+                    "leakstop: {} commit(s){since}, {} unique blob(s), {} scanned ({} binary, {} over --max-file-size \
+                     skipped)",
                     report.commits,
                     report.blobs,
                     human_size(report.bytes_scanned),
