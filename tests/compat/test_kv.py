@@ -4,6 +4,7 @@ import pytest
 import requests
 
 from conftest import require_hvac, unique
+from test_bao_cli import bao
 
 hvac = require_hvac()
 kv = lambda c: c.secrets.kv.v2  # noqa: E731
@@ -194,5 +195,79 @@ def test_engine_config_round_trip(server):
         kv(c).create_or_update_secret(path="x", secret={"k": "v"}, mount_point=mount)
         assert kv(c).read_secret_version(path="x", mount_point=mount, raise_on_deleted_version=True)["data"][
             "data"] == {"k": "v"}
+    finally:
+        c.sys.disable_secrets_engine(mount)
+
+
+def test_cli_strings_set_metadata_and_engine_config(server):
+    """`bao write k=v` sends every value as a string: numbers, booleans and durations must still take effect."""
+    path = unique("clistr")
+    w = bao(server, "write", f"secret/metadata/{path}", "max_versions=5", "cas_required=true",
+            "delete_version_after=1h")
+    assert w.returncode == 0, w.stderr
+    meta = server.client().secrets.kv.v2.read_secret_metadata(path=path)["data"]
+    assert meta["max_versions"] == 5
+    assert meta["cas_required"] is True
+    assert meta["delete_version_after"] == "1h0m0s"
+
+    c = server.client()
+    mount = unique("kvcli")
+    c.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    try:
+        w = bao(server, "write", f"{mount}/config", "max_versions=3", "cas_required=true")
+        assert w.returncode == 0, w.stderr
+        cfg = kv(c).read_configuration(mount_point=mount)["data"]
+        assert cfg["max_versions"] == 3
+        assert cfg["cas_required"] is True
+        with pytest.raises(hvac.exceptions.InvalidRequest) as e:
+            kv(c).create_or_update_secret(path="x", secret={"k": "v"}, mount_point=mount)
+        assert "check-and-set parameter required" in str(e.value)
+    finally:
+        c.sys.disable_secrets_engine(mount)
+
+
+def test_malformed_settings_are_refused_not_ignored(server):
+    path = unique("badcfg")
+    kv(server.client()).create_or_update_secret(path=path, secret={"a": "1"})
+    for body in ({"max_versions": "five"}, {"cas_required": "maybe"}, {"delete_version_after": "soon"}):
+        r = requests.post(f"{server.addr}/v1/secret/metadata/{path}", json=body,
+                          headers={"X-Vault-Token": server.root_token})
+        assert r.status_code == 400, (body, r.text)
+    assert kv(server.client()).read_secret_metadata(path=path)["data"]["max_versions"] == 0
+
+
+# leakstop's own limits: Vault has no cap on versions, and OpenBao's dev (in-memory) storage none on entry size.
+
+def leakstop_post(srv, path, body):
+    return requests.post(f"{srv.addr}/v1/{path}", json=body, headers={"X-Vault-Token": srv.root_token})
+
+
+def test_leakstop_caps_max_versions_and_refuses_unknown_settings(leakstop_server):
+    path = unique("cap")
+    r = leakstop_post(leakstop_server, f"secret/metadata/{path}", {"max_versions": 4294967295})
+    assert r.status_code == 400 and "at most 1000" in r.text, r.text
+    r = leakstop_post(leakstop_server, "secret/config", {"max_versions": 100000})
+    assert r.status_code == 400 and "at most 1000" in r.text, r.text
+    r = leakstop_post(leakstop_server, f"secret/metadata/{path}", {"max_versions": 3, "cas_requried": True})
+    assert r.status_code == 400 and "cas_requried" in r.text, r.text
+    r = leakstop_post(leakstop_server, "secret/config", {"max_version": 3})
+    assert r.status_code == 400 and "max_version" in r.text, r.text
+
+
+def test_leakstop_refuses_oversized_versions_with_a_clear_message(leakstop_server):
+    c = leakstop_server.client()
+    mount = unique("kvsize")
+    c.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    try:
+        big = "x" * (1024 * 1024)
+        r = leakstop_post(leakstop_server, f"{mount}/data/big", {"data": {"v": big}})
+        assert r.status_code == 400, r.text
+        assert "per version" in r.text and "max_version_bytes" in r.text, r.text
+        # The mount may allow more, within the server's request size limit.
+        assert leakstop_post(leakstop_server, f"{mount}/config", {"max_version_bytes": 2 * 1024 * 1024}).ok
+        r = leakstop_post(leakstop_server, f"{mount}/data/big", {"data": {"v": big}})
+        assert r.status_code == 200, r.text
+        assert kv(c).read_secret_version(path="big", mount_point=mount,
+                                         raise_on_deleted_version=True)["data"]["data"]["v"] == big
     finally:
         c.sys.disable_secrets_engine(mount)

@@ -1,8 +1,13 @@
-//! KV v2 domain logic, free of HTTP and storage: one [`KeyRecord`] per secret path holds the key's metadata and
-//! every retained version. The record is stored as one barrier entry (encrypted with the path as AAD), so a write
-//! is one read plus one write and can never leave metadata and data out of step.
+//! KV v2 domain logic, free of HTTP and storage. A [`KeyRecord`] per secret path holds the key's metadata and one
+//! small entry per retained version (times, deletion, destroyed); each version's data is a record of its own, so
+//! a write costs the size of the new version plus this metadata, however many versions are kept.
 //!
-//! Time is always a parameter (`now`), never read here, so expiry (`delete_version_after`) is testable.
+//! Records written before versions were split out carry each version's data inline ([`Version::inline`]): they
+//! still read, and the next write to the secret moves the data out.
+//!
+//! Request fields are read with [`crate::fields`], so the CLI's strings (`max_versions="5"`,
+//! `cas_required="true"`, `delete_version_after="1h"`) mean what typed JSON means. Time is always a parameter
+//! (`now`), never read here, so expiry (`delete_version_after`) is testable.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,9 +15,29 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use crate::VaultError;
+use crate::fields::{self, Fields};
 
 /// Vault's default when neither the key nor the mount sets `max_versions`.
 pub const DEFAULT_MAX_VERSIONS: u32 = 10;
+
+/// The most versions a secret may keep. Vault has no cap, but every retained version is an entry of the metadata
+/// record read and rewritten by each write to the secret: an unbounded history makes every write slower.
+pub const MAX_VERSIONS_LIMIT: u32 = 1000;
+
+/// Default cap on one version's data (its JSON encoding), per mount: OpenBao's integrated storage refuses larger
+/// entries by default too. A mount may change it with `max_version_bytes` in its `config`.
+pub const DEFAULT_MAX_VERSION_BYTES: u64 = 1024 * 1024;
+
+/// The largest `max_version_bytes` a mount may set: the server's default request size limit.
+pub const MAX_VERSION_BYTES_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// Vault's bounds on `custom_metadata`.
+const CUSTOM_METADATA_KEYS: usize = 64;
+const CUSTOM_METADATA_KEY_BYTES: usize = 128;
+const CUSTOM_METADATA_VALUE_BYTES: usize = 512;
 
 /// Why a KV operation was refused. Messages are Vault's where clients match on them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,14 +52,31 @@ pub enum KvError {
     /// A request field had the wrong shape; the message names the field and what was expected.
     #[error("{0}")]
     BadRequest(String),
-    #[error("stored KV record at `{path}` is unreadable: {reason}")]
-    Corrupt { path: String, reason: String },
+    #[error(
+        "secret data is {size} bytes, more than the {limit} bytes this mount stores per version: keep large \
+         files elsewhere and store a reference (a KV v2 mount can raise `max_version_bytes` in its config, up to \
+         {MAX_VERSION_BYTES_LIMIT})"
+    )]
+    TooLarge { size: u64, limit: u64 },
+    /// A stored record could not be decoded. Names the storage key: for the server log, never for the client.
+    #[error("stored KV record `{key}` is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
     /// The path names no KV endpoint (Vault: 404 "unsupported path").
     #[error("unsupported path")]
     Unsupported,
-    /// The storage below failed (barrier integrity error, IO); the message carries its context.
+    /// The storage below failed (barrier integrity error, IO). Names storage keys: for the server log only.
     #[error("{0}")]
     Storage(String),
+}
+
+impl From<VaultError> for KvError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::BadRequest(m) => KvError::BadRequest(m),
+            VaultError::NotFound => KvError::NotFound,
+            e => KvError::Storage(e.to_string()),
+        }
+    }
 }
 
 /// Unix time in nanoseconds (what the record stores).
@@ -62,6 +104,9 @@ pub struct EngineConfig {
     pub cas_required: bool,
     /// Seconds; 0 = never.
     pub delete_version_after: u64,
+    /// Bytes; 0 = [`DEFAULT_MAX_VERSION_BYTES`]. Not a Vault setting (absent from configs stored before it).
+    #[serde(default)]
+    pub max_version_bytes: u64,
 }
 
 impl EngineConfig {
@@ -70,33 +115,62 @@ impl EngineConfig {
             "max_versions": self.max_versions,
             "cas_required": self.cas_required,
             "delete_version_after": format_duration(self.delete_version_after),
+            "max_version_bytes": self.version_limit(),
         })
     }
 
-    /// Apply a `POST config` body; fields not given keep their value.
+    /// The most bytes one version's data may take.
+    pub fn version_limit(&self) -> u64 {
+        match self.max_version_bytes {
+            0 => DEFAULT_MAX_VERSION_BYTES,
+            n => n,
+        }
+    }
+
+    /// Apply a `POST config` body; fields not given keep their value, unknown fields are refused.
     pub fn update(&mut self, body: &Map<String, Value>) -> Result<(), KvError> {
-        if let Some(v) = body.get("max_versions") {
-            self.max_versions = parse_u32(v, "max_versions")?;
+        let mut f = Fields::new(body);
+        let max_versions = f.u64("max_versions")?.map(max_versions).transpose()?;
+        let cas_required = f.bool("cas_required")?;
+        let delete_version_after = f.duration("delete_version_after")?;
+        let max_version_bytes = f.u64("max_version_bytes")?;
+        f.finish()?;
+        if let Some(n) = max_version_bytes
+            && n > MAX_VERSION_BYTES_LIMIT
+        {
+            return Err(KvError::BadRequest(format!(
+                "field `max_version_bytes` is {n}: at most {MAX_VERSION_BYTES_LIMIT} (0 restores the default, \
+                 {DEFAULT_MAX_VERSION_BYTES})"
+            )));
         }
-        if let Some(v) = body.get("cas_required") {
-            self.cas_required = parse_bool(v, "cas_required")?;
-        }
-        if let Some(v) = body.get("delete_version_after") {
-            self.delete_version_after = parse_duration(v, "delete_version_after")?;
-        }
+        self.max_versions = max_versions.unwrap_or(self.max_versions);
+        self.cas_required = cas_required.unwrap_or(self.cas_required);
+        self.delete_version_after = delete_version_after.unwrap_or(self.delete_version_after);
+        self.max_version_bytes = max_version_bytes.unwrap_or(self.max_version_bytes);
         Ok(())
     }
 }
 
-/// One version of a secret. No `Debug`: it holds secret data.
+fn max_versions(n: u64) -> Result<u32, KvError> {
+    match u32::try_from(n) {
+        Ok(n) if n <= MAX_VERSIONS_LIMIT => Ok(n),
+        _ => Err(KvError::BadRequest(format!(
+            "field `max_versions` is {n}: at most {MAX_VERSIONS_LIMIT} versions are kept per secret (0 means the \
+             mount's setting, or {DEFAULT_MAX_VERSIONS})"
+        ))),
+    }
+}
+
+/// One version of a secret. No `Debug` derive: a record in the old format holds its data.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Version {
     pub created: Nanos,
     /// When the version was (or will be, with `delete_version_after`) deleted.
     pub deletion: Option<Nanos>,
     pub destroyed: bool,
-    /// `None` once destroyed.
-    pub data: Option<Map<String, Value>>,
+    /// The data, in records written before each version had a record of its own; `None` in current records.
+    #[serde(rename = "data", default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<Map<String, Value>>,
 }
 
 impl fmt::Debug for Version {
@@ -105,7 +179,7 @@ impl fmt::Debug for Version {
             .field("created", &self.created)
             .field("deletion", &self.deletion)
             .field("destroyed", &self.destroyed)
-            .field("data", &self.data.as_ref().map(|_| "<redacted>"))
+            .field("inline", &self.inline.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -125,7 +199,7 @@ impl Version {
     }
 }
 
-/// Everything stored for one secret path.
+/// The metadata stored for one secret path.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct KeyRecord {
     pub created: Nanos,
@@ -139,29 +213,23 @@ pub struct KeyRecord {
     pub versions: BTreeMap<u64, Version>,
 }
 
-/// The options of a data write: `{"options": {"cas": N}}`.
-fn cas_option(body: &Map<String, Value>) -> Result<Option<u64>, KvError> {
-    match body.get("options") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => match o.get("cas") {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => parse_u64(v, "options.cas").map(Some),
-        },
-        Some(_) => Err(KvError::BadRequest(
-            "field `options` must be an object, e.g. {\"cas\": 1}".into(),
-        )),
-    }
+/// The body of a data write or patch: `{"data": {...}, "options": {"cas": N}}`. No `Debug`: it holds secret data.
+pub struct DataWrite {
+    pub data: Map<String, Value>,
+    pub cas: Option<u64>,
 }
 
-fn data_field(body: &Map<String, Value>) -> Result<Map<String, Value>, KvError> {
-    match body.get("data") {
-        Some(Value::Object(m)) => Ok(m.clone()),
-        None | Some(Value::Null) => Err(KvError::BadRequest(
-            "no data provided: send the secret as {\"data\": {\"key\": \"value\"}}".into(),
-        )),
-        Some(_) => Err(KvError::BadRequest(
-            "field `data` must be a JSON object of key/value pairs".into(),
-        )),
+impl DataWrite {
+    pub fn parse(body: &Map<String, Value>) -> Result<DataWrite, KvError> {
+        let mut f = Fields::new(body);
+        let data = f.object("data")?.ok_or_else(|| {
+            KvError::BadRequest("no data provided: send the secret as {\"data\": {\"key\": \"value\"}}".into())
+        })?;
+        let cas = match f.object("options")? {
+            Some(options) => Fields::new(&options).u64("cas")?,
+            None => None,
+        };
+        Ok(DataWrite { data, cas })
     }
 }
 
@@ -171,13 +239,15 @@ impl KeyRecord {
     }
 
     fn effective_max(&self, cfg: &EngineConfig) -> u32 {
-        if self.max_versions > 0 {
+        let max = if self.max_versions > 0 {
             self.max_versions
         } else if cfg.max_versions > 0 {
             cfg.max_versions
         } else {
             DEFAULT_MAX_VERSIONS
-        }
+        };
+        // Records and configs stored before the limit existed may name more.
+        max.min(MAX_VERSIONS_LIMIT)
     }
 
     fn check_cas(&self, cas: Option<u64>, cfg: &EngineConfig) -> Result<(), KvError> {
@@ -208,14 +278,15 @@ impl KeyRecord {
         })
     }
 
-    /// Store a new version (POST/PUT `data/:path`). Returns the new version number.
-    pub fn write(&mut self, body: &Map<String, Value>, cfg: &EngineConfig, now: Nanos) -> Result<u64, KvError> {
-        let data = data_field(body)?;
-        self.check_cas(cas_option(body)?, cfg)?;
-        Ok(self.push_version(data, cfg, now))
-    }
-
-    fn push_version(&mut self, data: Map<String, Value>, cfg: &EngineConfig, now: Nanos) -> u64 {
+    /// Add a version (its data is stored by the caller) after checking `cas`. Returns the new version number and
+    /// the versions dropped beyond `max_versions`, whose data records the caller deletes.
+    pub fn add_version(
+        &mut self,
+        cas: Option<u64>,
+        cfg: &EngineConfig,
+        now: Nanos,
+    ) -> Result<(u64, Vec<u64>), KvError> {
+        self.check_cas(cas, cfg)?;
         if self.is_empty() && self.created == 0 {
             self.created = now;
         }
@@ -228,26 +299,27 @@ impl KeyRecord {
                 created: now,
                 deletion,
                 destroyed: false,
-                data: Some(data),
+                inline: None,
             },
         );
         self.current_version = version;
         self.updated = now;
-        self.prune(cfg);
-        version
+        Ok((version, self.prune(cfg)))
     }
 
-    /// Drop the oldest versions beyond `max_versions`.
-    fn prune(&mut self, cfg: &EngineConfig) {
+    /// Drop the oldest versions beyond `max_versions`; returns their numbers.
+    fn prune(&mut self, cfg: &EngineConfig) -> Vec<u64> {
         let max = self.effective_max(cfg) as usize;
-        let mut pruned = false;
+        let mut dropped = Vec::new();
         while self.versions.len() > max {
-            self.versions.pop_first();
-            pruned = true;
+            if let Some((n, _)) = self.versions.pop_first() {
+                dropped.push(n);
+            }
         }
-        if pruned {
+        if !dropped.is_empty() {
             self.oldest_version = self.versions.keys().next().copied().unwrap_or(0);
         }
+        dropped
     }
 
     /// The version a read addresses: `?version=N`, 0 or absent = current.
@@ -258,31 +330,11 @@ impl KeyRecord {
         }
     }
 
-    /// Read a version: `Ok(Some(data))` when live, `Ok(None)` when deleted or destroyed (Vault answers 404 but
-    /// still returns the metadata), `Err(NotFound)` when it never existed or was pruned.
-    pub fn read(&self, version: u64, now: Nanos) -> Result<Option<&Map<String, Value>>, KvError> {
+    /// Whether a version can be read: `Ok(true)` when live, `Ok(false)` when deleted or destroyed (Vault answers
+    /// 404 but still returns the metadata), `Err(NotFound)` when it never existed or was pruned.
+    pub fn is_live(&self, version: u64, now: Nanos) -> Result<bool, KvError> {
         let v = self.versions.get(&version).ok_or(KvError::NotFound)?;
-        if v.destroyed || v.is_deleted(now) {
-            Ok(None)
-        } else {
-            Ok(v.data.as_ref())
-        }
-    }
-
-    /// JSON merge patch (RFC 7386) onto the current version (PATCH `data/:path`).
-    pub fn patch(&mut self, body: &Map<String, Value>, cfg: &EngineConfig, now: Nanos) -> Result<u64, KvError> {
-        let patch = data_field(body)?;
-        let current = match self.read(self.current_version, now) {
-            Ok(Some(d)) => d.clone(),
-            _ => return Err(KvError::NotFound),
-        };
-        self.check_cas(cas_option(body)?, cfg)?;
-        let mut merged = Value::Object(current);
-        merge_patch(&mut merged, &Value::Object(patch));
-        let Value::Object(merged) = merged else {
-            return Err(KvError::BadRequest("patch must be an object".into()));
-        };
-        Ok(self.push_version(merged, cfg, now))
+        Ok(!(v.destroyed || v.is_deleted(now)))
     }
 
     /// Soft-delete versions (delete/:path, or DELETE data/:path with the current version).
@@ -309,42 +361,58 @@ impl KeyRecord {
         self.updated = now;
     }
 
-    /// Remove the data of versions for good; the version entries stay, marked destroyed.
-    pub fn destroy(&mut self, versions: &[u64], now: Nanos) {
+    /// Mark versions destroyed (the entries stay); returns those whose data records the caller deletes.
+    pub fn destroy(&mut self, versions: &[u64], now: Nanos) -> Vec<u64> {
+        let mut gone = Vec::new();
         for n in versions {
             if let Some(v) = self.versions.get_mut(n) {
                 v.destroyed = true;
-                v.data = None;
+                v.inline = None;
+                gone.push(*n);
             }
         }
         self.updated = now;
+        gone
     }
 
-    /// POST `metadata/:path`.
+    /// POST/PATCH `metadata/:path`; unknown fields are refused. Returns the versions dropped by a lower
+    /// `max_versions`, whose data records the caller deletes.
     pub fn update_metadata(
         &mut self,
         body: &Map<String, Value>,
         cfg: &EngineConfig,
         now: Nanos,
-    ) -> Result<(), KvError> {
-        if let Some(v) = body.get("max_versions") {
-            self.max_versions = parse_u32(v, "max_versions")?;
+    ) -> Result<Vec<u64>, KvError> {
+        let mut f = Fields::new(body);
+        let max = f.u64("max_versions")?.map(max_versions).transpose()?;
+        let cas_required = f.bool("cas_required")?;
+        let delete_version_after = f.duration("delete_version_after")?;
+        // `null` clears the custom metadata; absent keeps it.
+        let clear_custom = f.has("custom_metadata");
+        let custom = f.string_map("custom_metadata")?;
+        f.finish()?;
+        if let Some(m) = &custom {
+            check_custom_metadata(m)?;
         }
-        if let Some(v) = body.get("cas_required") {
-            self.cas_required = parse_bool(v, "cas_required")?;
-        }
-        if let Some(v) = body.get("delete_version_after") {
-            self.delete_version_after = parse_duration(v, "delete_version_after")?;
-        }
-        if let Some(v) = body.get("custom_metadata") {
-            self.custom_metadata = parse_custom_metadata(v)?;
+        self.max_versions = max.unwrap_or(self.max_versions);
+        self.cas_required = cas_required.unwrap_or(self.cas_required);
+        self.delete_version_after = delete_version_after.unwrap_or(self.delete_version_after);
+        if custom.is_some() || clear_custom {
+            self.custom_metadata = custom;
         }
         if self.created == 0 {
             self.created = now;
         }
         self.updated = now;
-        self.prune(cfg);
-        Ok(())
+        Ok(self.prune(cfg))
+    }
+
+    /// Versions whose data is still inline (a record in the old format), taken out to be stored on their own.
+    pub fn take_inline(&mut self) -> Vec<(u64, Map<String, Value>)> {
+        self.versions
+            .iter_mut()
+            .filter_map(|(n, v)| v.inline.take().map(|d| (*n, d)))
+            .collect()
     }
 
     /// GET `metadata/:path`.
@@ -366,6 +434,49 @@ impl KeyRecord {
             "versions": versions,
         })
     }
+}
+
+fn check_custom_metadata(m: &BTreeMap<String, String>) -> Result<(), KvError> {
+    let bad = |what: String| KvError::BadRequest(format!("field `custom_metadata`: {what}"));
+    if m.len() > CUSTOM_METADATA_KEYS {
+        return Err(bad(format!("{} keys, at most {CUSTOM_METADATA_KEYS}", m.len())));
+    }
+    for (k, v) in m {
+        if k.is_empty() || k.len() > CUSTOM_METADATA_KEY_BYTES {
+            return Err(bad(format!("keys must be 1 to {CUSTOM_METADATA_KEY_BYTES} bytes long")));
+        }
+        if v.len() > CUSTOM_METADATA_VALUE_BYTES {
+            return Err(bad(format!(
+                "the value of `{k}` is {} bytes, at most {CUSTOM_METADATA_VALUE_BYTES}",
+                v.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A version's data as stored: its JSON, in a buffer zeroized on drop and sized exactly (so no reallocation leaves
+/// a copy behind), refused when longer than `limit`.
+pub fn encode_data(data: &Map<String, Value>, limit: u64) -> Result<Zeroizing<Vec<u8>>, KvError> {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len() as u64;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let encode_err = |e: serde_json::Error| KvError::BadRequest(format!("secret data cannot be encoded: {e}"));
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, data).map_err(encode_err)?;
+    if count.0 > limit {
+        return Err(KvError::TooLarge { size: count.0, limit });
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(count.0 as usize));
+    serde_json::to_writer(&mut *buf, data).map_err(encode_err)?;
+    Ok(buf)
 }
 
 /// RFC 7386: objects merge recursively, `null` removes a key, anything else replaces.
@@ -400,114 +511,27 @@ pub fn subkeys(data: &Map<String, Value>, depth: u64, level: u64) -> Value {
     )
 }
 
-/// The `versions` field of delete/undelete/destroy bodies: a list of numbers (hvac sends ints, the CLI strings).
+/// The `versions` field of delete/undelete/destroy bodies: a list of numbers (hvac sends ints, the CLI a
+/// comma-separated string). Unknown fields are refused.
 pub fn parse_versions(body: &Map<String, Value>) -> Result<Vec<u64>, KvError> {
     let bad =
         || KvError::BadRequest("field `versions` must be a non-empty list of version numbers, e.g. [1, 2]".into());
-    let list = match body.get("versions") {
-        Some(Value::Array(a)) => a.clone(),
-        Some(Value::String(s)) => s.split(',').map(|p| Value::String(p.trim().to_string())).collect(),
-        Some(v @ Value::Number(_)) => vec![v.clone()],
-        _ => return Err(bad()),
+    let mut f = Fields::new(body);
+    let list = match f.raw("versions") {
+        None => return Err(bad()),
+        Some(v @ Value::Number(_)) => vec![fields::unsigned(v, "versions").map_err(|_| bad())?.to_string()],
+        Some(v) => fields::list(v, "versions").map_err(|_| bad())?,
     };
+    f.finish()?;
     if list.is_empty() {
         return Err(bad());
     }
-    list.iter()
-        .map(|v| parse_u64(v, "versions").map_err(|_| bad()))
-        .collect()
+    list.iter().map(|s| s.trim().parse().map_err(|_| bad())).collect()
 }
 
-fn parse_u64(v: &Value, field: &str) -> Result<u64, KvError> {
-    match v {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .ok_or_else(|| KvError::BadRequest(format!("field `{field}` must be a non-negative integer")))
-}
-
-fn parse_u32(v: &Value, field: &str) -> Result<u32, KvError> {
-    u32::try_from(parse_u64(v, field)?).map_err(|_| KvError::BadRequest(format!("field `{field}` is too large")))
-}
-
-fn parse_bool(v: &Value, field: &str) -> Result<bool, KvError> {
-    match v {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") || s == "1" => Ok(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") || s == "0" || s.is_empty() => Ok(false),
-        _ => Err(KvError::BadRequest(format!("field `{field}` must be true or false"))),
-    }
-}
-
-fn parse_custom_metadata(v: &Value) -> Result<Option<BTreeMap<String, String>>, KvError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                _ => Err(KvError::BadRequest(format!(
-                    "field `custom_metadata`: value of `{k}` must be a string (custom metadata is string to string)"
-                ))),
-            })
-            .collect::<Result<_, _>>()
-            .map(Some),
-        _ => Err(KvError::BadRequest(
-            "field `custom_metadata` must be an object of string values".into(),
-        )),
-    }
-}
-
-/// Go-style durations as Vault accepts them: `30`, `90s`, `1h30m`, `10m`, `0s`; result in seconds.
+/// Go-style durations, in seconds, for callers outside KV that have not moved to [`crate::fields`] yet.
 pub fn parse_duration(v: &Value, field: &str) -> Result<u64, KvError> {
-    let bad = || {
-        KvError::BadRequest(format!(
-            "field `{field}` must be a duration such as \"30s\", \"1h30m\" or 90"
-        ))
-    };
-    let s = match v {
-        Value::Number(_) => return parse_u64(v, field),
-        Value::String(s) => s.trim(),
-        _ => return Err(bad()),
-    };
-    if s.is_empty() {
-        return Ok(0);
-    }
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(n);
-    }
-    let (mut total, mut num) = (0u64, String::new());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        let mult = match c {
-            'h' => 3600,
-            's' => 1,
-            'm' if chars.peek() == Some(&'s') => {
-                chars.next();
-                total += n / 1000;
-                continue;
-            }
-            'm' => 60,
-            'd' => 86400,
-            _ => return Err(bad()),
-        };
-        total = total
-            .checked_add(n.checked_mul(mult).ok_or_else(bad)?)
-            .ok_or_else(bad)?;
-    }
-    if !num.is_empty() {
-        return Err(bad());
-    }
-    Ok(total)
+    Ok(fields::duration(v, field)?)
 }
 
 /// Seconds as Go prints a `time.Duration`: `0s`, `45s`, `3m0s`, `1h30m0s`.
@@ -534,62 +558,59 @@ mod tests {
     const T0: Nanos = 1_700_000_000_000_000_000;
 
     #[test]
-    fn writes_number_versions_and_prune_beyond_max() {
+    fn versions_are_numbered_and_pruned_beyond_max() {
         let cfg = EngineConfig {
             max_versions: 2,
             ..Default::default()
         };
         let mut r = KeyRecord::default();
+        let mut dropped = Vec::new();
         for i in 1..=3 {
-            assert_eq!(
-                r.write(&body(json!({"data": {"n": i}})), &cfg, T0 + i).unwrap(),
-                i as u64
-            );
+            let (v, d) = r.add_version(None, &cfg, T0 + i).unwrap();
+            assert_eq!(v, i as u64);
+            dropped.extend(d);
         }
+        assert_eq!(dropped, [1], "the caller is told which data records to delete");
         assert_eq!(r.versions.keys().copied().collect::<Vec<_>>(), [2, 3]);
         assert_eq!(r.oldest_version, 2);
-        assert_eq!(r.read(1, T0), Err(KvError::NotFound));
-        assert_eq!(r.read(3, T0).unwrap().unwrap()["n"], 3);
+        assert_eq!(r.is_live(1, T0), Err(KvError::NotFound));
+        assert_eq!(r.is_live(3, T0), Ok(true));
     }
 
     #[test]
     fn cas_mismatch_and_required() {
         let mut cfg = EngineConfig::default();
         let mut r = KeyRecord::default();
-        r.write(&body(json!({"data": {"a": 1}, "options": {"cas": 0}})), &cfg, T0)
-            .unwrap();
-        let again = r.write(&body(json!({"data": {"a": 2}, "options": {"cas": 0}})), &cfg, T0);
-        assert_eq!(again, Err(KvError::CasMismatch));
+        r.add_version(Some(0), &cfg, T0).unwrap();
+        assert_eq!(r.add_version(Some(0), &cfg, T0), Err(KvError::CasMismatch));
         assert_eq!(
             KvError::CasMismatch.to_string(),
             "check-and-set parameter did not match the current version"
         );
         cfg.cas_required = true;
-        assert_eq!(
-            r.write(&body(json!({"data": {"a": 2}})), &cfg, T0),
-            Err(KvError::CasRequired)
-        );
-        assert_eq!(
-            r.write(&body(json!({"data": {"a": 2}, "options": {"cas": "1"}})), &cfg, T0),
-            Ok(2)
-        );
+        assert_eq!(r.add_version(None, &cfg, T0), Err(KvError::CasRequired));
+        let w = DataWrite::parse(&body(json!({"data": {"a": 2}, "options": {"cas": "1"}}))).unwrap();
+        assert_eq!(r.add_version(w.cas, &cfg, T0).map(|(v, _)| v), Ok(2));
     }
 
     #[test]
     fn delete_undelete_destroy() {
         let cfg = EngineConfig::default();
         let mut r = KeyRecord::default();
-        r.write(&body(json!({"data": {"a": 1}})), &cfg, T0).unwrap();
+        r.add_version(None, &cfg, T0).unwrap();
         r.delete_versions(&[1], T0 + 5);
-        assert!(r.read(1, T0 + 6).unwrap().is_none());
+        assert_eq!(r.is_live(1, T0 + 6), Ok(false));
         assert_eq!(r.version_metadata(1)["deletion_time"], format_time(T0 + 5));
         r.undelete(&[1], T0 + 7);
-        assert!(r.read(1, T0 + 8).unwrap().is_some());
-        r.destroy(&[1], T0 + 9);
-        assert!(r.read(1, T0 + 10).unwrap().is_none());
+        assert_eq!(r.is_live(1, T0 + 8), Ok(true));
+        assert_eq!(
+            r.destroy(&[1, 9], T0 + 9),
+            [1],
+            "only versions that exist have data to delete"
+        );
+        assert_eq!(r.is_live(1, T0 + 10), Ok(false));
         r.undelete(&[1], T0 + 11);
-        assert!(r.read(1, T0 + 12).unwrap().is_none(), "destroyed stays destroyed");
-        assert!(r.versions[&1].data.is_none(), "destroy drops the data");
+        assert_eq!(r.is_live(1, T0 + 12), Ok(false), "destroyed stays destroyed");
     }
 
     #[test]
@@ -599,9 +620,9 @@ mod tests {
             ..Default::default()
         };
         let mut r = KeyRecord::default();
-        r.write(&body(json!({"data": {"a": 1}})), &cfg, T0).unwrap();
-        assert!(r.read(1, T0 + 59_000_000_000).unwrap().is_some());
-        assert!(r.read(1, T0 + 60_000_000_000).unwrap().is_none());
+        r.add_version(None, &cfg, T0).unwrap();
+        assert_eq!(r.is_live(1, T0 + 59_000_000_000), Ok(true));
+        assert_eq!(r.is_live(1, T0 + 60_000_000_000), Ok(false));
     }
 
     #[test]
@@ -612,61 +633,151 @@ mod tests {
     }
 
     #[test]
-    fn patch_needs_a_live_version() {
+    fn cli_strings_configure_like_typed_json() {
+        for b in [
+            json!({"max_versions": "5", "cas_required": "true", "delete_version_after": "1h"}),
+            json!({"max_versions": 5, "cas_required": true, "delete_version_after": 3600}),
+        ] {
+            let mut cfg = EngineConfig::default();
+            cfg.update(&body(b.clone())).unwrap();
+            assert_eq!(
+                (cfg.max_versions, cfg.cas_required, cfg.delete_version_after),
+                (5, true, 3600)
+            );
+            let mut r = KeyRecord::default();
+            r.update_metadata(&body(b), &cfg, T0).unwrap();
+            assert_eq!(
+                (r.max_versions, r.cas_required, r.delete_version_after),
+                (5, true, 3600)
+            );
+            assert_eq!(r.metadata_json()["delete_version_after"], "1h0m0s");
+        }
+    }
+
+    #[test]
+    fn malformed_unknown_and_oversized_settings_are_refused_and_change_nothing() {
+        for b in [
+            json!({"max_versions": "five"}),
+            json!({"cas_required": "yes"}),
+            json!({"delete_version_after": "soon"}),
+            json!({"max_versions": 1001}),
+            json!({"max_versions": 4294967295u64}),
+            json!({"max_versions": 3, "max_version": 5}),
+            json!({"custom_metadata": "[1]"}),
+        ] {
+            let mut r = KeyRecord::default();
+            let e = r
+                .update_metadata(&body(b.clone()), &EngineConfig::default(), T0)
+                .unwrap_err();
+            assert!(matches!(e, KvError::BadRequest(_)), "{b}: {e:?}");
+            assert_eq!(r.max_versions, 0, "{b}: a refused update applies nothing");
+            let mut cfg = EngineConfig::default();
+            assert!(
+                matches!(cfg.update(&body(b.clone())), Err(KvError::BadRequest(_))),
+                "{b}"
+            );
+            assert_eq!(cfg, EngineConfig::default());
+        }
+        let e = EngineConfig::default()
+            .update(&body(json!({"max_versions": 5000})))
+            .unwrap_err();
+        assert!(e.to_string().contains("at most 1000"), "{e}");
+        let e = EngineConfig::default()
+            .update(&body(json!({"cas_requird": true})))
+            .unwrap_err();
+        assert!(e.to_string().contains("`cas_requird`"), "{e}");
+    }
+
+    #[test]
+    fn custom_metadata_is_bounded_and_null_clears_it() {
         let cfg = EngineConfig::default();
         let mut r = KeyRecord::default();
-        assert_eq!(
-            r.patch(&body(json!({"data": {"a": 1}})), &cfg, T0),
-            Err(KvError::NotFound)
+        r.update_metadata(&body(json!({"custom_metadata": "{\"owner\":\"ci\"}"})), &cfg, T0)
+            .unwrap();
+        assert_eq!(r.custom_metadata.as_ref().unwrap()["owner"], "ci");
+        r.update_metadata(&body(json!({"max_versions": 3})), &cfg, T0).unwrap();
+        assert!(r.custom_metadata.is_some(), "absent keeps it");
+        r.update_metadata(&body(json!({"custom_metadata": null})), &cfg, T0)
+            .unwrap();
+        assert!(r.custom_metadata.is_none(), "null clears it");
+        let many: Map<String, Value> = (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert!(
+            r.update_metadata(&body(json!({ "custom_metadata": many })), &cfg, T0)
+                .is_err()
         );
-        r.write(&body(json!({"data": {"a": 1, "b": 2}})), &cfg, T0).unwrap();
-        assert_eq!(r.patch(&body(json!({"data": {"b": null, "c": 3}})), &cfg, T0), Ok(2));
-        assert_eq!(
-            Value::Object(r.read(2, T0).unwrap().unwrap().clone()),
-            json!({"a": 1, "c": 3})
+        let long = "x".repeat(513);
+        assert!(
+            r.update_metadata(&body(json!({"custom_metadata": {"k": long}})), &cfg, T0)
+                .is_err()
         );
     }
 
     #[test]
-    fn durations_parse_and_print_like_go() {
-        for (input, secs) in [
-            (json!("1h30m"), 5400),
-            (json!("90s"), 90),
-            (json!(45), 45),
-            (json!("0s"), 0),
-        ] {
-            assert_eq!(parse_duration(&input, "d").unwrap(), secs);
+    fn a_lower_max_versions_reports_the_dropped_versions() {
+        let cfg = EngineConfig::default();
+        let mut r = KeyRecord::default();
+        for _ in 0..5 {
+            r.add_version(None, &cfg, T0).unwrap();
         }
-        assert!(
-            parse_duration(&json!("soon"), "d")
-                .unwrap_err()
-                .to_string()
-                .contains("`d`")
+        let dropped = r
+            .update_metadata(&body(json!({"max_versions": "2"})), &cfg, T0)
+            .unwrap();
+        assert_eq!(dropped, [1, 2, 3]);
+    }
+
+    #[test]
+    fn encoded_data_is_exact_and_bounded() {
+        let data = body(json!({"pw": "hunter2", "n": [1, 2]}));
+        let enc = encode_data(&data, 1024).unwrap();
+        assert_eq!(
+            enc.len(),
+            enc.capacity(),
+            "no spare capacity: the buffer was never reallocated"
         );
+        assert_eq!(serde_json::from_slice::<Map<String, Value>>(&enc).unwrap(), data);
+        let e = encode_data(&data, 10).unwrap_err();
+        assert_eq!(
+            e,
+            KvError::TooLarge {
+                size: enc.len() as u64,
+                limit: 10
+            }
+        );
+        assert!(e.to_string().contains("max_version_bytes"), "{e}");
+    }
+
+    #[test]
+    fn durations_print_like_go() {
         assert_eq!(format_duration(0), "0s");
         assert_eq!(format_duration(5400), "1h30m0s");
         assert_eq!(format_duration(180), "3m0s");
+        assert_eq!(parse_duration(&json!("1h30m"), "d").unwrap(), 5400);
     }
 
     #[test]
-    fn version_debug_redacts_data() {
+    fn version_debug_redacts_inline_data() {
         let v = Version {
             created: 0,
             deletion: None,
             destroyed: false,
-            data: Some(body(json!({"pw": "hunter2"}))),
+            inline: Some(body(json!({"pw": "hunter2"}))),
         };
         assert!(!format!("{v:?}").contains("hunter2"));
     }
 
     #[test]
     fn bad_bodies_name_the_field() {
-        let cfg = EngineConfig::default();
-        let mut r = KeyRecord::default();
-        let e = r.write(&body(json!({"data": "x"})), &cfg, T0).unwrap_err();
+        let e = DataWrite::parse(&body(json!({"data": "x"}))).err().unwrap();
         assert!(e.to_string().contains("`data`"), "{e}");
+        let e = DataWrite::parse(&body(json!({"data": {}, "options": {"cas": "x"}})))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("`cas`"), "{e}");
         let e = parse_versions(&body(json!({"versions": []}))).unwrap_err();
         assert!(e.to_string().contains("`versions`"), "{e}");
         assert_eq!(parse_versions(&body(json!({"versions": [1, "2"]}))).unwrap(), [1, 2]);
+        assert_eq!(parse_versions(&body(json!({"versions": "1, 3"}))).unwrap(), [1, 3]);
+        assert_eq!(parse_versions(&body(json!({"versions": 4}))).unwrap(), [4]);
+        assert!(parse_versions(&body(json!({"versions": [1], "version": 2}))).is_err());
     }
 }
