@@ -529,11 +529,6 @@ pub fn parse_versions(body: &Map<String, Value>) -> Result<Vec<u64>, KvError> {
     list.iter().map(|s| s.trim().parse().map_err(|_| bad())).collect()
 }
 
-/// Go-style durations, in seconds, for callers outside KV that have not moved to [`crate::fields`] yet.
-pub fn parse_duration(v: &Value, field: &str) -> Result<u64, KvError> {
-    Ok(fields::duration(v, field)?)
-}
-
 /// Seconds as Go prints a `time.Duration`: `0s`, `45s`, `3m0s`, `1h30m0s`.
 pub fn format_duration(secs: u64) -> String {
     let d = Duration::from_secs(secs).as_secs();
@@ -751,7 +746,6 @@ mod tests {
         assert_eq!(format_duration(0), "0s");
         assert_eq!(format_duration(5400), "1h30m0s");
         assert_eq!(format_duration(180), "3m0s");
-        assert_eq!(parse_duration(&json!("1h30m"), "d").unwrap(), 5400);
     }
 
     #[test]
