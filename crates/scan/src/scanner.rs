@@ -73,7 +73,8 @@ pub struct Scanner {
     requires: Vec<Option<(Option<usize>, u32)>>,
     /// Rules with no keywords run on every input (user rules may omit them in imported configs).
     always: Vec<usize>,
-    generic: Vec<bool>,
+    /// How generic each rule is ([`generality`]): a match is dropped when a less generic rule found the same secret.
+    generic: Vec<u8>,
     /// Rules whose matches contain one of their keywords and stay within a line or two: their regex runs only on
     /// the lines around keyword hits instead of the whole input (most of a large file is never regex-searched).
     /// Decided on a rule's first hit (its regex is compiled then anyway), from its own examples.
@@ -262,7 +263,7 @@ impl Scanner {
                 })
             })
             .collect();
-        let generic = rules.rules().iter().map(is_generic).collect();
+        let generic = rules.rules().iter().map(generality).collect();
         let windowed = rules.rules().iter().map(|_| std::sync::OnceLock::new()).collect();
         Ok(Scanner {
             rules,
@@ -595,10 +596,12 @@ impl Scanner {
                         return Err("the rule it requires did not match nearby");
                     }
                 }
-                // A generic rule that matched the same secret as a specific one adds nothing but noise.
-                if self.generic[c.rule] {
+                // A generic rule that matched the same secret as a more specific one adds nothing but noise.
+                if self.generic[c.rule] > 0 {
                     let shadowed = cands.iter().any(|o| {
-                        !self.generic[o.rule] && o.m.secret.start < c.m.secret.end && c.m.secret.start < o.m.secret.end
+                        self.generic[o.rule] < self.generic[c.rule]
+                            && o.m.secret.start < c.m.secret.end
+                            && c.m.secret.start < o.m.secret.end
                     });
                     if shadowed {
                         return Err("a specific rule reports the same secret");
@@ -648,8 +651,16 @@ fn hit_into(out: &mut Vec<KeywordHit>) -> impl FnMut(usize, usize) -> bool + '_ 
     }
 }
 
-fn is_generic(rule: &Rule) -> bool {
-    rule.id.starts_with("generic") || rule.tags.iter().any(|t| t == "generic")
+/// 0 for a specific rule; 1 for a rule tagged `generic` that still knows its context (a config file's password
+/// field, a command's password option); 2 for the `generic-*` catch-alls, which yield to both.
+fn generality(rule: &Rule) -> u8 {
+    if rule.id.starts_with("generic") {
+        2
+    } else if rule.tags.iter().any(|t| t == "generic") {
+        1
+    } else {
+        0
+    }
 }
 
 fn rule_applies_to_path(rule: &Rule, path: &str) -> bool {
