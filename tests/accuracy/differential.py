@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Differential run: leakstop versus gitleaks, betterleaks and kingfisher on one directory (issue 18).
 
-  differential.py DIR [--out FILE.jsonl] [--sample N] [--seed S]
+  differential.py DIR [--out FILE.jsonl] [--raw FILE.json] [--labels LABELS] [--sample N] [--seed S]
 
 Every tool's report is normalised to (path, line, secret-hash); findings are grouped by (path, line). A location is
 a disagreement when leakstop and at least one peer differ (leakstop alone, or some peer without leakstop). Prints
@@ -46,17 +46,26 @@ def main():
     ap.add_argument("--out", type=pathlib.Path)
     ap.add_argument("--sample", type=int, default=0)
     ap.add_argument("--seed", type=int, default=18)
+    ap.add_argument("--raw", type=pathlib.Path,
+                    help="normalised findings of all tools: reused when it exists, else written after the runs")
     ap.add_argument("--labels", type=pathlib.Path, help="the corpus labels.jsonl: classify disagreements by label")
     a = ap.parse_args()
     if not a.dir.is_dir():
         print(f"differential: {a.dir} is not a directory", file=sys.stderr)
         return 2
-    bins = tools.peer_bins()
     at = collections.defaultdict(lambda: collections.defaultdict(set))  # (path, line) -> tool -> rules
-    for name in TOOLS:
-        t0 = time.monotonic()
-        found = tools.run_tool(name, a.dir, bins)
-        print(f"{name:12} {len(found):6} findings  {time.monotonic() - t0:6.1f}s", file=sys.stderr)
+    if a.raw and a.raw.exists():
+        raw = {t: [tools.Finding(*f) for f in fs] for t, fs in json.loads(a.raw.read_text()).items()}
+    else:
+        bins = tools.peer_bins()
+        raw = {}
+        for name in TOOLS:
+            t0 = time.monotonic()
+            raw[name] = tools.run_tool(name, a.dir, bins)
+            print(f"{name:12} {len(raw[name]):6} findings  {time.monotonic() - t0:6.1f}s", file=sys.stderr)
+        if a.raw:
+            a.raw.write_text(json.dumps(raw))
+    for name, found in raw.items():
         for f in found:
             at[(f.path, f.line)][name].add(f.rule)
     # Tools anchor multi-line secrets differently (a PEM key's BEGIN line or its first base64 line), so a tool
