@@ -305,10 +305,6 @@ def _block(lines, items, fmt_one, fmt_multi, header=(), footer=()):
     return out, spans
 
 
-def multi_literal(v):
-    return v  # written verbatim, one PEM line per file line
-
-
 def r_env(items):
     return _block(None, items, lambda k, v: f"{k.upper().replace('.', '_')}={v}",
                   lambda k, v: [f'{k.upper()}="{v[0]}'] + v[1:-1] + [f'{v[-1]}"'],

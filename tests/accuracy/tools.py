@@ -9,7 +9,6 @@ import json
 import os
 import pathlib
 import subprocess
-import sysconfig
 import tempfile
 from typing import NamedTuple
 
