@@ -441,7 +441,24 @@ def r_gha(items):
                   footer=["    steps:", "      - uses: actions/checkout@v4", "      - run: make deploy"])
 
 
+def r_ipynb(items):
+    # A notebook: each value in Python source inside one code cell, one JSON string per source line.
+    out = ["{", ' "cells": [', "  {", '   "cell_type": "code",', '   "execution_count": null,', '   "metadata": {},',
+           '   "outputs": [],', '   "source": [', '    "import os\\n",']
+    spans = {}
+    for i, (k, v) in enumerate(items):
+        name = k.upper().replace(".", "_").replace(" ", "_")
+        src = [f"{name} = {_quote(v)}"] if not isinstance(v, list) else (
+            [f'{name} = """{v[0]}'] + v[1:-1] + [f'{v[-1]}"""'])
+        start = len(out) + 1
+        out.extend(f"    {json.dumps(x + chr(10))}," for x in src)
+        spans[i] = (start, len(out))
+    out += ['    "print(\'ready\')"', "   ]", "  }", " ],", ' "metadata": {},', ' "nbformat": 4,', ' "nbformat_minor": 5', "}"]
+    return out, spans
+
+
 RENDERERS = {
+    "analysis.ipynb": r_ipynb,
     ".env": r_env, "config.yaml": r_yaml, "settings.json": r_json, "config.toml": r_toml, "app.ini": r_ini,
     "application.properties": r_properties, "web.config": r_xml, "main.tf": r_hcl, "deploy.sh": r_shell,
     "settings.py": r_python, "config.js": r_js, "config.ts": r_ts, "config.go": r_go, "Settings.java": r_java,
@@ -473,7 +490,7 @@ def build(out, seed, per_family):
             # Each file: one positive plus one hard negative of the family, plus one standalone negative.
             kind_neg = neg_gens[rep % len(neg_gens)]
             extra_kind = sorted(negs)[(rep + n_file) % len(negs)]
-            fname = names[(n_file * 7 + rep) % len(names)]
+            fname = names[(n_file * 7) % len(names)]  # 7 is coprime with the renderer count: all are used
             n_file += 1
             items = [(key, pos(), fam, True, "positive"), (key, kind_neg(), fam, False, "look-alike")]
             if extra_kind != "env-lookup":
