@@ -19,5 +19,5 @@ export SARIF_SCHEMA="${SARIF_SCHEMA:-$root/.venv/share/sarif-schema-2.1.0.json}"
 cargo test --workspace --locked
 
 if [ -d tests/compat ] && ls tests/compat/test_*.py >/dev/null 2>&1; then
-    .venv/bin/python -m pytest -q tests/compat
+    .venv/bin/python -m pytest -q tests/compat tests/accuracy
 fi
