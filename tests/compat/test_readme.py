@@ -39,10 +39,6 @@ SKIP_LINES = {
     "bash tests/run.sh": "is this test suite itself",
     "bao write auth/jwt/config oidc_discovery_url=https://token.actions.githubusercontent.com":
         "OIDC discovery needs the network (GitHub's issuer); tests/tests/jwt_auth.rs covers discovery locally",
-    "bao write auth/jwt/role/deploy-app": "JSON strings for map fields (bound_claims='{...}') are being fixed "
-    "by the credential-service helpers of issue 19; remove this entry once merged",
-    "bao write auth/gitlab/role/release": "needs a `gitlab` JWT mount the block does not enable yet, and the "
-    "same JSON-string fix; remove this entry once the README and the service are fixed",
 }
 
 LEAKSTOP_CONFIG_MARKERS = ("[[rule]]", "[extend]", "[allowlist]")
