@@ -135,6 +135,13 @@ fn has_valid_token(core: &Core, token: Option<&str>) -> bool {
         .is_ok_and(|st| st.tokens.lookup(t).is_ok_and(|e| e.is_some()))
 }
 
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Read a body of at most `limit` bytes within `timeout`.
 /// `which_limit` names the limit in the 413.
 async fn read_body(
@@ -151,12 +158,7 @@ async fn read_body(
         )
     };
     // A declared length over the limit is refused before a byte of the body is read.
-    if headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > limit as u64)
-    {
+    if declared_length(headers).is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
     match tokio::time::timeout(timeout, http_body_util::Limited::new(body, limit).collect()).await {
@@ -189,10 +191,16 @@ async fn handle(
     let core = &http.core;
     // The token is checked before the body is read: without a valid one, only a small body, and only a few such
     // requests at a time, so nobody without a token can make the server buffer or parse much.
-    let (limit, which_limit, _slot) = if has_valid_token(core, token.as_deref()) {
+    // A read with no body to speak of needs no early decision (the core checks its token anyway): reads, the bulk
+    // of the traffic, pay nothing here.
+    let small = http.limits.unauthenticated_body_limit.min(http.max_request_size);
+    let read = matches!(method, Method::GET | Method::HEAD);
+    let declared_small = declared_length(&headers).is_none_or(|n| n <= small as u64);
+    let checked = !(read && declared_small) && has_valid_token(core, token.as_deref());
+    let (limit, which_limit, _slot) = if checked {
         (http.max_request_size, "max_request_size", None)
     } else {
-        let slot = if matches!(method, Method::GET | Method::HEAD) {
+        let slot = if read {
             None
         } else {
             match tokio::time::timeout(UNAUTHENTICATED_QUEUE_WAIT, http.unauthenticated.acquire()).await {
@@ -205,11 +213,7 @@ async fn handle(
                 }
             }
         };
-        (
-            http.limits.unauthenticated_body_limit.min(http.max_request_size),
-            "the limit for requests without a valid token",
-            slot,
-        )
+        (small, "the limit for requests without a valid token", slot)
     };
     let body = match read_body(&headers, body, limit, which_limit, http.limits.body_timeout()).await {
         Ok(b) => b,

@@ -370,7 +370,8 @@ fn is_loopback(addr: &SocketAddr) -> bool {
 /// 4. **Token pre-check** (`http.rs`), once the head is in and before any body byte is read: without a token the
 ///    token store accepts, a request may send only `http.unauthenticated_body_limit` bytes, and only
 ///    `http.max_unauthenticated_requests` such requests with a body run at once (the rest wait briefly, then 429).
-///    With one, `max_request_size`. Authentication and the ACL proper stay in the core.
+///    With one, `max_request_size`. GET/HEAD without a large declared body skip the lookup (they stay at the small
+///    limit): the core checks their token anyway. Authentication and the ACL proper stay in the core.
 /// 5. **Body read**, streamed with the limit of step 4 (413 beyond, before reading when `Content-Length` says so)
 ///    within `http.body_timeout_ms` (408).
 /// 6. The JSON body is parsed and the core takes over (token, route, ACL, audit, engine).

@@ -297,6 +297,15 @@ impl Writer {
                     .or_else(|| chain::claimed_hash(&line).map(|(h, _)| h.to_string()))
                     .unwrap_or_else(|| self.key.digest(&line));
                 let (genesis, lines) = scan(&self.path, &self.key)?;
+                if genesis.is_none() {
+                    tracing::warn!(
+                        device = %self.device,
+                        path = %self.path.display(),
+                        "the audit file does not start with a genesis record that verifies under this server's \
+                         chain key (written before keyed chains, by another server, or edited): `leakstop audit \
+                         verify` will report it broken; move it aside to start a fresh log"
+                    );
+                }
                 state.genesis = genesis;
                 state.lines = lines;
             }
