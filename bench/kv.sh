@@ -153,7 +153,9 @@ read -r ls_get ls_get_p99 < <(run_wrk "$LEAKSTOP_ADDR" "$ls_token" "$work/get.lu
 read -r ls_put ls_put_p99 < <(run_wrk "$LEAKSTOP_ADDR" "$ls_token" "$work/put.lua" /v1/secret/data/bench/w0)
 ls_rss=$(awk '/VmHWM/ {print $2 " " $3}' "/proc/$ls_pid/status")
 audit_lines=$(wc -l < "$work/ls/audit.log")
-"$leakstop" audit verify "$work/ls/audit.log" >/dev/null || echo "warning: audit chain did not verify" >&2
+# The chain is keyed: the server hands the key and its pins to a sudo token (LEAKSTOP_ADDR is set above).
+LEAKSTOP_TOKEN="$ls_token" "$leakstop" audit verify "$work/ls/audit.log" >/dev/null \
+    || echo "warning: audit chain did not verify" >&2
 kill "$ls_pid"; wait "$ls_pid" 2>/dev/null || true
 
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}x' if b else 'n/a')" "$1" "$2"; }

@@ -340,3 +340,36 @@ async fn refused_and_unroutable_requests_are_audited() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_form_posts_without_a_token_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::dev(dir.path()).await;
+    srv.ok("POST", "sys/auth/jwt", Some(json!({"type": "jwt"}))).await;
+    let http = reqwest::Client::new();
+    for ct in [
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = http
+            .post(format!("{}/v1/auth/jwt/login", srv.addr))
+            .header("Content-Type", ct)
+            .body(r#"{"role":"r","jwt":"x"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 415, "{ct}: {}", r.text().await.unwrap_or_default());
+    }
+    // A JSON body (hvac, the bao CLI) and a body without a type still reach the login.
+    let r = http
+        .post(format!("{}/v1/auth/jwt/login", srv.addr))
+        .json(&json!({"role": "r", "jwt": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status().as_u16(), 415);
+    // With a token, the content type is the client's business (the token is not something a browser attaches).
+    let (status, _) = srv.call("GET", "sys/mounts", None).await;
+    assert_eq!(status, 200);
+}

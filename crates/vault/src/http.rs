@@ -127,6 +127,20 @@ fn refuse(status: StatusCode, msg: String) -> Response {
 
 /// Whether the request carries a token the token store accepts. Only the cheap early decision of how much body to
 /// read: authentication and authorisation proper stay in the core. A live token is served from the store's cache.
+/// The content types a browser sends cross-site without a CORS preflight.
+fn is_form_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .is_some_and(|t| {
+            matches!(
+                t.as_str(),
+                "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+            )
+        })
+}
+
 fn has_valid_token(core: &Core, token: Option<&str>) -> bool {
     let Some(t) = token.filter(|t| !t.is_empty()) else {
         return false;
@@ -197,6 +211,15 @@ async fn handle(
     let read = matches!(method, Method::GET | Method::HEAD);
     let declared_small = declared_length(&headers).is_none_or(|n| n <= small as u64);
     let checked = !(read && declared_small) && has_valid_token(core, token.as_deref());
+    if !read && !checked && is_form_content_type(&headers) {
+        // A browser posts a form (or a `text/plain` fetch) cross-site without asking the server first; JSON needs a
+        // CORS preflight this server never grants. Refusing those types without a token closes logins, unseal and
+        // init to cross-site requests from a user's browser.
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "requests without a token must send a JSON body with Content-Type: application/json".into(),
+        );
+    }
     let (limit, which_limit, _slot) = if checked {
         (http.max_request_size, "max_request_size", None)
     } else {
