@@ -62,7 +62,7 @@ configure() { # addr token
     curl -sf -H "X-Vault-Token: $2" -X POST -d @"$work/config.json" "$1/v1/auth/jwt/config" >/dev/null
     curl -sf -H "X-Vault-Token: $2" -X PUT -d @"$work/policy.json" "$1/v1/sys/policies/acl/ci" >/dev/null
     curl -sf -H "X-Vault-Token: $2" -X POST -d @"$work/role.json" "$1/v1/auth/jwt/role/bench" >/dev/null
-    curl -sf -X POST -d @"$work/login.json" "$1/v1/auth/jwt/login" | grep -q client_token ||
+    curl -sf -H 'Content-Type: application/json' -X POST -d @"$work/login.json" "$1/v1/auth/jwt/login" | grep -q client_token ||
         { echo "a test login against $1 failed" >&2; return 1; }
 }
 run_wrk() { # url -> "rps p99"
@@ -96,9 +96,9 @@ printf 'listen_address = "127.0.0.1:%s"\ntls_disable = true\n[storage]\ntype = "
 ls_pid=$!; pids+=("$ls_pid")
 addr="http://127.0.0.1:$lport"
 for _ in $(seq 1 100); do curl -s "$addr/v1/sys/seal-status" >/dev/null && break; sleep 0.1; done
-init=$(curl -sf -X PUT -d '{"secret_shares":1,"secret_threshold":1}' "$addr/v1/sys/init")
+init=$(curl -sf -H 'Content-Type: application/json' -X PUT -d '{"secret_shares":1,"secret_threshold":1}' "$addr/v1/sys/init")
 key=$(echo "$init" | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys_base64"][0])')
-curl -sf -X PUT -d "{\"key\":\"$key\"}" "$addr/v1/sys/unseal" >/dev/null
+curl -sf -H 'Content-Type: application/json' -X PUT -d "{\"key\":\"$key\"}" "$addr/v1/sys/unseal" >/dev/null
 ls_token=$(echo "$init" | python3 -c 'import json,sys; print(json.load(sys.stdin)["root_token"])')
 curl -sf -H "X-Vault-Token: $ls_token" "$addr/v1/sys/audit" | grep -q '"file/"' || { echo "leakstop audit not enabled" >&2; exit 1; }
 configure "$addr" "$ls_token"

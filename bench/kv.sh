@@ -134,11 +134,11 @@ EOF
 ls_pid=$!; pids+=("$ls_pid")
 export LEAKSTOP_ADDR="http://127.0.0.1:$lport"
 for _ in $(seq 1 100); do curl -s "$LEAKSTOP_ADDR/v1/sys/seal-status" >/dev/null && break; sleep 0.1; done
-init=$(curl -sf -X PUT -d '{"secret_shares":1,"secret_threshold":1}' "$LEAKSTOP_ADDR/v1/sys/init") ||
+init=$(curl -sf -H 'Content-Type: application/json' -X PUT -d '{"secret_shares":1,"secret_threshold":1}' "$LEAKSTOP_ADDR/v1/sys/init") ||
     { echo "leakstop init failed; server log:" >&2; tail -20 "$work/ls/server.log" >&2; exit 1; }
 ls_key=$(echo "$init" | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys_base64"][0])')
 ls_token=$(echo "$init" | python3 -c 'import json,sys; print(json.load(sys.stdin)["root_token"])')
-curl -sf -X PUT -d "{\"key\":\"$ls_key\"}" "$LEAKSTOP_ADDR/v1/sys/unseal" >/dev/null
+curl -sf -H 'Content-Type: application/json' -X PUT -d "{\"key\":\"$ls_key\"}" "$LEAKSTOP_ADDR/v1/sys/unseal" >/dev/null
 wait_health "$LEAKSTOP_ADDR" "leakstop"
 # secret/ may already be mounted (as in dev mode); enabling it again is then refused, which is fine.
 curl -s -H "X-Vault-Token: $ls_token" -X POST -d '{"type":"kv","options":{"version":"2"}}' \

@@ -217,7 +217,7 @@ async fn handle(
         // init to cross-site requests from a user's browser.
         return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "requests without a token must send a JSON body with Content-Type: application/json".into(),
+            "requests without a token must send a JSON body with Content-Type: application/json (curl: add -H 'Content-Type: application/json')".into(),
         );
     }
     let (limit, which_limit, _slot) = if checked {
