@@ -9,6 +9,9 @@ bash tests/setup.sh
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 # One build shared by everything: the binary the end-to-end tests drive, then the test harnesses.
+# Style gates first: cheap, and a failure here names the fix (cargo fmt / the clippy lint).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 cargo test --workspace --locked --no-run
 export LEAKSTOP_BIN="$root/target/debug/leakstop"
