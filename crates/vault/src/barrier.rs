@@ -432,7 +432,8 @@ impl BarrierView {
         format!("{}{key}", self.prefix)
     }
 
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, VaultError> {
+    /// The plaintext at `key` (this request's own pending write first), zeroized when dropped.
+    pub async fn get(&self, key: &str) -> Result<Option<Zeroizing<Vec<u8>>>, VaultError> {
         let full = self.full(key);
         {
             let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -440,12 +441,12 @@ impl BarrierView {
                 BufferedOp::Put(k, _) | BufferedOp::Delete(k) => *k == full,
             }) {
                 return Ok(match op {
-                    BufferedOp::Put(_, v) => Some(v.to_vec()),
+                    BufferedOp::Put(_, v) => Some(v.clone()),
                     BufferedOp::Delete(_) => None,
                 });
             }
         }
-        Ok(self.barrier.get(&full)?.map(|z| z.to_vec()))
+        self.barrier.get(&full)
     }
 
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<(), VaultError> {

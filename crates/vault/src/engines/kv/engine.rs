@@ -61,7 +61,7 @@ fn valid_path(path: &str, what: &str) -> Result<(), KvError> {
 
 /// A stored record, in a buffer zeroized on drop.
 async fn get(store: &BarrierView, key: &str) -> Result<Option<Zeroizing<Vec<u8>>>, KvError> {
-    Ok(store.get(key).await?.map(Zeroizing::new))
+    Ok(store.get(key).await?)
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, KvError> {
