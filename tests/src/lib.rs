@@ -39,3 +39,13 @@ pub fn repo_root() -> PathBuf {
         .expect("workspace root")
         .to_path_buf()
 }
+
+/// A running process's peak resident memory (`VmHWM` in `/proc/<pid>/status`), in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
+}

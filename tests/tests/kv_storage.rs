@@ -143,16 +143,6 @@ async fn secrets_survive_a_restart_and_never_reach_storage_in_clear() {
     assert_eq!(status, 200, "tokens survive the restart too");
 }
 
-/// The server's peak resident memory (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_to_one_secret_get_distinct_versions() {
     let dir = tempfile::tempdir().unwrap();
@@ -211,10 +201,10 @@ async fn many_large_versions_keep_the_server_memory_bounded() {
         )
         .await;
         if i == 9 {
-            peak_after_10 = peak_rss_kib(srv.child.id());
+            peak_after_10 = leakstop_tests::peak_rss_kib(srv.child.id());
         }
     }
-    let grown_mib = (peak_rss_kib(srv.child.id()) - peak_after_10) / 1024;
+    let grown_mib = (leakstop_tests::peak_rss_kib(srv.child.id()) - peak_after_10) / 1024;
     // 20 more versions are 18 MiB (kept encrypted in the barrier's read cache); a write that loaded the
     // history would hold several copies of the 27 MiB it reached.
     assert!(

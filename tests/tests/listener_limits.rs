@@ -154,16 +154,6 @@ async fn post_big(addr: &str, token: Option<&str>, len: usize) -> (Option<u16>, 
     (status, took)
 }
 
-/// `VmHWM` (peak resident set) of a process, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_without_a_valid_token_are_refused_before_they_are_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,7 +168,7 @@ async fn bodies_without_a_valid_token_are_refused_before_they_are_read() {
     }
 
     // Four bodies just under max_request_size at once: none may be buffered or parsed.
-    let before = peak_rss_kib(pid);
+    let before = leakstop_tests::peak_rss_kib(pid);
     let floods: Vec<_> = (0..4)
         .map(|_| {
             let addr = addr.clone();
@@ -188,7 +178,7 @@ async fn bodies_without_a_valid_token_are_refused_before_they_are_read() {
     for f in floods {
         assert_eq!(f.await.unwrap().0, Some(413));
     }
-    let grown_mib = (peak_rss_kib(pid).saturating_sub(before)) / 1024;
+    let grown_mib = (leakstop_tests::peak_rss_kib(pid).saturating_sub(before)) / 1024;
     assert!(
         grown_mib < 32,
         "4 tokenless 30 MiB bodies grew the server's peak RSS by {grown_mib} MiB"
