@@ -23,5 +23,6 @@ mod sys;
 pub mod token;
 
 pub use barrier::BarrierView;
+pub use core::{ApiRequest, Core, CoreOptions, Reply};
 pub use error::VaultError;
 pub use request::{Backend, BackendFuture, LogicalRequest, LogicalResponse, Operation};
