@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::VaultError;
-use crate::token::now_unix;
+use crate::engine::{BackendFuture, Store};
 use leakstop_seal::generate_key as new_key;
 
 const ENTRY_VERSION: u8 = 1;
@@ -197,11 +197,11 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 impl Barrier {
     /// Create a fresh keyring (term 1) under `root_key` and store it. Used by `init`.
-    pub fn initialize(storage: Arc<dyn Storage>, root_key: &[u8]) -> Result<Barrier, VaultError> {
+    pub fn initialize(storage: Arc<dyn Storage>, root_key: &[u8], now: i64) -> Result<Barrier, VaultError> {
         let root =
             Aes256Gcm::new_from_slice(root_key).map_err(|_| VaultError::Internal("root key is not 32 bytes".into()))?;
         let mut terms = BTreeMap::new();
-        terms.insert(1, term_of(new_key(), now_unix())?);
+        terms.insert(1, term_of(new_key(), now)?);
         let b = Barrier {
             storage,
             root,
@@ -269,11 +269,11 @@ impl Barrier {
     ///
     /// The new term is stored before anything is encrypted under it (the write lock is held throughout): a
     /// failed write leaves the old term active, never entries sealed under a key that a restart would not know.
-    pub fn rotate(&self) -> Result<KeyStatus, VaultError> {
+    pub fn rotate(&self, now: i64) -> Result<KeyStatus, VaultError> {
         {
             let mut ring = self.keyring.write().unwrap_or_else(|e| e.into_inner());
             let (previous, next) = (ring.active, ring.active + 1);
-            ring.terms.insert(next, term_of(new_key(), now_unix())?);
+            ring.terms.insert(next, term_of(new_key(), now)?);
             ring.active = next;
             if let Err(e) = self.persist(&ring) {
                 ring.terms.remove(&next);
@@ -410,6 +410,14 @@ pub enum BufferedOp {
     Delete(String),
 }
 
+impl BufferedOp {
+    pub fn key(&self) -> &str {
+        match self {
+            BufferedOp::Put(k, _) | BufferedOp::Delete(k) => k,
+        }
+    }
+}
+
 /// An engine's window on the barrier: its keys live under `prefix`. Writes are buffered in the view and committed
 /// by the core in one transaction once the response is audited, so a request refused for audit changes nothing;
 /// reads see the view's own buffered writes.
@@ -432,43 +440,49 @@ impl BarrierView {
         format!("{}{key}", self.prefix)
     }
 
-    /// The plaintext at `key` (this request's own pending write first), zeroized when dropped.
-    pub async fn get(&self, key: &str) -> Result<Option<Zeroizing<Vec<u8>>>, VaultError> {
-        let full = self.full(key);
-        {
-            let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(op) = pending.iter().rev().find(|op| match op {
-                BufferedOp::Put(k, _) | BufferedOp::Delete(k) => *k == full,
-            }) {
-                return Ok(match op {
-                    BufferedOp::Put(_, v) => Some(v.clone()),
-                    BufferedOp::Delete(_) => None,
-                });
-            }
-        }
-        self.barrier.get(&full)
-    }
-
-    pub async fn put(&self, key: &str, value: &[u8]) -> Result<(), VaultError> {
-        let op = BufferedOp::Put(self.full(key), Zeroizing::new(value.to_vec()));
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(op);
-        Ok(())
-    }
-
-    pub async fn delete(&self, key: &str) -> Result<(), VaultError> {
-        let op = BufferedOp::Delete(self.full(key));
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(op);
-        Ok(())
-    }
-
-    /// Committed keys only (buffered writes of the same request are not listed).
-    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, VaultError> {
-        self.barrier.list(&self.full(prefix))
-    }
-
     /// Take the buffered writes (the core commits them).
     pub fn take_pending(&self) -> Vec<BufferedOp> {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Store for BarrierView {
+    /// This request's own pending write first, then the barrier.
+    fn get<'a>(&'a self, key: &'a str) -> BackendFuture<'a, Option<Zeroizing<Vec<u8>>>> {
+        Box::pin(async move {
+            let full = self.full(key);
+            {
+                let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(op) = pending.iter().rev().find(|op| op.key() == full) {
+                    return Ok(match op {
+                        BufferedOp::Put(_, v) => Some(v.clone()),
+                        BufferedOp::Delete(_) => None,
+                    });
+                }
+            }
+            self.barrier.get(&full)
+        })
+    }
+
+    fn put<'a>(&'a self, key: &'a str, value: &'a [u8]) -> BackendFuture<'a, ()> {
+        Box::pin(async move {
+            let op = BufferedOp::Put(self.full(key), Zeroizing::new(value.to_vec()));
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+            Ok(())
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BackendFuture<'a, ()> {
+        Box::pin(async move {
+            let op = BufferedOp::Delete(self.full(key));
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+            Ok(())
+        })
+    }
+
+    /// Committed keys only (buffered writes of the same request are not listed).
+    fn list<'a>(&'a self, prefix: &'a str) -> BackendFuture<'a, Vec<String>> {
+        Box::pin(async move { self.barrier.list(&self.full(prefix)) })
     }
 }
 
@@ -480,7 +494,7 @@ mod tests {
     fn fresh() -> (Arc<dyn Storage>, Vec<u8>, Barrier) {
         let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let root = new_key().to_vec();
-        let b = Barrier::initialize(s.clone(), &root).unwrap().without_cache();
+        let b = Barrier::initialize(s.clone(), &root, 0).unwrap().without_cache();
         (s, root, b)
     }
 
@@ -512,7 +526,7 @@ mod tests {
     fn rotation_keeps_old_entries_readable_and_survives_unseal() {
         let (s, root, b) = fresh();
         b.put("old", b"1").unwrap();
-        assert_eq!(b.rotate().unwrap().term, 2);
+        assert_eq!(b.rotate(1).unwrap().term, 2);
         b.put("new", b"2").unwrap();
         let again = Barrier::unseal(s.clone(), &root).unwrap().without_cache();
         assert_eq!(again.key_status().term, 2);
@@ -533,7 +547,7 @@ mod cache_tests {
     fn the_read_cache_follows_every_write_and_is_bounded() {
         let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let root = new_key().to_vec();
-        let b = Barrier::initialize(s.clone(), &root).unwrap();
+        let b = Barrier::initialize(s.clone(), &root, 0).unwrap();
         b.put("k", b"one").unwrap();
         assert_eq!(&b.get("k").unwrap().unwrap()[..], b"one");
         b.commit(&[BufferedOp::Put("k".into(), Zeroizing::new(b"two".to_vec()))])

@@ -10,13 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::audit::{AuditAuth, AuditBroker, DeviceConfig, HmacKey};
-use crate::barrier::Barrier;
+use crate::barrier::{Barrier, BarrierView};
 use crate::pipeline::Effects;
 use crate::policy::{Acl, DEFAULT_POLICY, Policy};
 use crate::token::{TokenEntry, TokenRequest, TokenStore};
 use crate::{Backend, Operation, VaultError};
-
-pub use crate::pipeline::LoginSpec;
 
 const SEAL_CONFIG_PATH: &str = "core/seal-config";
 const ROOT_KEY_PATH: &str = "core/root-key";
@@ -58,6 +56,11 @@ pub struct MountEntry {
 }
 
 impl MountEntry {
+    /// Where this mount's engine keeps its data in the barrier.
+    pub fn storage_prefix(&self, auth: bool) -> String {
+        format!("{}/{}/", if auth { "auth" } else { "logical" }, self.uuid)
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "accessor": self.accessor,
@@ -87,8 +90,8 @@ pub struct Mount {
     pub backend: Arc<dyn Backend>,
 }
 
-/// Builds engines by type; the core knows only the trait.
-pub type BackendFactory = Arc<dyn Fn(&MountEntry, &Arc<Core>) -> Result<Arc<dyn Backend>, VaultError> + Send + Sync>;
+/// Builds engines by type from their mount entry; the core knows only the trait.
+pub type BackendFactory = Arc<dyn Fn(&MountEntry) -> Result<Arc<dyn Backend>, VaultError> + Send + Sync>;
 
 /// Everything that exists only while unsealed.
 pub struct Unsealed {
@@ -117,6 +120,21 @@ impl Unsealed {
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.into(), p.clone());
         Ok(Some(p))
+    }
+
+    /// The secrets engine mounted exactly at `path` (`github/`).
+    pub fn mount_at(&self, path: &str) -> Option<Mount> {
+        self.mounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|m| m.entry.path == path)
+            .cloned()
+    }
+
+    /// A mount's store: its own folder of the barrier (`logical/<uuid>/`, `auth/<uuid>/` for auth methods).
+    pub fn view(&self, mount: &Mount, auth: bool) -> BarrierView {
+        BarrierView::new(self.barrier.clone(), mount.entry.storage_prefix(auth))
     }
 
     pub(crate) async fn sys_lock(&self) -> tokio::sync::OwnedMutexGuard<()> {
@@ -300,15 +318,7 @@ impl Core {
             factories: RwLock::default(),
             auth_factories: RwLock::default(),
         });
-        core.register_engine(
-            "kv",
-            Arc::new(|e: &MountEntry, _: &Arc<Core>| {
-                Ok(
-                    crate::engines::kv::KvBackend::new(e.options.get("version").map(String::as_str))
-                        as Arc<dyn Backend>,
-                )
-            }),
-        );
+        crate::engines::register_builtin(&core);
         core
     }
 
@@ -368,6 +378,8 @@ impl Core {
         if self.is_initialized()? {
             return Err(VaultError::BadRequest("Vault is already initialized".into()));
         }
+        // `init` is a request of its own: one clock reading for everything it creates.
+        let now = crate::engine::unix_seconds(std::time::SystemTime::now());
         let root_key = leakstop_seal::generate_key();
         let (seal, key_shares, cfg): (Arc<dyn Seal>, _, _) = match &self.auto_seal {
             Some(s) => (
@@ -403,16 +415,19 @@ impl Core {
         let wrapped = seal
             .wrap_root_key(&root_key)
             .map_err(|e| VaultError::Internal(e.to_string()))?;
-        let barrier = Arc::new(Barrier::initialize(self.storage.clone(), &root_key)?);
+        let barrier = Arc::new(Barrier::initialize(self.storage.clone(), &root_key, now)?);
         let state = self.load(barrier.clone()).await?;
         state.put_policy(Policy::parse("default", DEFAULT_POLICY)?)?;
-        let (root, _) = state.tokens.create(TokenRequest {
-            id: root_token_id,
-            policies: vec!["root".into()],
-            display_name: "root".into(),
-            path: "auth/token/root".into(),
-            ..Default::default()
-        })?;
+        let (root, _) = state.tokens.create(
+            TokenRequest {
+                id: root_token_id,
+                policies: vec!["root".into()],
+                display_name: "root".into(),
+                path: "auth/token/root".into(),
+                ..Default::default()
+            },
+            now,
+        )?;
         self.storage.put(ROOT_KEY_PATH, &wrapped)?;
         // Written last: a crash before this point leaves an uninitialized server, not a half-initialized one.
         self.storage.put(SEAL_CONFIG_PATH, &serde_json::to_vec(&cfg)?)?;
@@ -568,7 +583,7 @@ impl Core {
                     kinds.join(", ")
                 ))
             })?;
-        f(e, self)
+        f(e)
     }
 
     /// Mount a secrets engine (`auth = false`) or an auth method at `path`, now (outside a request).
@@ -661,7 +676,7 @@ impl Core {
             return Ok(());
         };
         let m = next.remove(i);
-        let prefix = format!("{}/{}/", if auth { "auth" } else { "logical" }, m.entry.uuid);
+        let prefix = m.entry.storage_prefix(auth);
         for k in st.barrier.list_recursive(&prefix)? {
             fx.delete(k);
         }

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use crate::engine::unix_seconds;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -145,8 +147,11 @@ fn has_valid_token(core: &Core, token: Option<&str>) -> bool {
     let Some(t) = token.filter(|t| !t.is_empty()) else {
         return false;
     };
-    core.unsealed()
-        .is_ok_and(|st| st.tokens.lookup(t).is_ok_and(|e| e.is_some()))
+    core.unsealed().is_ok_and(|st| {
+        st.tokens
+            .lookup(t, unix_seconds(SystemTime::now()))
+            .is_ok_and(|e| e.is_some())
+    })
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -1,33 +1,48 @@
-//! Leases: dynamic credentials an engine hands out, owned by the token that asked for them and revoked with it (or
-//! when they expire). A lease record names the mount whose engine knows how to revoke the credential.
+//! Leases: credentials an engine hands out, owned by the token that asked for them and revoked with it (or when
+//! they expire). An engine returns a [`crate::engine::NewLease`] in its response; the pipeline names it, stores it
+//! and links it to the caller's token in the request's commit ([`stage`]). A lease record names the mount whose
+//! engine knows how to revoke the credential.
 
 use serde::{Deserialize, Serialize};
 
 use crate::VaultError;
-use crate::core::Core;
+use crate::barrier::BufferedOp;
+use crate::core::{Core, Unsealed};
+use crate::pipeline::Effects;
+use crate::token::TokenStore;
 
 /// A stored lease (`sys/leases/<id>` in the barrier).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Lease {
     pub id: String,
     /// The mount path of the issuing engine, e.g. `github/`.
     pub mount: String,
-    /// Engine data needed to revoke (never returned to clients).
+    /// Engine data needed to revoke (never returned to clients, never logged: no `Debug`).
     pub internal: serde_json::Value,
     pub expire_time: i64,
+    #[serde(default)]
+    pub renewable: bool,
     pub token_hash: Option<String>,
 }
 
-fn key(id: &str) -> String {
-    format!("sys/leases/{}", id.replace('/', "%2F"))
+/// Lease ids contain `/`; storage keys of one folder must not.
+pub(crate) fn escape(id: &str) -> String {
+    id.replace('%', "%25").replace('/', "%2F")
 }
 
-/// Store a lease and attach it to its token.
-pub fn record(core: &Core, lease: &Lease) -> Result<(), VaultError> {
-    let st = core.unsealed()?;
-    st.barrier.put_json(&key(&lease.id), lease)?;
+pub(crate) fn unescape(key: &str) -> String {
+    key.replace("%2F", "/").replace("%25", "%")
+}
+
+fn key(id: &str) -> String {
+    format!("sys/leases/{}", escape(id))
+}
+
+/// Stage a new lease and its link to the owning token (committed with the request that issued the credential).
+pub fn stage(lease: &Lease, fx: &mut Effects) -> Result<(), VaultError> {
+    fx.put_json(key(&lease.id), lease)?;
     if let Some(h) = &lease.token_hash {
-        st.tokens.attach_lease(h, &lease.id)?;
+        fx.extend(vec![TokenStore::lease_link(h, &lease.id)]);
     }
     Ok(())
 }
@@ -37,7 +52,8 @@ pub fn get(core: &Core, id: &str) -> Result<Option<Lease>, VaultError> {
 }
 
 /// Revoke leases through their engines. A lease whose engine fails to revoke stays recorded (and the error is
-/// returned) so the revocation can be retried: never a half-revoked lease that is forgotten.
+/// returned) so the revocation can be retried: never a half-revoked lease that is forgotten. What the engine
+/// writes while revoking commits together with the removal of the lease record.
 pub async fn revoke_all(core: &Core, ids: &[String]) -> Result<(), VaultError> {
     let st = core.unsealed()?;
     let mut failures = Vec::new();
@@ -45,20 +61,17 @@ pub async fn revoke_all(core: &Core, ids: &[String]) -> Result<(), VaultError> {
         let Some(lease) = st.barrier.get_json::<Lease>(&key(id))? else {
             continue;
         };
-        let backend = st
-            .mounts
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|m| m.entry.path == lease.mount)
-            .map(|m| m.backend.clone());
-        if let Some(b) = backend
-            && let Err(e) = b.revoke(&lease).await
-        {
-            failures.push(format!("{id}: {e}"));
-            continue;
+        let mut ops = Vec::new();
+        if let Some(mount) = st.mount_at(&lease.mount) {
+            let view = st.view(&mount, false);
+            if let Err(e) = mount.backend.revoke(&lease, &view).await {
+                failures.push(format!("{id}: {e}"));
+                continue;
+            }
+            ops = view.take_pending();
         }
-        st.barrier.delete(&key(id))?;
+        ops.push(BufferedOp::Delete(key(id)));
+        st.barrier.commit(&ops)?;
     }
     if failures.is_empty() {
         Ok(())
@@ -73,6 +86,15 @@ pub async fn revoke_all(core: &Core, ids: &[String]) -> Result<(), VaultError> {
 /// Revoke every lease whose time is up (run periodically by the server).
 pub async fn revoke_expired(core: &Core, now: i64) -> Result<usize, VaultError> {
     let st = core.unsealed()?;
+    let due = expired(&st, now)?;
+    let n = due.len();
+    if n > 0 {
+        revoke_all(core, &due).await?;
+    }
+    Ok(n)
+}
+
+fn expired(st: &Unsealed, now: i64) -> Result<Vec<String>, VaultError> {
     let mut due = Vec::new();
     for k in st.barrier.list("sys/leases/")? {
         if let Some(l) = st.barrier.get_json::<Lease>(&format!("sys/leases/{k}"))?
@@ -81,9 +103,5 @@ pub async fn revoke_expired(core: &Core, now: i64) -> Result<usize, VaultError> 
             due.push(l.id);
         }
     }
-    let n = due.len();
-    if n > 0 {
-        revoke_all(core, &due).await?;
-    }
-    Ok(n)
+    Ok(due)
 }

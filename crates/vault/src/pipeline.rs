@@ -17,19 +17,21 @@
 //!   log: a request the audit device refuses changes nothing. Revocations, renewals, sealing and key rotation
 //!   act once the request line is durable (undoing them is not safer than keeping them).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::OwnedMutexGuard;
 use zeroize::Zeroizing;
 
 use crate::audit::{AuditAuth, AuditEntry, EntryKind};
-use crate::barrier::{BarrierView, BufferedOp};
+use crate::barrier::BufferedOp;
 use crate::core::{ApiRequest, Core, Mount, MountEntry, Reply, Unsealed, audit_auth, uuid};
-use crate::token::{SYSTEM_MAX_TTL, TokenEntry, TokenRequest, UseClaim, now_unix};
+use crate::engine::{LogicalResponse, LoginSpec, unix_seconds};
+use crate::leases::Lease;
+use crate::token::{SYSTEM_MAX_TTL, TokenEntry, TokenRequest, UseClaim};
 use crate::{LogicalRequest, Operation, VaultError};
 
 /// An authenticated caller: the token as presented and its entry.
@@ -76,28 +78,6 @@ impl Effects {
     }
 }
 
-/// What an auth method's login returns: the token to mint. The core mints it, so no engine ever sees a token.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct LoginSpec {
-    pub policies: Vec<String>,
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-    #[serde(default)]
-    pub display_name: String,
-    pub path: String,
-    #[serde(default)]
-    pub ttl: u64,
-    #[serde(default)]
-    pub max_ttl: u64,
-    /// A periodic token: renewable by this much each time (within `max_ttl`).
-    #[serde(default)]
-    pub period: u64,
-    #[serde(default)]
-    pub num_uses: u64,
-    #[serde(default)]
-    pub no_default_policy: bool,
-}
-
 /// Where a canonical path leads.
 enum Target {
     /// `sys/*` and `auth/token/*`, served by the core itself.
@@ -115,7 +95,9 @@ struct Context {
     data: Map<String, Value>,
     query: HashMap<String, String>,
     token: Option<String>,
+    /// The request's one clock reading (and the same as Unix seconds): every expiry it sets or checks uses it.
     now: SystemTime,
+    unix: i64,
     /// The request's audit line; written before the request runs, or together with the response when the
     /// request ends before running (refused) or changes nothing before its commit (buffered engines).
     audit: AuditEntry,
@@ -186,6 +168,7 @@ impl Core {
             query: std::mem::take(&mut req.query),
             token: req.token.take(),
             now,
+            unix: unix_seconds(now),
             audit,
             request_logged: false,
             caller: None,
@@ -206,21 +189,20 @@ impl Core {
         let open = matches!(&target, Target::Engine { mount, rest, .. } if declares_open(mount, rest));
         if !open {
             let caller = self.authenticate(st, cx)?;
-            cx.audit.auth = Some(audit_auth(Some(&caller.0), &caller.1, now_unix()));
+            cx.audit.auth = Some(audit_auth(Some(&caller.0), &caller.1, cx.unix));
             cx.caller = Some(caller);
         }
         let engine = match target {
             Target::Nowhere => return Err(VaultError::UnsupportedPath),
             Target::System => None,
             Target::Engine { mount, rest, auth } => {
-                let area = if auth { "auth" } else { "logical" };
                 cx.audit.mount_point = Some(if auth {
                     format!("auth/{}", mount.entry.path)
                 } else {
                     mount.entry.path.clone()
                 });
                 cx.audit.mount_type = Some(mount.entry.kind.clone());
-                let view = BarrierView::new(st.barrier.clone(), format!("{area}/{}/", mount.entry.uuid));
+                let view = st.view(&mount, auth);
                 Some((mount, rest, auth, view, open))
             }
         };
@@ -251,37 +233,21 @@ impl Core {
             data: std::mem::take(&mut cx.data),
             query: std::mem::take(&mut cx.query),
             now: cx.now,
-            mount_path: engine.as_ref().map(|(m, ..)| m.entry.path.clone()).unwrap_or_default(),
-            token_hash: cx.caller.as_ref().map(|(_, e)| e.hash.clone()),
+            authenticated: cx.caller.is_some(),
         };
         match engine {
             Some((mount, rest, auth, view, open)) => {
                 let guard = match (op.is_write(), open) {
-                    (true, false) => Some(st.write_lock(&mount.entry, &rest).await),
+                    (true, false) => Some(st.write_lock(&mount, &rest).await),
                     _ => None,
                 };
                 let lr = mount.backend.handle(&logical, &view).await?;
                 let mut out = Outcome {
-                    reply: Reply {
-                        status: lr.status,
-                        data: lr.data,
-                        auth: lr.auth,
-                        lease_id: lr.lease_id.unwrap_or_default(),
-                        lease_duration: lr.lease_duration,
-                        renewable: lr.renewable,
-                        warnings: lr.warnings,
-                        mount_type: mount.entry.kind.clone(),
-                        raw: None,
-                    },
                     _guard: guard,
                     ..Default::default()
                 };
                 out.effects.extend(view.take_pending());
-                if auth && out.reply.auth.is_some() {
-                    let (entry, ops) = self.finish_login(st, &mount.entry, &mut out.reply)?;
-                    out.effects.extend(ops);
-                    out.new_token = Some(entry);
-                }
+                out.reply = self.engine_reply(st, cx, &mount, &rest, auth, lr, &mut out)?;
                 Ok(out)
             }
             None => {
@@ -324,7 +290,7 @@ impl Core {
             .as_deref()
             .filter(|t| !t.is_empty())
             .ok_or(VaultError::PermissionDenied)?;
-        let e = st.tokens.lookup(t)?.ok_or(VaultError::PermissionDenied)?;
+        let e = st.tokens.lookup(t, cx.unix)?.ok_or(VaultError::PermissionDenied)?;
         Ok((t.to_string(), e))
     }
 
@@ -349,24 +315,74 @@ impl Core {
 
     fn claim_use(&self, st: &Unsealed, cx: &mut Context) -> Result<(), VaultError> {
         let Some((_, e)) = &cx.caller else { return Ok(()) };
-        if e.num_uses > 0 && st.tokens.claim_use(&e.hash)? == UseClaim::Last {
+        if e.num_uses > 0 && st.tokens.claim_use(&e.hash, cx.unix)? == UseClaim::Last {
             cx.last_use = Some(e.hash.clone());
         }
         Ok(())
     }
 
-    /// A login answered with token parameters: mint the token now (the engine never sees it). Returns the new
-    /// token's entry and the writes that create it (committed with the request's other writes).
+    /// Turn an engine's answer into the reply: record the lease it issued and mint the token its login asked for,
+    /// both staged into the request's commit.
+    #[allow(clippy::too_many_arguments)]
+    fn engine_reply(
+        &self,
+        st: &Unsealed,
+        cx: &Context,
+        mount: &Mount,
+        rest: &str,
+        auth: bool,
+        lr: LogicalResponse,
+        out: &mut Outcome,
+    ) -> Result<Reply, VaultError> {
+        let mut reply = Reply {
+            status: lr.status,
+            data: lr.data,
+            warnings: lr.warnings,
+            mount_type: mount.entry.kind.clone(),
+            ..Default::default()
+        };
+        if let Some(new) = lr.lease {
+            // Vault's shape: the request path, then a random suffix.
+            let id = format!(
+                "{}{}/{}",
+                mount.entry.path,
+                rest.trim_end_matches('/'),
+                hex::encode(rand::random::<[u8; 12]>())
+            );
+            let lease = Lease {
+                id: id.clone(),
+                mount: mount.entry.path.clone(),
+                internal: new.internal,
+                expire_time: cx.unix.saturating_add_unsigned(new.ttl),
+                renewable: new.renewable,
+                token_hash: cx.caller.as_ref().map(|(_, e)| e.hash.clone()),
+            };
+            crate::leases::stage(&lease, &mut out.effects)?;
+            reply.lease_id = id;
+            reply.lease_duration = new.ttl;
+            reply.renewable = new.renewable;
+        }
+        if let Some(spec) = lr.login {
+            if !auth {
+                return Err(VaultError::Internal("a secrets engine answered with a login".into()));
+            }
+            let (token, entry, ops) = self.finish_login(st, &mount.entry, spec, cx.unix)?;
+            reply.auth = Some(entry.auth_json(&token, cx.unix));
+            out.effects.extend(ops);
+            out.new_token = Some(entry);
+        }
+        Ok(reply)
+    }
+
+    /// A login's token, minted now (the engine never sees it): the token, its entry and the writes that create it
+    /// (committed with the request's other writes).
     fn finish_login(
         &self,
         st: &Unsealed,
         mount: &MountEntry,
-        reply: &mut Reply,
-    ) -> Result<(TokenEntry, Vec<BufferedOp>), VaultError> {
-        let spec: LoginSpec = match reply.auth.take() {
-            Some(a) => serde_json::from_value(a).map_err(|e| VaultError::Internal(format!("login: {e}")))?,
-            None => return Err(VaultError::Internal("login without auth".into())),
-        };
+        spec: LoginSpec,
+        now: i64,
+    ) -> Result<(String, TokenEntry, Vec<BufferedOp>), VaultError> {
         if spec.policies.iter().any(|p| p == "root") {
             return Err(VaultError::BadRequest("auth methods cannot create root tokens".into()));
         }
@@ -386,20 +402,21 @@ impl Core {
             .find(|t| *t > 0)
             .unwrap_or(SYSTEM_MAX_TTL)
             .min(max_ttl);
-        let (token, entry, ops) = st.tokens.prepare(TokenRequest {
-            policies,
-            meta: spec.metadata,
-            display_name: spec.display_name,
-            path: spec.path,
-            ttl,
-            explicit_max_ttl: max_ttl,
-            num_uses: spec.num_uses,
-            renewable: true,
-            period: spec.period,
-            ..Default::default()
-        })?;
-        reply.auth = Some(entry.auth_json(&token, now_unix()));
-        Ok((entry, ops))
+        st.tokens.prepare(
+            TokenRequest {
+                policies,
+                meta: spec.metadata,
+                display_name: spec.display_name,
+                path: spec.path,
+                ttl,
+                explicit_max_ttl: max_ttl,
+                num_uses: spec.num_uses,
+                renewable: true,
+                period: spec.period,
+                ..Default::default()
+            },
+            now,
+        )
     }
 
     /// Audit the response, then commit (only if the response is in the log), then run what follows a commit.
@@ -471,17 +488,13 @@ impl Core {
 }
 
 impl Unsealed {
-    /// The lock serialising writes to one target of an engine (KV v2 addresses one secret through `data/`,
-    /// `metadata/`, `delete/`, `undelete/` and `destroy/`: those share a lock).
-    async fn write_lock(&self, mount: &MountEntry, rest: &str) -> OwnedMutexGuard<()> {
+    /// The lock serialising writes to one target of an engine, named by the engine
+    /// ([`crate::Backend::write_lock_key`]): held from dispatch through the commit.
+    async fn write_lock(&self, mount: &Mount, rest: &str) -> OwnedMutexGuard<()> {
         use std::hash::{Hash, Hasher};
-        let key = if mount.kind == "kv" {
-            rest.split_once('/').map(|(_, r)| r).unwrap_or(rest)
-        } else {
-            rest
-        };
+        let key = mount.backend.write_lock_key(rest);
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        mount.uuid.hash(&mut h);
+        mount.entry.uuid.hash(&mut h);
         key.hash(&mut h);
         let stripe = (h.finish() as usize) % self.write_locks.len().max(1);
         match self.write_locks.get(stripe) {

@@ -258,7 +258,6 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
     core.audit
         .set_api_file_dirs(&api_audit_dirs(&cfg))
         .map_err(|e| ServerError::Core(format!("audit_file_dir: {e}")))?;
-    crate::engines::register_all(&core);
     let initialized = core.is_initialized().map_err(|e| ServerError::Core(e.to_string()))?;
     if initialized && core.seal_kind() == leakstop_seal::SealKind::Pkcs11 {
         core.auto_unseal()
@@ -294,7 +293,6 @@ pub async fn run_dev(opts: DevOptions) -> Result<(), ServerError> {
     core.audit
         .set_api_file_dirs(&[std::env::temp_dir()])
         .map_err(ServerError::Core)?;
-    crate::engines::register_all(&core);
     let (_, root) = core
         .init(1, 1, opts.root_token_id.clone())
         .await
@@ -525,7 +523,10 @@ fn spawn_expiry(core: Arc<Core>) {
             if core.is_sealed() {
                 continue;
             }
-            match core.sweep_expired(crate::token::now_unix()).await {
+            match core
+                .sweep_expired(crate::engine::unix_seconds(std::time::SystemTime::now()))
+                .await
+            {
                 Ok((0, 0)) => {}
                 Ok((tokens, leases)) => tracing::info!(tokens, leases, "expired tokens and leases revoked"),
                 Err(e) => tracing::warn!(error = %e, "expiry sweep failed; retried next sweep"),

@@ -10,10 +10,11 @@ use serde_json::{Map, Value, json};
 
 use crate::audit::DeviceConfig;
 use crate::core::{ApiRequest, Core, Reply, Unsealed, VERSION};
+use crate::engine::unix_seconds;
 use crate::fields::{self, Fields};
 use crate::pipeline::{Caller, Effects};
 use crate::policy::{Acl, Policy};
-use crate::token::{SYSTEM_MAX_TTL, TokenEntry, TokenRequest, now_unix};
+use crate::token::{SYSTEM_MAX_TTL, TokenEntry, TokenRequest};
 use crate::{LogicalRequest, Operation, VaultError};
 
 fn bad(msg: impl Into<String>) -> VaultError {
@@ -97,7 +98,7 @@ impl Core {
             json!({
                 "initialized": init, "sealed": sealed, "standby": false, "performance_standby": false,
                 "replication_performance_mode": "disabled", "replication_dr_mode": "disabled",
-                "server_time_utc": now_unix(), "version": VERSION, "cluster_name": self.options.cluster_name,
+                "server_time_utc": unix_seconds(std::time::SystemTime::now()), "version": VERSION, "cluster_name": self.options.cluster_name,
                 "cluster_id": "",
             }),
         ))
@@ -155,7 +156,7 @@ impl Core {
         let op = lr.op;
         use Operation::*;
         if let Some(rest) = path.strip_prefix("auth/token/") {
-            return self.token_endpoint(st, rest, op, data, &lr.query, token, fx).await;
+            return self.token_endpoint(st, rest, lr, token, fx).await;
         }
         let rest = path.strip_prefix("sys/").unwrap_or(path);
         match (rest, op) {
@@ -186,7 +187,7 @@ impl Core {
             }
             // Takes effect at once: the new term is stored before it is used (see `Barrier::rotate`).
             ("rotate", Update | Create) => {
-                st.barrier.rotate()?;
+                st.barrier.rotate(lr.now_unix())?;
                 Ok(Reply::empty())
             }
             ("key-status", Read) => {
@@ -207,7 +208,7 @@ impl Core {
                     ("capabilities", _) => {
                         let t = str_field(data, "token").ok_or_else(|| bad("field `token` is required"))?;
                         st.tokens
-                            .lookup(t)?
+                            .lookup(t, lr.now_unix())?
                             .ok_or_else(|| bad("token not found"))?
                             .policies
                             .clone()
@@ -236,7 +237,7 @@ impl Core {
             ("leases/lookup", Update | Create) => {
                 let id = str_field(data, "lease_id").ok_or_else(|| bad("field `lease_id` is required"))?;
                 let l = crate::leases::get(self, id)?.ok_or_else(|| bad("invalid lease"))?;
-                let now = now_unix();
+                let now = lr.now_unix();
                 let expire = time::OffsetDateTime::from_unix_timestamp(l.expire_time)
                     .ok()
                     .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok());
@@ -406,27 +407,26 @@ impl Core {
         self: &Arc<Self>,
         st: &Arc<Unsealed>,
         rest: &str,
-        op: Operation,
-        data: &Map<String, Value>,
-        query: &std::collections::HashMap<String, String>,
+        lr: &LogicalRequest,
         caller: Option<&Caller>,
         fx: &mut Effects,
     ) -> Result<Reply, VaultError> {
         use Operation::*;
+        let (op, data, query) = (lr.op, &lr.data, &lr.query);
         let (caller_token, caller) = caller
             .map(|(t, e)| (t.as_str(), e.clone()))
             .ok_or(VaultError::PermissionDenied)?;
-        let now = now_unix();
+        let now = lr.now_unix();
         let token_arg = || {
             str_field(data, "token")
                 .or(query.get("token").map(String::as_str))
                 .ok_or_else(|| bad("field `token` is required"))
         };
         let accessor_arg = || str_field(data, "accessor").ok_or_else(|| bad("field `accessor` is required"));
-        let lookup_token = |t: &str| st.tokens.lookup(t)?.ok_or_else(|| bad("bad token"));
+        let lookup_token = |t: &str| st.tokens.lookup(t, now)?.ok_or_else(|| bad("bad token"));
         match (rest, op) {
             ("create" | "create-orphan", Create | Update) => {
-                self.create_token(st, &caller, data, rest == "create-orphan", fx)
+                self.create_token(st, &caller, data, rest == "create-orphan", now, fx)
             }
             ("lookup-self", Read | Update | Create) => Ok(Reply::data(caller.lookup_json(caller_token, now))),
             ("lookup", Read | Update | Create) => {
@@ -436,12 +436,12 @@ impl Core {
             ("lookup-accessor", Update | Create) => {
                 let e = st
                     .tokens
-                    .lookup_accessor(accessor_arg()?)?
+                    .lookup_accessor(accessor_arg()?, now)?
                     .ok_or_else(|| bad("invalid accessor"))?;
                 Ok(Reply::data(e.lookup_json("", now)))
             }
             ("renew-self", Update | Create) => {
-                let e = st.tokens.renew(&caller.hash, duration(data, "increment")?)?;
+                let e = st.tokens.renew(&caller.hash, duration(data, "increment")?, now)?;
                 Ok(Reply {
                     auth: Some(e.auth_json(caller_token, now)),
                     ..Default::default()
@@ -450,7 +450,7 @@ impl Core {
             ("renew", Update | Create) => {
                 let t = token_arg()?;
                 let e = lookup_token(t)?;
-                let e = st.tokens.renew(&e.hash, duration(data, "increment")?)?;
+                let e = st.tokens.renew(&e.hash, duration(data, "increment")?, now)?;
                 Ok(Reply {
                     auth: Some(e.auth_json(t, now)),
                     ..Default::default()
@@ -459,9 +459,9 @@ impl Core {
             ("renew-accessor", Update | Create) => {
                 let e = st
                     .tokens
-                    .lookup_accessor(accessor_arg()?)?
+                    .lookup_accessor(accessor_arg()?, now)?
                     .ok_or_else(|| bad("invalid accessor"))?;
-                let e = st.tokens.renew(&e.hash, duration(data, "increment")?)?;
+                let e = st.tokens.renew(&e.hash, duration(data, "increment")?, now)?;
                 let mut auth = e.auth_json("", now);
                 auth["client_token"] = json!("");
                 Ok(Reply {
@@ -474,19 +474,19 @@ impl Core {
                 Ok(Reply::empty())
             }
             ("revoke", Update | Create) => {
-                if let Some(e) = st.tokens.lookup(token_arg()?)? {
+                if let Some(e) = st.tokens.lookup(token_arg()?, now)? {
                     self.revoke_token_tree(st, &e.hash).await?;
                 }
                 Ok(Reply::empty())
             }
             ("revoke-accessor", Update | Create) => {
-                if let Some(e) = st.tokens.lookup_accessor(accessor_arg()?)? {
+                if let Some(e) = st.tokens.lookup_accessor(accessor_arg()?, now)? {
                     self.revoke_token_tree(st, &e.hash).await?;
                 }
                 Ok(Reply::empty())
             }
             ("revoke-orphan", Update | Create) => {
-                if let Some(e) = st.tokens.lookup(token_arg()?)? {
+                if let Some(e) = st.tokens.lookup(token_arg()?, now)? {
                     let leases = st.tokens.revoke_orphan(&e.hash)?;
                     self.revoke_leases(&leases).await?;
                 }
@@ -516,6 +516,7 @@ impl Core {
         parent: &TokenEntry,
         data: &Map<String, Value>,
         orphan_endpoint: bool,
+        now: i64,
         fx: &mut Effects,
     ) -> Result<Reply, VaultError> {
         // A limited-use token would otherwise multiply itself into unlimited ones (Vault refuses too).
@@ -579,24 +580,27 @@ impl Core {
         }
         f.accept(&["entity_alias", "lease", "format"]);
         f.finish()?;
-        let (token, entry, ops) = st.tokens.prepare(TokenRequest {
-            id,
-            policies,
-            meta,
-            display_name: display,
-            path: "auth/token/create".into(),
-            ttl,
-            explicit_max_ttl,
-            num_uses,
-            renewable,
-            period,
-            parent: (!no_parent).then(|| parent.hash.clone()),
-        })?;
+        let (token, entry, ops) = st.tokens.prepare(
+            TokenRequest {
+                id,
+                policies,
+                meta,
+                display_name: display,
+                path: "auth/token/create".into(),
+                ttl,
+                explicit_max_ttl,
+                num_uses,
+                renewable,
+                period,
+                parent: (!no_parent).then(|| parent.hash.clone()),
+            },
+            now,
+        )?;
         fx.extend(ops);
         let (st2, installed) = (st.clone(), entry.clone());
         fx.after(move || st2.tokens.install(&installed));
         Ok(Reply {
-            auth: Some(entry.auth_json(&token, now_unix())),
+            auth: Some(entry.auth_json(&token, now)),
             ..Default::default()
         })
     }

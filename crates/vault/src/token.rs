@@ -159,13 +159,6 @@ pub struct TokenStore {
     entry_lock: Mutex<()>,
 }
 
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 impl TokenStore {
     pub fn open(barrier: Arc<Barrier>) -> Result<TokenStore, VaultError> {
         let salt = match barrier.get(SALT_PATH)? {
@@ -205,8 +198,8 @@ impl TokenStore {
     }
 
     /// Create a token; returns it in clear (the only time it exists in clear) with its entry.
-    pub fn create(&self, req: TokenRequest) -> Result<(String, TokenEntry), VaultError> {
-        let (token, e, ops) = self.prepare(req)?;
+    pub fn create(&self, req: TokenRequest, now: i64) -> Result<(String, TokenEntry), VaultError> {
+        let (token, e, ops) = self.prepare(req, now)?;
         self.barrier.commit(&ops)?;
         self.install(&e);
         Ok((token, e))
@@ -222,13 +215,12 @@ impl TokenStore {
 
     /// Build a token and the writes that create it, without committing them (a login commits them together with
     /// its other writes, after its response is audited).
-    pub fn prepare(&self, req: TokenRequest) -> Result<(String, TokenEntry, Vec<BufferedOp>), VaultError> {
+    pub fn prepare(&self, req: TokenRequest, now: i64) -> Result<(String, TokenEntry, Vec<BufferedOp>), VaultError> {
         let token = req.id.clone().unwrap_or_else(|| mint(Kind::Service));
         let hash = self.hash(&token);
         if self.barrier.get(&format!("sys/token/id/{hash}"))?.is_some() {
             return Err(VaultError::BadRequest("a token with this id already exists".into()));
         }
-        let now = now_unix();
         let mut policies = req.policies;
         policies.sort();
         policies.dedup();
@@ -275,8 +267,7 @@ impl TokenStore {
 
     /// The live entry for a token hash; an expired or used-up one is treated as absent (the expiry sweep revokes
     /// it and its leases).
-    pub fn get(&self, hash: &str) -> Result<Option<Arc<TokenEntry>>, VaultError> {
-        let now = now_unix();
+    pub fn get(&self, hash: &str, now: i64) -> Result<Option<Arc<TokenEntry>>, VaultError> {
         Ok(self
             .load(hash)?
             .filter(|e| !e.exhausted && e.expire_time.is_none_or(|t| t > now)))
@@ -308,15 +299,15 @@ impl TokenStore {
         Ok(Some(entry))
     }
 
-    pub fn lookup(&self, token: &str) -> Result<Option<Arc<TokenEntry>>, VaultError> {
-        self.get(&self.hash(token))
+    pub fn lookup(&self, token: &str, now: i64) -> Result<Option<Arc<TokenEntry>>, VaultError> {
+        self.get(&self.hash(token), now)
     }
 
-    pub fn lookup_accessor(&self, acc: &str) -> Result<Option<Arc<TokenEntry>>, VaultError> {
+    pub fn lookup_accessor(&self, acc: &str, now: i64) -> Result<Option<Arc<TokenEntry>>, VaultError> {
         let key = format!("sys/token/accessor/{}", self.hash(acc));
         match self.barrier.get(&key)? {
             None => Ok(None),
-            Some(h) => self.get(&String::from_utf8_lossy(&h)),
+            Some(h) => self.get(&String::from_utf8_lossy(&h), now),
         }
     }
 
@@ -324,9 +315,9 @@ impl TokenStore {
     /// current stored entry, so concurrent requests with a `num_uses=1` token get exactly one success, and nothing
     /// written after the request can bring back a token revoked meanwhile. The last use marks the entry
     /// `exhausted`; the caller revokes it when the request is over.
-    pub fn claim_use(&self, hash: &str) -> Result<UseClaim, VaultError> {
+    pub fn claim_use(&self, hash: &str, now: i64) -> Result<UseClaim, VaultError> {
         let _g = self.lock_entries();
-        let e = self.get(hash)?.ok_or(VaultError::PermissionDenied)?;
+        let e = self.get(hash, now)?.ok_or(VaultError::PermissionDenied)?;
         if e.num_uses == 0 {
             return Ok(UseClaim::Unlimited);
         }
@@ -385,20 +376,25 @@ impl TokenStore {
             self.barrier.delete(&format!("sys/token/parent/{p}/{hash}"))?;
         }
         self.barrier.delete(&key)?;
-        Ok(e.leases)
+        let mut leases = e.leases;
+        let links = format!("sys/token/lease/{hash}/");
+        for l in self.barrier.list(&links)? {
+            self.barrier.delete(&format!("{links}{l}"))?;
+            leases.push(crate::leases::unescape(&l));
+        }
+        Ok(leases)
     }
 
     /// Extend a token's life by `increment` (or its creation TTL), never past its max TTL.
-    pub fn renew(&self, hash: &str, increment: Option<u64>) -> Result<TokenEntry, VaultError> {
+    pub fn renew(&self, hash: &str, increment: Option<u64>, now: i64) -> Result<TokenEntry, VaultError> {
         let _g = self.lock_entries();
-        let e = self.get(hash)?.ok_or(VaultError::PermissionDenied)?;
+        let e = self.get(hash, now)?.ok_or(VaultError::PermissionDenied)?;
         if e.expire_time.is_none() {
             return Ok((*e).clone());
         }
         if !e.renewable {
             return Err(VaultError::BadRequest("this token is not renewable".into()));
         }
-        let now = now_unix();
         let inc = increment
             .filter(|i| *i > 0)
             .unwrap_or(if e.period > 0 { e.period } else { e.creation_ttl });
@@ -408,16 +404,15 @@ impl TokenStore {
         Ok(next)
     }
 
-    /// Record that a lease belongs to a token (revoked with it). Also on a token whose last use the running
-    /// request claimed: its revocation at the end of the request then takes the lease along.
-    pub fn attach_lease(&self, hash: &str, lease_id: &str) -> Result<(), VaultError> {
-        let _g = self.lock_entries();
-        if let Some(e) = self.load(hash)? {
-            let mut e = (*e).clone();
-            e.leases.push(lease_id.to_string());
-            self.save(&e)?;
-        }
-        Ok(())
+    /// The write recording that a lease belongs to a token (revoked with it), committed with the request that
+    /// created the lease. A key of its own, not a field of the entry: no read-modify-write of the entry, so it
+    /// cannot race a use claim or a renewal. Also on a token whose last use the running request claimed: its
+    /// revocation at the end of the request then takes the lease along.
+    pub fn lease_link(hash: &str, lease_id: &str) -> BufferedOp {
+        BufferedOp::Put(
+            format!("sys/token/lease/{hash}/{}", crate::leases::escape(lease_id)),
+            Zeroizing::new(Vec::new()),
+        )
     }
 
     /// Hashes of all stored tokens (for the expiry sweep).

@@ -1,24 +1,35 @@
-//! Secrets engines and auth methods mounted under the core's router.
+//! Secrets engines ([`secrets`]) and auth methods ([`auth`]) behind the engine API ([`crate::engine`]).
+//!
+//! An engine is one folder implementing [`Backend`] and one line in [`register_builtin`]; it never reaches into
+//! the core. Shared pieces: [`roles`] (the `role`/`role/:name` paths both jwt and github serve).
 
-pub mod github;
-pub mod jwt;
-mod jwt_sig;
-pub mod kv;
+pub mod auth;
+pub mod roles;
+pub mod secrets;
+#[cfg(test)]
+mod toy;
 
 use std::sync::Arc;
 
 use crate::Backend;
 use crate::core::{Core, MountEntry};
 
-/// Register every engine and auth method this build knows (kv is built into the core).
-pub fn register_all(core: &Arc<Core>) {
-    let jwt: crate::core::BackendFactory = Arc::new(|m: &MountEntry, _: &Arc<Core>| {
-        Ok(jwt::JwtBackend::new(m.default_lease_ttl, m.max_lease_ttl) as Arc<dyn Backend>)
-    });
-    core.register_auth("jwt", jwt.clone());
-    core.register_auth("oidc", jwt);
+/// Register every engine and auth method this build knows, by mount type.
+pub fn register_builtin(core: &Core) {
+    core.register_engine(
+        "kv",
+        Arc::new(|m: &MountEntry| Ok(secrets::kv::KvBackend::new(m) as Arc<dyn Backend>)),
+    );
     core.register_engine(
         "github",
-        Arc::new(|_: &MountEntry, core: &Arc<Core>| Ok(github::GithubBackend::new(core) as Arc<dyn Backend>)),
+        Arc::new(|_: &MountEntry| Ok(secrets::github::GithubBackend::new() as Arc<dyn Backend>)),
+    );
+    core.register_auth(
+        "jwt",
+        Arc::new(|m: &MountEntry| Ok(auth::jwt::JwtBackend::new(m) as Arc<dyn Backend>)),
+    );
+    core.register_auth(
+        "oidc",
+        Arc::new(|m: &MountEntry| Ok(auth::jwt::JwtBackend::new(m) as Arc<dyn Backend>)),
     );
 }

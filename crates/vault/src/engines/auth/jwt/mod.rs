@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -23,12 +23,16 @@ use jsonwebtoken::jwk::JwkSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::jwt_sig::{VerifyKey, verify_jwt};
+mod sig;
+
 use crate::VaultError::BadRequest;
-use crate::core::LoginSpec;
+use crate::core::MountEntry;
+use crate::engine::{LoginSpec, Store, unix_seconds as unix};
+use crate::engines::roles::{self, RoleOp};
 use crate::fields::Fields;
 use crate::token::SYSTEM_MAX_TTL;
-use crate::{Backend, BackendFuture, BarrierView, LogicalRequest, LogicalResponse, Operation, VaultError};
+use crate::{Backend, BackendFuture, LogicalRequest, LogicalResponse, Operation, VaultError};
+use sig::{VerifyKey, verify_jwt};
 
 /// How often cached keys are refreshed even when every `kid` is known.
 const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
@@ -159,16 +163,6 @@ impl JwtRole {
 }
 
 /// Role names end up in storage keys and URLs: a conservative alphabet, no `.`/`..` segments.
-pub(crate) fn valid_role_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
-}
-
 /// The issuer's keys, as last fetched, and the state of the fetching.
 #[derive(Default)]
 struct KeyCache {
@@ -213,10 +207,10 @@ fn unavailable() -> VaultError {
 }
 
 impl JwtBackend {
-    pub fn new(mount_default_ttl: u64, mount_max_ttl: u64) -> Arc<JwtBackend> {
+    pub fn new(mount: &MountEntry) -> Arc<JwtBackend> {
         Arc::new(Self::with_fetch_timeout(
-            mount_default_ttl,
-            mount_max_ttl,
+            mount.default_lease_ttl,
+            mount.max_lease_ttl,
             FETCH_TIMEOUT,
         ))
     }
@@ -241,7 +235,7 @@ impl JwtBackend {
         self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn config(&self, store: &BarrierView) -> Result<JwtConfig, VaultError> {
+    async fn config(&self, store: &dyn Store) -> Result<JwtConfig, VaultError> {
         match store.get("config").await? {
             Some(b) => Ok(serde_json::from_slice(&b)?),
             None => Err(BadRequest(
@@ -250,11 +244,8 @@ impl JwtBackend {
         }
     }
 
-    async fn role(&self, store: &BarrierView, name: &str) -> Result<Option<JwtRole>, VaultError> {
-        match store.get(&format!("role/{name}")).await? {
-            Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
-            None => Ok(None),
-        }
+    async fn role(&self, store: &dyn Store, name: &str) -> Result<Option<JwtRole>, VaultError> {
+        roles::load(store, name).await
     }
 
     /// GET `url` and decode it, reading at most [`MAX_FETCH_BODY`] bytes. The error is for the server log.
@@ -364,7 +355,7 @@ impl JwtBackend {
         })
     }
 
-    async fn login(&self, req: &LogicalRequest, store: &BarrierView) -> Result<LogicalResponse, VaultError> {
+    async fn login(&self, req: &LogicalRequest, store: &dyn Store) -> Result<LogicalResponse, VaultError> {
         let mut f = Fields::new(&req.data);
         let role_name = f.string("role")?.unwrap_or_default();
         let jwt = f.required_string("jwt", ": the signed JWT to log in with")?;
@@ -381,7 +372,7 @@ impl JwtBackend {
             ));
         }
         let not_found = || BadRequest(format!("role {role_name:?} could not be found"));
-        if !valid_role_name(&role_name) {
+        if !roles::valid_name(&role_name) {
             return Err(not_found());
         }
         let role = self.role(store, &role_name).await?.ok_or_else(not_found)?;
@@ -452,7 +443,7 @@ impl JwtBackend {
             no_default_policy: role.token_no_default_policy,
         };
         Ok(LogicalResponse {
-            auth: Some(serde_json::to_value(spec)?),
+            login: Some(spec),
             ..Default::default()
         })
     }
@@ -483,7 +474,7 @@ impl JwtBackend {
 
     /// Refuse a `jti` already spent (and not yet past `until`), else record it until then; expired records are
     /// purged now and then.
-    async fn spend_jti(&self, store: &BarrierView, jti: &str, until: i64, now: i64) -> Result<(), VaultError> {
+    async fn spend_jti(&self, store: &dyn Store, jti: &str, until: i64, now: i64) -> Result<(), VaultError> {
         let key = format!(
             "jti/{}",
             hex::encode(<sha2::Sha256 as sha2::Digest>::digest(jti.as_bytes()))
@@ -505,7 +496,7 @@ impl JwtBackend {
         self.purge_jti(store, now).await
     }
 
-    async fn purge_jti(&self, store: &BarrierView, now: i64) -> Result<(), VaultError> {
+    async fn purge_jti(&self, store: &dyn Store, now: i64) -> Result<(), VaultError> {
         {
             let mut last = self.last_jti_purge.lock().unwrap_or_else(|e| e.into_inner());
             if last.is_some_and(|t| t.elapsed() < JTI_PURGE_INTERVAL) {
@@ -675,7 +666,7 @@ impl JwtBackend {
         Ok(claims)
     }
 
-    async fn write_config(&self, data: &Map<String, Value>, store: &BarrierView) -> Result<(), VaultError> {
+    async fn write_config(&self, data: &Map<String, Value>, store: &dyn Store) -> Result<(), VaultError> {
         let mut cfg: JwtConfig = store
             .get("config")
             .await?
@@ -751,7 +742,7 @@ impl JwtBackend {
         Ok(())
     }
 
-    async fn write_role(&self, name: &str, data: &Map<String, Value>, store: &BarrierView) -> Result<(), VaultError> {
+    async fn write_role(&self, name: &str, data: &Map<String, Value>, store: &dyn Store) -> Result<(), VaultError> {
         let mut role = self.role(store, name).await?.unwrap_or(JwtRole {
             role_type: jwt_role_type(),
             bound_claims_type: string_type(),
@@ -948,12 +939,6 @@ fn numeric_date(v: &Value) -> Option<i64> {
         .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
 }
 
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-}
-
 /// The key of `set` for `kid` (without a kid: only when the set has a single key), checked against `alg`.
 fn lookup(set: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Result<Option<VerifyKey>, VaultError> {
     let jwk = match kid {
@@ -1041,7 +1026,7 @@ impl Backend for JwtBackend {
         true
     }
 
-    fn handle<'a>(&'a self, req: &'a LogicalRequest, store: &'a BarrierView) -> BackendFuture<'a, LogicalResponse> {
+    fn handle<'a>(&'a self, req: &'a LogicalRequest, store: &'a dyn Store) -> BackendFuture<'a, LogicalResponse> {
         Box::pin(async move {
             use Operation::*;
             if req.path == "login" {
@@ -1052,8 +1037,30 @@ impl Backend for JwtBackend {
             }
             // Defense in depth: only `login` is open; whatever else arrives without a token is refused here
             // even if the router let it through.
-            if req.token_hash.is_none() {
+            if !req.authenticated {
                 return Err(VaultError::PermissionDenied);
+            }
+            if let Some(role) = roles::route(&req.path, req.op) {
+                return match role? {
+                    RoleOp::List => roles::list(store).await,
+                    RoleOp::Read(name) => {
+                        let role = self.role(store, name).await?.ok_or(VaultError::NotFound)?;
+                        let mut v = serde_json::to_value(&role)?;
+                        v["policies"] = json!(role.token_policies);
+                        // What Vault reports for the fields this method accepts only empty, so a role read
+                        // back can be written back unchanged.
+                        v["allowed_redirect_uris"] = json!([]);
+                        v["oidc_scopes"] = json!([]);
+                        v["token_bound_cidrs"] = json!([]);
+                        v["verbose_oidc_logging"] = json!(false);
+                        Ok(LogicalResponse::data(v))
+                    }
+                    RoleOp::Write(name) => {
+                        self.write_role(name, &req.data, store).await?;
+                        Ok(LogicalResponse::no_content())
+                    }
+                    RoleOp::Delete(name) => roles::delete(store, name).await,
+                };
             }
             let path = req.path.trim_end_matches('/');
             match (path, req.op) {
@@ -1064,38 +1071,6 @@ impl Backend for JwtBackend {
                 ("config", Read) => {
                     let cfg = self.config(store).await?;
                     Ok(LogicalResponse::data(serde_json::to_value(cfg)?))
-                }
-                ("role", List) => LogicalResponse::keys(store.list("role/").await?),
-                (p, op) if p.starts_with("role/") => {
-                    let name = &p[5..];
-                    if !valid_role_name(name) {
-                        return Err(BadRequest(format!(
-                            "invalid role name {name:?}: use 1 to 128 of A-Z a-z 0-9 _ . @ - (not \".\" or \"..\")"
-                        )));
-                    }
-                    match op {
-                        Create | Update => {
-                            self.write_role(name, &req.data, store).await?;
-                            Ok(LogicalResponse::no_content())
-                        }
-                        Read => {
-                            let role = self.role(store, name).await?.ok_or(VaultError::NotFound)?;
-                            let mut v = serde_json::to_value(&role)?;
-                            v["policies"] = json!(role.token_policies);
-                            // What Vault reports for the fields this method accepts only empty, so a role read
-                            // back can be written back unchanged.
-                            v["allowed_redirect_uris"] = json!([]);
-                            v["oidc_scopes"] = json!([]);
-                            v["token_bound_cidrs"] = json!([]);
-                            v["verbose_oidc_logging"] = json!(false);
-                            Ok(LogicalResponse::data(v))
-                        }
-                        Delete => {
-                            store.delete(&format!("role/{name}")).await?;
-                            Ok(LogicalResponse::no_content())
-                        }
-                        _ => Err(VaultError::UnsupportedOperation),
-                    }
                 }
                 _ => Err(VaultError::UnsupportedPath),
             }
@@ -1111,11 +1086,11 @@ mod tests {
 
     fn barrier() -> Arc<crate::barrier::Barrier> {
         let storage: Arc<dyn leakstop_storage::Storage> = Arc::new(MemoryStorage::new());
-        Arc::new(crate::barrier::Barrier::initialize(storage, &[7u8; 32]).unwrap())
+        Arc::new(crate::barrier::Barrier::initialize(storage, &[7u8; 32], 0).unwrap())
     }
 
-    fn view() -> BarrierView {
-        BarrierView::new(barrier(), "auth/test/")
+    fn view() -> crate::barrier::BarrierView {
+        crate::barrier::BarrierView::new(barrier(), "auth/test/")
     }
 
     fn request(op: Operation, path: &str, data: Value, token: bool) -> LogicalRequest {
@@ -1125,12 +1100,11 @@ mod tests {
             data: data.as_object().cloned().unwrap_or_default(),
             query: HashMap::new(),
             now: SystemTime::now(),
-            mount_path: "jwt/".into(),
-            token_hash: token.then(|| "caller".to_string()),
+            authenticated: token,
         }
     }
 
-    async fn write_role(b: &JwtBackend, store: &BarrierView, name: &str, data: Value) -> Result<JwtRole, VaultError> {
+    async fn write_role(b: &JwtBackend, store: &dyn Store, name: &str, data: Value) -> Result<JwtRole, VaultError> {
         b.handle(&request(Operation::Update, &format!("role/{name}"), data, true), store)
             .await?;
         Ok(b.role(store, name).await?.expect("stored"))
@@ -1138,19 +1112,19 @@ mod tests {
 
     #[test]
     fn only_login_is_declared_open_and_role_names_are_plain() {
-        let b = JwtBackend::new(0, 0);
+        let b = Arc::new(JwtBackend::with_fetch_timeout(0, 0, FETCH_TIMEOUT));
         assert_eq!(b.unauthenticated_paths(), &["login"]);
         for ok in ["deploy", "ci.app-1", "a@b", "login", "x_y"] {
-            assert!(valid_role_name(ok), "{ok}");
+            assert!(roles::valid_name(ok), "{ok}");
         }
         for bad in ["", ".", "..", "a/b", "a b", "a\u{0}", "a\nb", "é", &"r".repeat(129)] {
-            assert!(!valid_role_name(bad), "{bad:?}");
+            assert!(!roles::valid_name(bad), "{bad:?}");
         }
     }
 
     #[tokio::test]
     async fn without_a_token_only_login_is_served() {
-        let b = JwtBackend::new(0, 0);
+        let b = Arc::new(JwtBackend::with_fetch_timeout(0, 0, FETCH_TIMEOUT));
         let store = view();
         let role = json!({"bound_audiences": "a", "token_policies": "admin"});
         for (op, path) in [
@@ -1172,7 +1146,7 @@ mod tests {
 
     #[tokio::test]
     async fn cli_strings_take_effect_and_bad_or_unknown_fields_are_refused() {
-        let b = JwtBackend::new(0, 0);
+        let b = Arc::new(JwtBackend::with_fetch_timeout(0, 0, FETCH_TIMEOUT));
         let store = view();
         let role = write_role(
             &b,
@@ -1271,11 +1245,11 @@ mod tests {
             token_max_ttl: max,
             ..Default::default()
         };
-        let b = JwtBackend::new(0, 0);
+        let b = Arc::new(JwtBackend::with_fetch_timeout(0, 0, FETCH_TIMEOUT));
         assert_eq!(b.token_ttls(&role(0, 0)), (SYSTEM_MAX_TTL, 0));
         assert_eq!(b.token_ttls(&role(0, 3600)), (3600, 3600), "no ttl: the max applies");
         assert_eq!(b.token_ttls(&role(600, 3600)), (600, 3600));
-        let tuned = JwtBackend::new(1200, 7200);
+        let tuned = Arc::new(JwtBackend::with_fetch_timeout(1200, 7200, FETCH_TIMEOUT));
         assert_eq!(tuned.token_ttls(&role(0, 0)), (1200, 7200), "the mount's TTLs");
         assert_eq!(tuned.token_ttls(&role(0, 86400)), (1200, 7200));
         let explicit = JwtRole {
@@ -1287,9 +1261,9 @@ mod tests {
 
     #[tokio::test]
     async fn spent_jtis_are_refused_and_expired_records_purged() {
-        let b = JwtBackend::new(0, 0);
+        let b = Arc::new(JwtBackend::with_fetch_timeout(0, 0, FETCH_TIMEOUT));
         let barrier = barrier();
-        let store = BarrierView::new(barrier.clone(), "auth/test/");
+        let store = crate::barrier::BarrierView::new(barrier.clone(), "auth/test/");
         let store_commit = |ops: &[crate::barrier::BufferedOp]| barrier.commit(ops).unwrap();
         let now = unix(SystemTime::now());
         // An old record from an earlier login, long expired.
@@ -1355,7 +1329,7 @@ mod tests {
                 let _ = s.write_all(body.as_bytes()).await;
             }
         });
-        let b = JwtBackend::new(0, 0);
+        let b = Arc::new(JwtBackend::with_fetch_timeout(0, 0, FETCH_TIMEOUT));
         let e = b.fetch_jwks(&rs256_cfg(url)).await.unwrap_err();
         assert!(e.contains("larger than"), "{e}");
     }

@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::VaultError::{BadRequest, Upstream};
-use crate::engines::jwt::valid_role_name;
+use crate::engine::{NewLease, Store};
+use crate::engines::roles::{self, RoleOp};
 use crate::fields::Fields;
 use crate::leases::Lease;
-use crate::{Backend, BackendFuture, BarrierView, LogicalRequest, LogicalResponse, Operation, VaultError};
+use crate::{Backend, BackendFuture, LogicalRequest, LogicalResponse, Operation, VaultError};
 
 type Builder = octocrab::OctocrabBuilder<
     octocrab::NoSvc,
@@ -95,18 +96,14 @@ pub struct GithubRole {
     pub ttl: u64,
 }
 
-pub struct GithubBackend {
-    core: std::sync::Weak<crate::core::Core>,
-}
+pub struct GithubBackend;
 
 impl GithubBackend {
-    pub fn new(core: &Arc<crate::core::Core>) -> Arc<GithubBackend> {
-        Arc::new(GithubBackend {
-            core: Arc::downgrade(core),
-        })
+    pub fn new() -> Arc<GithubBackend> {
+        Arc::new(GithubBackend)
     }
 
-    async fn config(&self, store: &BarrierView) -> Result<GithubConfig, VaultError> {
+    async fn config(&self, store: &dyn Store) -> Result<GithubConfig, VaultError> {
         let b = store.get("config").await?.ok_or_else(|| {
             BadRequest("the github engine is not configured: write github/config with app_id and private_key".into())
         })?;
@@ -134,15 +131,14 @@ impl GithubBackend {
     async fn mint(
         &self,
         req: &LogicalRequest,
-        store: &BarrierView,
+        store: &dyn Store,
         role_name: &str,
     ) -> Result<LogicalResponse, VaultError> {
         Fields::new(&req.data).finish()?;
         let cfg = self.config(store).await?;
-        let role: GithubRole = match store.get(&format!("role/{role_name}")).await? {
-            Some(b) => serde_json::from_slice(&b)?,
-            None => return Err(BadRequest(format!("role {role_name:?} could not be found"))),
-        };
+        let role: GithubRole = roles::load(store, role_name)
+            .await?
+            .ok_or_else(|| BadRequest(format!("role {role_name:?} could not be found")))?;
         let gh = Self::app_client(&cfg)?;
         let installation_id = match role.installation_id {
             Some(id) => id,
@@ -179,26 +175,7 @@ impl GithubBackend {
         let token = tok["token"]
             .as_str()
             .ok_or_else(|| Upstream("the GitHub API answered without a token".into()))?;
-        let now = req
-            .now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or_default();
         let ttl = role.ttl.clamp(1, GITHUB_TOKEN_LIFETIME);
-        let lease_id = format!(
-            "{}token/{role_name}/{}",
-            req.mount_path,
-            hex::encode(rand::random::<[u8; 12]>())
-        );
-        let lease = Lease {
-            id: lease_id.clone(),
-            mount: req.mount_path.clone(),
-            internal: json!({ "token": token, "installation_id": installation_id }),
-            expire_time: now.saturating_add_unsigned(ttl),
-            token_hash: req.token_hash.clone(),
-        };
-        let core = self.core.upgrade().ok_or(VaultError::Sealed)?;
-        crate::leases::record(&core, &lease)?;
         let repos: Vec<Value> = tok["repositories"]
             .as_array()
             .map(|a| a.iter().map(|r| r["full_name"].clone()).collect())
@@ -211,14 +188,16 @@ impl GithubBackend {
                 "repositories": repos,
                 "installation_id": installation_id,
             })),
-            lease_id: Some(lease_id),
-            lease_duration: ttl,
-            renewable: false,
+            lease: Some(NewLease {
+                ttl,
+                renewable: false,
+                internal: json!({ "token": token, "installation_id": installation_id }),
+            }),
             ..Default::default()
         })
     }
 
-    async fn write_config(&self, data: &Map<String, Value>, store: &BarrierView) -> Result<(), VaultError> {
+    async fn write_config(&self, data: &Map<String, Value>, store: &dyn Store) -> Result<(), VaultError> {
         let old: Option<GithubConfig> = store
             .get("config")
             .await?
@@ -260,7 +239,7 @@ impl GithubBackend {
             .await
     }
 
-    async fn write_role(&self, name: &str, data: &Map<String, Value>, store: &BarrierView) -> Result<(), VaultError> {
+    async fn write_role(&self, name: &str, data: &Map<String, Value>, store: &dyn Store) -> Result<(), VaultError> {
         let mut f = Fields::new(data);
         let owner = f.required_string("owner", ": the org or user whose App installation is used")?;
         let repositories = f.list("repositories")?.unwrap_or_default();
@@ -298,14 +277,28 @@ impl GithubBackend {
             permissions,
             ttl,
         };
-        store.put(&format!("role/{name}"), &serde_json::to_vec(&role)?).await
+        roles::save(store, name, &role).await
     }
 }
 
 impl Backend for GithubBackend {
-    fn handle<'a>(&'a self, req: &'a LogicalRequest, store: &'a BarrierView) -> BackendFuture<'a, LogicalResponse> {
+    fn handle<'a>(&'a self, req: &'a LogicalRequest, store: &'a dyn Store) -> BackendFuture<'a, LogicalResponse> {
         Box::pin(async move {
             use Operation::*;
+            if let Some(role) = roles::route(&req.path, req.op) {
+                return match role? {
+                    RoleOp::List => roles::list(store).await,
+                    RoleOp::Read(name) => {
+                        let role: Value = roles::load(store, name).await?.ok_or(VaultError::NotFound)?;
+                        Ok(LogicalResponse::data(role))
+                    }
+                    RoleOp::Write(name) => {
+                        self.write_role(name, &req.data, store).await?;
+                        Ok(LogicalResponse::no_content())
+                    }
+                    RoleOp::Delete(name) => roles::delete(store, name).await,
+                };
+            }
             let path = req.path.trim_end_matches('/');
             match (path, req.op) {
                 ("config", Create | Update) => {
@@ -318,38 +311,13 @@ impl Backend for GithubBackend {
                         json!({ "app_id": c.app_id, "base_url": c.base_url }),
                     ))
                 }
-                ("role", List) => LogicalResponse::keys(store.list("role/").await?),
-                (p, op) if p.starts_with("role/") => {
-                    let name = &p[5..];
-                    if !valid_role_name(name) {
-                        return Err(BadRequest(format!(
-                            "invalid role name {name:?}: use 1 to 128 of A-Z a-z 0-9 _ . @ - (not \".\" or \"..\")"
-                        )));
-                    }
-                    match op {
-                        Create | Update => {
-                            self.write_role(name, &req.data, store).await?;
-                            Ok(LogicalResponse::no_content())
-                        }
-                        Read => {
-                            let b = store.get(&format!("role/{name}")).await?.ok_or(VaultError::NotFound)?;
-                            let r: Value = serde_json::from_slice(&b)?;
-                            Ok(LogicalResponse::data(r))
-                        }
-                        Delete => {
-                            store.delete(&format!("role/{name}")).await?;
-                            Ok(LogicalResponse::no_content())
-                        }
-                        _ => Err(VaultError::UnsupportedOperation),
-                    }
-                }
                 (p, Read | Create | Update) if p.starts_with("token/") => self.mint(req, store, &p[6..]).await,
                 _ => Err(VaultError::UnsupportedPath),
             }
         })
     }
 
-    fn exists<'a>(&'a self, path: &'a str, store: &'a BarrierView) -> BackendFuture<'a, bool> {
+    fn exists<'a>(&'a self, path: &'a str, store: &'a dyn Store) -> BackendFuture<'a, bool> {
         Box::pin(async move {
             if path.starts_with("token/") {
                 return Ok(true);
@@ -358,21 +326,10 @@ impl Backend for GithubBackend {
         })
     }
 
-    fn revoke<'a>(&'a self, lease: &'a Lease) -> BackendFuture<'a, ()> {
+    fn revoke<'a>(&'a self, lease: &'a Lease, store: &'a dyn Store) -> BackendFuture<'a, ()> {
         Box::pin(async move {
             let token = lease.internal["token"].as_str().unwrap_or_default();
-            let core = self.core.upgrade().ok_or(VaultError::Sealed)?;
-            let st = core.unsealed()?;
-            let mount = st
-                .mounts
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .find(|m| m.entry.path == lease.mount)
-                .map(|m| m.entry.uuid.clone())
-                .ok_or_else(|| VaultError::Internal(format!("mount {} is gone", lease.mount)))?;
-            let view = BarrierView::new(st.barrier.clone(), format!("logical/{mount}/"));
-            let cfg = self.config(&view).await?;
+            let cfg = self.config(store).await?;
             let gh = Self::client(&cfg.base_url)?
                 .personal_token(token.to_string())
                 .build()

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::engine;
 use super::model::KvError;
-use crate::{Backend, BackendFuture, BarrierView, LogicalRequest, LogicalResponse, VaultError};
+use crate::core::MountEntry;
+use crate::engine::Store;
+use crate::{Backend, BackendFuture, LogicalRequest, LogicalResponse, VaultError};
 
 /// One KV mount (`version` 2 unless the mount says `options.version = "1"`).
 pub struct KvBackend {
@@ -13,9 +15,9 @@ pub struct KvBackend {
 }
 
 impl KvBackend {
-    pub fn new(version: Option<&str>) -> Arc<KvBackend> {
+    pub fn new(mount: &MountEntry) -> Arc<KvBackend> {
         Arc::new(KvBackend {
-            v1: version == Some("1"),
+            v1: mount.options.get("version").map(String::as_str) == Some("1"),
         })
     }
 }
@@ -39,7 +41,7 @@ impl From<KvError> for VaultError {
 }
 
 impl Backend for KvBackend {
-    fn handle<'a>(&'a self, req: &'a LogicalRequest, store: &'a BarrierView) -> BackendFuture<'a, LogicalResponse> {
+    fn handle<'a>(&'a self, req: &'a LogicalRequest, store: &'a dyn Store) -> BackendFuture<'a, LogicalResponse> {
         Box::pin(async move {
             let reply = if self.v1 {
                 engine::handle_v1(store, req).await
@@ -50,13 +52,22 @@ impl Backend for KvBackend {
         })
     }
 
-    fn exists<'a>(&'a self, path: &'a str, store: &'a BarrierView) -> BackendFuture<'a, bool> {
+    fn exists<'a>(&'a self, path: &'a str, store: &'a dyn Store) -> BackendFuture<'a, bool> {
         Box::pin(async move {
             if self.v1 {
                 return Ok(true);
             }
             Ok(engine::exists(store, path).await?)
         })
+    }
+
+    /// v2 reaches one secret through `data/`, `metadata/`, `delete/`, `undelete/` and `destroy/`: one lock per
+    /// secret, whatever the first segment. (v1 paths are the secret itself.)
+    fn write_lock_key<'a>(&self, path: &'a str) -> &'a str {
+        if self.v1 {
+            return path;
+        }
+        path.split_once('/').map(|(_, r)| r).unwrap_or(path)
     }
 
     fn effects_buffered(&self) -> bool {

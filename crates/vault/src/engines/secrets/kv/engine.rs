@@ -1,5 +1,5 @@
 //! KV v2 request routing (`config`, `data/`, `metadata/`, `delete/`, `undelete/`, `destroy/`, `subkeys/`) over the
-//! mount's [`BarrierView`], which encrypts every record with its storage path as associated data.
+//! mount's [`Store`] (the barrier view in production), which encrypts every record with its storage path as associated data.
 //!
 //! Layout under the mount:
 //! - `config`: the engine settings ([`EngineConfig`]).
@@ -19,7 +19,8 @@ use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
 use super::model::{self, DataWrite, EngineConfig, KeyRecord, KvError};
-use crate::{BarrierView, LogicalRequest, LogicalResponse, Operation};
+use crate::engine::Store;
+use crate::{LogicalRequest, LogicalResponse, Operation};
 
 const CONFIG_KEY: &str = "config";
 
@@ -60,7 +61,7 @@ fn valid_path(path: &str, what: &str) -> Result<(), KvError> {
 }
 
 /// A stored record, in a buffer zeroized on drop.
-async fn get(store: &BarrierView, key: &str) -> Result<Option<Zeroizing<Vec<u8>>>, KvError> {
+async fn get(store: &dyn Store, key: &str) -> Result<Option<Zeroizing<Vec<u8>>>, KvError> {
     Ok(store.get(key).await?)
 }
 
@@ -71,14 +72,14 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, KvError> {
     })
 }
 
-async fn config(store: &BarrierView) -> Result<EngineConfig, KvError> {
+async fn config(store: &dyn Store) -> Result<EngineConfig, KvError> {
     match get(store, CONFIG_KEY).await? {
         None => Ok(EngineConfig::default()),
         Some(b) => decode(CONFIG_KEY, &b),
     }
 }
 
-async fn load(store: &BarrierView, path: &str) -> Result<Option<KeyRecord>, KvError> {
+async fn load(store: &dyn Store, path: &str) -> Result<Option<KeyRecord>, KvError> {
     let key = meta_key(path);
     match get(store, &key).await? {
         None => Ok(None),
@@ -87,7 +88,7 @@ async fn load(store: &BarrierView, path: &str) -> Result<Option<KeyRecord>, KvEr
 }
 
 /// Buffer the secret's record, first moving version data still inline (the old format) to records of its own.
-async fn save(store: &BarrierView, path: &str, rec: &mut KeyRecord) -> Result<(), KvError> {
+async fn save(store: &dyn Store, path: &str, rec: &mut KeyRecord) -> Result<(), KvError> {
     for (version, data) in rec.take_inline() {
         // Already stored once: no size limit applies to moving it.
         let bytes = model::encode_data(&data, u64::MAX)?;
@@ -103,7 +104,7 @@ async fn save(store: &BarrierView, path: &str, rec: &mut KeyRecord) -> Result<()
 
 /// The data of a version the record lists.
 async fn read_data(
-    store: &BarrierView,
+    store: &dyn Store,
     path: &str,
     rec: &KeyRecord,
     version: u64,
@@ -122,7 +123,7 @@ async fn read_data(
 }
 
 /// Delete the data records of versions that were pruned or destroyed (absent ones are no error).
-async fn drop_data(store: &BarrierView, path: &str, versions: &[u64]) -> Result<(), KvError> {
+async fn drop_data(store: &dyn Store, path: &str, versions: &[u64]) -> Result<(), KvError> {
     for v in versions {
         store.delete(&version_key(path, *v)).await?;
     }
@@ -139,7 +140,7 @@ fn gone(data: Value) -> LogicalResponse {
 }
 
 /// Whether a secret exists (for the core's create-vs-update decision on POST/PUT).
-pub async fn exists(store: &BarrierView, path: &str) -> Result<bool, KvError> {
+pub async fn exists(store: &dyn Store, path: &str) -> Result<bool, KvError> {
     let key = path.split_once('/').map(|(_, rest)| rest).unwrap_or_default();
     if key.is_empty() {
         return Ok(path == CONFIG_KEY);
@@ -152,7 +153,7 @@ pub async fn exists(store: &BarrierView, path: &str) -> Result<bool, KvError> {
 }
 
 /// Handle one request to a KV v2 mount (`req.path` is relative to the mount).
-pub async fn handle(store: &BarrierView, req: &LogicalRequest) -> Result<LogicalResponse, KvError> {
+pub async fn handle(store: &dyn Store, req: &LogicalRequest) -> Result<LogicalResponse, KvError> {
     let now = model::to_nanos(req.now);
     let (section, rest) = req.path.split_once('/').unwrap_or((&req.path, ""));
     let body = &req.data;
@@ -247,7 +248,7 @@ pub async fn handle(store: &BarrierView, req: &LogicalRequest) -> Result<Logical
 }
 
 async fn read(
-    store: &BarrierView,
+    store: &dyn Store,
     path: &str,
     query: &HashMap<String, String>,
     now: model::Nanos,
@@ -270,7 +271,7 @@ async fn read(
 
 /// A new version: the whole secret (POST/PUT), or a JSON merge patch onto the current version (PATCH).
 async fn write(
-    store: &BarrierView,
+    store: &dyn Store,
     path: &str,
     body: &Map<String, Value>,
     patch: bool,
@@ -301,7 +302,7 @@ async fn write(
     Ok(LogicalResponse::data(rec.version_metadata(version)))
 }
 
-async fn list(store: &BarrierView, prefix: &str) -> Result<LogicalResponse, KvError> {
+async fn list(store: &dyn Store, prefix: &str) -> Result<LogicalResponse, KvError> {
     no_control(prefix)?;
     let mut p = prefix.trim_start_matches('/').to_string();
     if !p.is_empty() && !p.ends_with('/') {
@@ -312,7 +313,7 @@ async fn list(store: &BarrierView, prefix: &str) -> Result<LogicalResponse, KvEr
 
 /// KV version 1 (a mount with `options.version = "1"`): no versions or metadata, the body is the secret.
 /// Entries live under `v1/` so a mount's storage never mixes the two layouts.
-pub async fn handle_v1(store: &BarrierView, req: &LogicalRequest) -> Result<LogicalResponse, KvError> {
+pub async fn handle_v1(store: &dyn Store, req: &LogicalRequest) -> Result<LogicalResponse, KvError> {
     let path = req.path.as_str();
     let key = format!("v1/{path}");
     match req.op {
@@ -370,7 +371,7 @@ mod tests {
 
     use super::*;
     use crate::VaultError;
-    use crate::barrier::Barrier;
+    use crate::barrier::{Barrier, BarrierView};
 
     const PREFIX: &str = "logical/6f1c0e52-0d2a-4b7e-9c11-3f0a5d7e8b90/";
 
@@ -447,7 +448,7 @@ mod tests {
         fn new() -> Mount {
             let storage = Arc::new(Counting::default());
             let key = leakstop_seal::generate_key();
-            let barrier = Barrier::initialize(storage.clone(), &key).unwrap().without_cache();
+            let barrier = Barrier::initialize(storage.clone(), &key, 0).unwrap().without_cache();
             storage.take();
             Mount {
                 storage,
@@ -484,8 +485,7 @@ mod tests {
                 data: body.as_object().cloned().unwrap_or_default(),
                 query: query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 now: SystemTime::now(),
-                mount_path: "secret/".into(),
-                token_hash: None,
+                authenticated: true,
             };
             let r = if v1 {
                 handle_v1(&view, &req).await
