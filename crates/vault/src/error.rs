@@ -36,6 +36,11 @@ pub enum VaultError {
 }
 
 impl VaultError {
+    /// A 400 whose message says what is wrong and what to send instead.
+    pub fn bad(msg: impl Into<String>) -> VaultError {
+        VaultError::BadRequest(msg.into())
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             VaultError::PermissionDenied => 403,

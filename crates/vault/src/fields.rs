@@ -19,10 +19,6 @@ use crate::VaultError;
 /// `now + ttl` computation far from overflow.
 pub const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
 
-fn bad(msg: String) -> VaultError {
-    VaultError::BadRequest(msg)
-}
-
 /// A request body read field by field; remembers which fields were read so [`Fields::finish`] can refuse the rest.
 pub struct Fields<'a> {
     data: &'a Map<String, Value>,
@@ -57,11 +53,16 @@ impl<'a> Fields<'a> {
         self.raw(field).map(|v| string(v, field)).transpose()
     }
 
+    /// A string, `None` when absent, `null` or empty (Vault's framework reads an empty string as unset).
+    pub fn text(&mut self, field: &'a str) -> Result<Option<String>, VaultError> {
+        Ok(self.string(field)?.filter(|s| !s.is_empty()))
+    }
+
     /// A string that must be present and non-empty.
     pub fn required_string(&mut self, field: &'a str, hint: &str) -> Result<String, VaultError> {
         match self.string(field)? {
             Some(s) if !s.is_empty() => Ok(s),
-            _ => Err(bad(format!("field `{field}` is required{hint}"))),
+            _ => Err(VaultError::bad(format!("field `{field}` is required{hint}"))),
         }
     }
 
@@ -105,7 +106,7 @@ impl<'a> Fields<'a> {
             return Ok(());
         }
         let known: Vec<&str> = self.seen.iter().copied().collect();
-        Err(bad(format!(
+        Err(VaultError::bad(format!(
             "unknown field{} {}: this endpoint takes {}",
             if unknown.len() == 1 { "" } else { "s" },
             unknown.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
@@ -119,13 +120,13 @@ pub fn string(v: &Value, field: &str) -> Result<String, VaultError> {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
-        _ => Err(bad(format!("field `{field}` must be a string"))),
+        _ => Err(VaultError::bad(format!("field `{field}` must be a string"))),
     }
 }
 
 /// Go's `strconv.ParseBool` spellings, which Vault's framework accepts.
 pub fn boolean(v: &Value, field: &str) -> Result<bool, VaultError> {
-    let err = || bad(format!("field `{field}` must be true or false"));
+    let err = || VaultError::bad(format!("field `{field}` must be true or false"));
     match v {
         Value::Bool(b) => Ok(*b),
         Value::Number(n) => match n.as_u64() {
@@ -152,14 +153,14 @@ pub fn unsigned(v: &Value, field: &str) -> Result<u64, VaultError> {
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
-    .ok_or_else(|| bad(format!("field `{field}` must be a non-negative whole number")))
+    .ok_or_else(|| VaultError::bad(format!("field `{field}` must be a non-negative whole number")))
 }
 
 /// Seconds from a number or a duration string; units `ns`, `us`, `ms`, `s`, `m`, `h`, `d`, combinable (`1h30m`).
 /// Sub-second parts are truncated. At most [`MAX_DURATION_SECS`].
 pub fn duration(v: &Value, field: &str) -> Result<u64, VaultError> {
     let err = || {
-        bad(format!(
+        VaultError::bad(format!(
             "field `{field}` must be a duration such as \"30s\", \"1h30m\", \"7d\" or a number of seconds"
         ))
     };
@@ -169,7 +170,7 @@ pub fn duration(v: &Value, field: &str) -> Result<u64, VaultError> {
         _ => return Err(err()),
     };
     if secs > MAX_DURATION_SECS {
-        return Err(bad(format!(
+        return Err(VaultError::bad(format!(
             "field `{field}` is too long: at most {MAX_DURATION_SECS} seconds (100 years)"
         )));
     }
@@ -235,10 +236,10 @@ pub fn list(v: &Value, field: &str) -> Result<Vec<String>, VaultError> {
             .map(|v| match v {
                 Value::String(s) => Ok(s.clone()),
                 Value::Number(n) => Ok(n.to_string()),
-                _ => Err(bad(format!("field `{field}` must be a list of strings"))),
+                _ => Err(VaultError::bad(format!("field `{field}` must be a list of strings"))),
             })
             .collect(),
-        _ => Err(bad(format!(
+        _ => Err(VaultError::bad(format!(
             "field `{field}` must be a list of strings or one comma-separated string"
         ))),
     }
@@ -246,7 +247,7 @@ pub fn list(v: &Value, field: &str) -> Result<Vec<String>, VaultError> {
 
 pub fn object(v: &Value, field: &str) -> Result<Map<String, Value>, VaultError> {
     let err = || {
-        bad(format!(
+        VaultError::bad(format!(
             "field `{field}` must be an object, or a JSON object in a string such as '{{\"key\":\"value\"}}'"
         ))
     };
@@ -268,7 +269,9 @@ pub fn string_map(v: &Value, field: &str) -> Result<BTreeMap<String, String>, Va
             Value::String(s) => Ok((k, s)),
             Value::Number(n) => Ok((k, n.to_string())),
             Value::Bool(b) => Ok((k, b.to_string())),
-            _ => Err(bad(format!("field `{field}`: the value of `{k}` must be a string"))),
+            _ => Err(VaultError::bad(format!(
+                "field `{field}`: the value of `{k}` must be a string"
+            ))),
         })
         .collect()
 }

@@ -3,7 +3,10 @@
 //! token. Accessors identify a token for lookup and revocation without granting anything.
 //!
 //! Layout in the barrier: `sys/token/id/<hash>` (the entry), `sys/token/accessor/<hash(accessor)>` (→ token hash),
-//! `sys/token/parent/<parent hash>/<child hash>` (the tree that revoking a parent walks).
+//! `sys/token/parent/<parent hash>/<child hash>` (the tree that revoking a parent walks), `sys/token/lease/<hash>/<lease>`
+//! (the leases revoked with the token). Its HTTP endpoints are in [`endpoints`].
+
+pub mod endpoints;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
