@@ -1,0 +1,225 @@
+//! Initialising, unsealing and sealing: the root key comes from the seal (HSM, dev key) or from enough Shamir
+//! shares, unwraps the keyring, and [`Core::load`] rebuilds the unsealed state from the barrier.
+
+use std::sync::{Arc, RwLock};
+
+use leakstop_seal::{KeySeal, Seal, SealKind, Zeroizing};
+
+use super::*;
+use crate::VaultError;
+use crate::audit::{DeviceConfig, HmacKey};
+use crate::barrier::Barrier;
+use crate::policy::{DEFAULT_POLICY, Policy};
+use crate::token::{TokenRequest, TokenStore};
+
+impl Core {
+    pub fn seal_config(&self) -> Result<Option<SealConfigRecord>, VaultError> {
+        match self.storage.get(SEAL_CONFIG_PATH)? {
+            None => Ok(None),
+            Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
+        }
+    }
+
+    pub fn is_initialized(&self) -> Result<bool, VaultError> {
+        Ok(self.seal_config()?.is_some())
+    }
+
+    pub fn unseal_progress(&self) -> usize {
+        self.unseal_shares.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// `sys/init`. Shamir: returns the shares (the server stays sealed). Auto seals: unseals at once.
+    /// Returns (unseal key shares, root token).
+    pub async fn init(
+        self: &Arc<Self>,
+        shares: u8,
+        threshold: u8,
+        root_token_id: Option<String>,
+    ) -> Result<(Vec<Zeroizing<Vec<u8>>>, String), VaultError> {
+        if self.is_initialized()? {
+            return Err(VaultError::BadRequest("Vault is already initialized".into()));
+        }
+        // `init` is a request of its own: one clock reading for everything it creates.
+        let now = crate::engine::unix_seconds(std::time::SystemTime::now());
+        let root_key = leakstop_seal::generate_key();
+        let (seal, key_shares, cfg): (Arc<dyn Seal>, _, _) = match &self.auto_seal {
+            Some(s) => (
+                s.clone(),
+                vec![],
+                SealConfigRecord {
+                    kind: s.kind(),
+                    secret_shares: 0,
+                    secret_threshold: 0,
+                },
+            ),
+            None => {
+                if shares == 0 || threshold == 0 || threshold > shares {
+                    return Err(VaultError::BadRequest(format!(
+                        "invalid seal configuration: secret_threshold ({threshold}) must be between 1 and secret_shares ({shares})"
+                    )));
+                }
+                let unseal_key = leakstop_seal::generate_key();
+                let parts = leakstop_seal::shamir::split(&unseal_key, shares, threshold)
+                    .map_err(|e| VaultError::BadRequest(e.to_string()))?;
+                let seal = KeySeal::new(unseal_key).map_err(|e| VaultError::Internal(e.to_string()))?;
+                (
+                    Arc::new(seal),
+                    parts,
+                    SealConfigRecord {
+                        kind: SealKind::Shamir,
+                        secret_shares: shares,
+                        secret_threshold: threshold,
+                    },
+                )
+            }
+        };
+        let wrapped = seal
+            .wrap_root_key(&root_key)
+            .map_err(|e| VaultError::Internal(e.to_string()))?;
+        let barrier = Arc::new(Barrier::initialize(self.storage.clone(), &root_key, now)?);
+        let state = self.load(barrier.clone()).await?;
+        state.put_policy(Policy::parse("default", DEFAULT_POLICY)?)?;
+        let (root, _) = state.tokens.create(
+            TokenRequest {
+                id: root_token_id,
+                policies: vec!["root".into()],
+                display_name: "root".into(),
+                path: "auth/token/root".into(),
+                ..Default::default()
+            },
+            now,
+        )?;
+        self.storage.put(ROOT_KEY_PATH, &wrapped)?;
+        // Written last: a crash before this point leaves an uninitialized server, not a half-initialized one.
+        self.storage.put(SEAL_CONFIG_PATH, &serde_json::to_vec(&cfg)?)?;
+        if self.auto_seal.is_some() {
+            *self.state.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
+        } else {
+            self.audit_disable_all();
+        }
+        Ok((key_shares, root))
+    }
+
+    /// Unseal with the auto seal (pkcs11, dev). Errors say why (wrong PIN, missing key, tampered blob).
+    pub async fn auto_unseal(self: &Arc<Self>) -> Result<(), VaultError> {
+        let seal = self.auto_seal.clone().ok_or_else(|| {
+            VaultError::BadRequest("this server uses Shamir unseal keys: submit them to sys/unseal".into())
+        })?;
+        self.unseal_with(seal.as_ref()).await
+    }
+
+    async fn unseal_with(self: &Arc<Self>, seal: &dyn Seal) -> Result<(), VaultError> {
+        let wrapped = self.storage.get(ROOT_KEY_PATH)?.ok_or(VaultError::NotInitialized)?;
+        let root_key = seal
+            .unwrap_root_key(&wrapped)
+            .map_err(|e| VaultError::BadRequest(e.to_string()))?;
+        let barrier = Arc::new(Barrier::unseal(self.storage.clone(), &root_key)?);
+        let state = self.load(barrier).await?;
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
+        Ok(())
+    }
+
+    /// `sys/unseal`: add one Shamir share; unseals when the threshold is reached.
+    pub async fn submit_unseal_key(self: &Arc<Self>, share: Zeroizing<Vec<u8>>) -> Result<(), VaultError> {
+        if !self.is_sealed() {
+            return Ok(());
+        }
+        let cfg = self.seal_config()?.ok_or(VaultError::NotInitialized)?;
+        if self.auto_seal.is_some() {
+            return self.auto_unseal().await;
+        }
+        leakstop_seal::shamir::check_unseal_share(&share, cfg.secret_threshold)
+            .map_err(|e| VaultError::BadRequest(e.to_string()))?;
+        let ready = {
+            let mut shares = self.unseal_shares.lock().unwrap_or_else(|e| e.into_inner());
+            if !shares.contains(&*share) {
+                shares.push(share.to_vec());
+            }
+            (shares.len() >= cfg.secret_threshold as usize).then(|| std::mem::take(&mut *shares))
+        };
+        let Some(shares) = ready else { return Ok(()) };
+        let seal = KeySeal::from_shares(&shares).map_err(|e| VaultError::BadRequest(e.to_string()))?;
+        self.unseal_with(&seal).await.map_err(|e| match e {
+            VaultError::BadRequest(_) | VaultError::Integrity(_) => VaultError::BadRequest(
+                "the unseal keys did not decrypt the root key: they belong to another init, or one is mistyped".into(),
+            ),
+            e => e,
+        })
+    }
+
+    pub fn reset_unseal(&self) {
+        self.unseal_shares.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// `sys/seal`: drop every key from memory.
+    pub fn seal(&self) {
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.audit_disable_all();
+    }
+
+    fn audit_disable_all(&self) {
+        for d in self.audit.configs() {
+            let _ = self.audit.disable(&d.path);
+        }
+    }
+
+    /// Build the unsealed state from the barrier: mounts, auth methods, audit devices and their HMAC key.
+    async fn load(self: &Arc<Self>, barrier: Arc<Barrier>) -> Result<Arc<Unsealed>, VaultError> {
+        let tokens = TokenStore::open(barrier.clone())?;
+        let key = match barrier.get(AUDIT_KEY_PATH)? {
+            Some(k) => HmacKey::new(k.to_vec()),
+            None => {
+                let k = HmacKey::generate();
+                barrier.put(AUDIT_KEY_PATH, k.as_bytes())?;
+                k
+            }
+        };
+        self.audit.set_key(key);
+        let state = Arc::new(Unsealed {
+            barrier: barrier.clone(),
+            tokens,
+            mounts: RwLock::default(),
+            auth: RwLock::default(),
+            policies: RwLock::default(),
+            write_locks: (0..WRITE_STRIPES).map(|_| Arc::default()).collect(),
+            sys_lock: Arc::default(),
+        });
+        let mounts: Vec<MountEntry> = barrier.get_json(MOUNTS_PATH)?.unwrap_or_default();
+        let mut live = Vec::new();
+        for e in mounts {
+            live.push(Mount {
+                backend: self.build(&e, false)?,
+                entry: Arc::new(e),
+            });
+        }
+        *state.mounts.write().unwrap_or_else(|e| e.into_inner()) = live;
+        let auths: Vec<MountEntry> = barrier.get_json(AUTH_PATH)?.unwrap_or_default();
+        let mut live = Vec::new();
+        for e in auths {
+            live.push(Mount {
+                backend: self.build(&e, true)?,
+                entry: Arc::new(e),
+            });
+        }
+        *state.auth.write().unwrap_or_else(|e| e.into_inner()) = live;
+        let mut devices: Vec<DeviceConfig> = barrier.get_json(AUDIT_PATH)?.unwrap_or_default();
+        for d in &self.options.audit_devices {
+            if !devices.iter().any(|x| x.path == d.path) {
+                devices.push(d.clone());
+            }
+        }
+        for d in devices {
+            if self.audit.configs().iter().any(|x| x.path == d.path) {
+                continue;
+            }
+            let path = d.path.clone();
+            if let Err(e) = self.audit.enable(d).await {
+                // Vault refuses to unseal when a configured device cannot start: serving unaudited is worse.
+                return Err(VaultError::Internal(format!(
+                    "audit device `{path}` could not start: {e}"
+                )));
+            }
+        }
+        Ok(state)
+    }
+}
