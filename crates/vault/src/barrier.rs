@@ -83,23 +83,25 @@ fn seal_bytes(cipher: &Aes256Gcm, term: u32, path: &str, plain: &[u8]) -> Result
     Ok(out)
 }
 
-fn split_entry(path: &str, blob: &[u8]) -> Result<(u32, [u8; 12]), VaultError> {
-    if blob.len() < HEADER + 16 || blob[0] != ENTRY_VERSION {
-        return Err(VaultError::Integrity(path.into()));
+/// The entry's term and nonce, and its ciphertext.
+fn split_entry<'b>(path: &str, blob: &'b [u8]) -> Result<(u32, [u8; 12], &'b [u8]), VaultError> {
+    let bad = || VaultError::Integrity(path.into());
+    let (&version, rest) = blob.split_first().ok_or_else(bad)?;
+    let (term, rest) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+    let (nonce, ct) = rest.split_first_chunk::<12>().ok_or_else(bad)?;
+    if version != ENTRY_VERSION || ct.len() < 16 {
+        return Err(bad());
     }
-    let term = u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]);
-    let mut nonce = [0u8; 12];
-    nonce.copy_from_slice(&blob[5..HEADER]);
-    Ok((term, nonce))
+    Ok((u32::from_be_bytes(*term), *nonce, ct))
 }
 
 fn open_bytes(cipher: &Aes256Gcm, path: &str, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-    let (_, nonce) = split_entry(path, blob)?;
+    let (_, nonce, ct) = split_entry(path, blob)?;
     cipher
         .decrypt(
             Nonce::from_slice(&nonce),
             Payload {
-                msg: &blob[HEADER..],
+                msg: ct,
                 aad: path.as_bytes(),
             },
         )
@@ -286,21 +288,24 @@ impl Barrier {
 
     pub fn key_status(&self) -> KeyStatus {
         let ring = self.keyring.read().unwrap_or_else(|e| e.into_inner());
-        let t = &ring.terms[&ring.active];
         KeyStatus {
             term: ring.active,
-            installed: t.installed,
+            installed: ring.terms.get(&ring.active).map_or(0, |t| t.installed),
             encryptions_hint: 0,
         }
     }
 
     pub fn encrypt(&self, path: &str, plain: &[u8]) -> Result<Vec<u8>, VaultError> {
         let ring = self.keyring.read().unwrap_or_else(|e| e.into_inner());
-        seal_bytes(&ring.terms[&ring.active].cipher, ring.active, path, plain)
+        let term = ring
+            .terms
+            .get(&ring.active)
+            .ok_or_else(|| VaultError::Internal("the keyring has no active term".into()))?;
+        seal_bytes(&term.cipher, ring.active, path, plain)
     }
 
     pub fn decrypt(&self, path: &str, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-        let (term, _) = split_entry(path, blob)?;
+        let (term, _, _) = split_entry(path, blob)?;
         let ring = self.keyring.read().unwrap_or_else(|e| e.into_inner());
         let t = ring
             .terms

@@ -5,6 +5,10 @@
 //! an engine ([`engines`]) → [`barrier`] (AES-256-GCM with the storage path as AAD, keyring under the root key) →
 //! `leakstop_storage`. The root key is wrapped by a `leakstop_seal` seal (PKCS#11 HSM, Shamir shares or dev).
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
 
 pub mod audit;
 pub mod barrier;

@@ -104,7 +104,7 @@ pub fn own_hash(key: &ChainKey, line: &[u8]) -> Result<String, &'static str> {
                     chains, or forged) cannot be trusted",
         );
     }
-    if key.digest(&line[..at]) != claimed {
+    if key.digest(line.get(..at).unwrap_or_default()) != claimed {
         return Err(
             "the line was edited: its content no longer matches its `hash` under the chain key (or the \
                     key is not this log's)",
@@ -152,7 +152,11 @@ pub fn verify(key: &ChainKey, mut r: impl BufRead, pins: Pins<'_>) -> io::Result
         line_no += 1;
         let broken = |reason: String| Ok(Verdict::Broken { line: line_no, reason });
         let complete = buf.last() == Some(&b'\n');
-        let line = if complete { &buf[..buf.len() - 1] } else { &buf[..] };
+        let line = if complete {
+            buf.strip_suffix(b"\n").unwrap_or(&buf)
+        } else {
+            &buf[..]
+        };
         let value = serde_json::from_slice::<serde_json::Value>(line).ok();
         let found = value.as_ref().and_then(|v| v.get("prev_hash")).and_then(|v| v.as_str());
         if line_no == 1 && (found.is_none() || claimed_hash(line).is_none()) {

@@ -366,9 +366,13 @@ fn last_line(file: &mut File, len: u64) -> io::Result<Option<(Vec<u8>, bool)>> {
         let mut tail = Vec::new();
         file.read_to_end(&mut tail)?;
         let complete = tail.last() == Some(&b'\n');
-        let body = if complete { &tail[..tail.len() - 1] } else { &tail[..] };
+        let body = if complete {
+            tail.strip_suffix(b"\n").unwrap_or(&tail)
+        } else {
+            &tail[..]
+        };
         match body.iter().rposition(|b| *b == b'\n') {
-            Some(i) => return Ok(Some((body[i + 1..].to_vec(), complete))),
+            Some(i) => return Ok(Some((body.get(i + 1..).unwrap_or_default().to_vec(), complete))),
             None if start == 0 => return Ok(Some((body.to_vec(), complete))),
             None => back *= 4,
         }

@@ -73,7 +73,9 @@ pub(crate) async fn handle(c: &SysCall<'_>, rest: &str, fx: &mut Effects) -> Res
                 .ok_or_else(|| VaultError::bad("invalid accessor"))?;
             let e = st.tokens.renew(&e.hash, increment()?, now)?;
             let mut auth = e.auth_json("", now);
-            auth["client_token"] = json!("");
+            if let Some(a) = auth.as_object_mut() {
+                a.insert("client_token".into(), json!(""));
+            }
             Ok(Reply {
                 auth: Some(auth),
                 ..Default::default()

@@ -159,7 +159,8 @@ impl GithubBackend {
                         }
                         _ => gh_failure(&cfg.base_url, "look up the App's installation", &e),
                     })?;
-                inst["id"]
+                inst.get("id")
+                    .unwrap_or(&Value::Null)
                     .as_u64()
                     .ok_or_else(|| Upstream("the GitHub API answered an installation without an id".into()))?
             }
@@ -172,19 +173,23 @@ impl GithubBackend {
             )
             .await
             .map_err(|e| gh_failure(&cfg.base_url, "create the installation token", &e))?;
-        let token = tok["token"]
+        let token = tok
+            .get("token")
+            .unwrap_or(&Value::Null)
             .as_str()
             .ok_or_else(|| Upstream("the GitHub API answered without a token".into()))?;
         let ttl = role.ttl.clamp(1, GITHUB_TOKEN_LIFETIME);
-        let repos: Vec<Value> = tok["repositories"]
+        let repos: Vec<Value> = tok
+            .get("repositories")
+            .unwrap_or(&Value::Null)
             .as_array()
             .map(|a| a.iter().map(|r| r["full_name"].clone()).collect())
             .unwrap_or_default();
         Ok(LogicalResponse {
             data: Some(json!({
                 "token": token,
-                "expires_at": tok["expires_at"],
-                "permissions": tok["permissions"],
+                "expires_at": tok.get("expires_at").unwrap_or(&Value::Null),
+                "permissions": tok.get("permissions").unwrap_or(&Value::Null),
                 "repositories": repos,
                 "installation_id": installation_id,
             })),
@@ -328,7 +333,12 @@ impl Backend for GithubBackend {
 
     fn revoke<'a>(&'a self, lease: &'a Lease, store: &'a dyn Store) -> BackendFuture<'a, ()> {
         Box::pin(async move {
-            let token = lease.internal["token"].as_str().unwrap_or_default();
+            let token = lease
+                .internal
+                .get("token")
+                .unwrap_or(&Value::Null)
+                .as_str()
+                .unwrap_or_default();
             let cfg = self.config(store).await?;
             let gh = Self::client(&cfg.base_url)?
                 .personal_token(token.to_string())

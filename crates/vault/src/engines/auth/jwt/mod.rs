@@ -1045,15 +1045,18 @@ impl Backend for JwtBackend {
                     RoleOp::List => roles::list(store).await,
                     RoleOp::Read(name) => {
                         let role = self.role(store, name).await?.ok_or(VaultError::NotFound)?;
-                        let mut v = serde_json::to_value(&role)?;
-                        v["policies"] = json!(role.token_policies);
+                        let mut v = match serde_json::to_value(&role)? {
+                            Value::Object(m) => m,
+                            _ => Map::new(),
+                        };
+                        v.insert("policies".into(), json!(role.token_policies));
                         // What Vault reports for the fields this method accepts only empty, so a role read
                         // back can be written back unchanged.
-                        v["allowed_redirect_uris"] = json!([]);
-                        v["oidc_scopes"] = json!([]);
-                        v["token_bound_cidrs"] = json!([]);
-                        v["verbose_oidc_logging"] = json!(false);
-                        Ok(LogicalResponse::data(v))
+                        v.insert("allowed_redirect_uris".into(), json!([]));
+                        v.insert("oidc_scopes".into(), json!([]));
+                        v.insert("token_bound_cidrs".into(), json!([]));
+                        v.insert("verbose_oidc_logging".into(), json!(false));
+                        Ok(LogicalResponse::data(Value::Object(v)))
                     }
                     RoleOp::Write(name) => {
                         self.write_role(name, &req.data, store).await?;

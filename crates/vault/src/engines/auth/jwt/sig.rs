@@ -1,181 +1,102 @@
-//! JWT signature verification with ring (RSA PKCS#1 v1.5 and PSS, ECDSA P-256/P-384): keys from a JWKS entry or a
-//! PEM public key (SPKI, or PKCS#1 for RSA). Logins are dominated by this check, and ring's is several times
-//! faster than a pure-Rust bignum implementation.
+//! JWT signature verification through `jsonwebtoken`: keys from a JWKS entry or a PEM public key (SPKI, or PKCS#1
+//! for RSA), for RSA (PKCS#1 v1.5 and PSS) and ECDSA P-256/P-384. The claims are checked by the caller, against
+//! the role and the request's clock, so only the signature and the header's `alg` are checked here.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
-use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
-use ring::signature::{self, UnparsedPublicKey};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-/// A public key ready to verify with.
-#[derive(Debug, Clone)]
-pub enum VerifyKey {
-    /// RSA as modulus and exponent (big-endian).
-    RsaParts { n: Vec<u8>, e: Vec<u8> },
-    /// RSA as a PKCS#1 `RSAPublicKey` DER.
-    RsaDer(Vec<u8>),
-    /// An EC point (uncompressed `04 || x || y`) and whether it is P-384 (else P-256).
-    Ec { point: Vec<u8>, p384: bool },
+/// Which algorithms a key can verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Rsa,
+    /// An EC key whose curve is known (from a JWK, or a PEM that loaded as EC).
+    P256,
+    P384,
+    /// An EC key from PEM: the curve is checked by the verification itself.
+    Ec,
 }
 
-const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+/// A public key ready to verify with.
+#[derive(Clone)]
+pub struct VerifyKey {
+    key: DecodingKey,
+    family: Family,
+}
 
-/// One DER TLV: (tag, contents, rest).
-fn tlv(d: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, d) = d.split_first()?;
-    let (&l0, mut d) = d.split_first()?;
-    let len = if l0 < 0x80 {
-        l0 as usize
-    } else {
-        let n = (l0 & 0x7f) as usize;
-        if n == 0 || n > 4 || d.len() < n {
-            return None;
-        }
-        let len = d[..n].iter().fold(0usize, |a, b| (a << 8) | *b as usize);
-        d = &d[n..];
-        len
-    };
-    (d.len() >= len).then(|| (tag, &d[..len], &d[len..]))
+// Public keys only, but DecodingKey has no Debug: show which family, not the key material.
+impl std::fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyKey")
+            .field("family", &self.family)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VerifyKey {
     pub fn from_jwk(jwk: &Jwk) -> Result<VerifyKey, String> {
-        let dec = |s: &str| {
-            B64URL
-                .decode(s.trim_end_matches('='))
-                .map_err(|e| format!("bad base64url in JWK: {e}"))
+        let family = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Family::Rsa,
+            AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+                EllipticCurve::P256 => Family::P256,
+                EllipticCurve::P384 => Family::P384,
+                _ => return Err("only the P-256 and P-384 curves are supported".into()),
+            },
+            _ => return Err("only RSA and EC keys are supported".into()),
         };
-        match &jwk.algorithm {
-            AlgorithmParameters::RSA(r) => Ok(VerifyKey::RsaParts {
-                n: dec(&r.n)?,
-                e: dec(&r.e)?,
-            }),
-            AlgorithmParameters::EllipticCurve(ec) => {
-                let (x, y) = (dec(&ec.x)?, dec(&ec.y)?);
-                let p384 = matches!(ec.curve, jsonwebtoken::jwk::EllipticCurve::P384);
-                let mut point = vec![4u8];
-                point.extend_from_slice(&x);
-                point.extend_from_slice(&y);
-                Ok(VerifyKey::Ec { point, p384 })
-            }
-            _ => Err("only RSA and EC keys are supported".into()),
-        }
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable JWK: {e}"))?;
+        Ok(VerifyKey { key, family })
     }
 
     /// A PEM public key: `PUBLIC KEY` (SPKI, RSA or EC) or `RSA PUBLIC KEY` (PKCS#1).
     pub fn from_pem(pem: &str) -> Result<VerifyKey, String> {
-        let begin = pem.find("-----BEGIN ").ok_or("not PEM: no BEGIN line")?;
-        let label_end = pem[begin + 11..].find("-----").ok_or("not PEM: bad BEGIN line")? + begin + 11;
-        let label = &pem[begin + 11..label_end];
-        let body_start = label_end + 5;
-        let end = pem[body_start..].find("-----END").ok_or("not PEM: no END line")? + body_start;
-        let b64: String = pem[body_start..end].chars().filter(|c| !c.is_whitespace()).collect();
-        let der = B64.decode(b64).map_err(|e| format!("PEM body is not base64: {e}"))?;
-        match label {
-            "RSA PUBLIC KEY" => Ok(VerifyKey::RsaDer(der)),
-            "PUBLIC KEY" => {
-                let bad = || "malformed SubjectPublicKeyInfo".to_string();
-                let (_, spki, _) = tlv(&der).ok_or_else(bad)?;
-                let (_, alg, rest) = tlv(spki).ok_or_else(bad)?;
-                let (_, oid, params) = tlv(alg).ok_or_else(bad)?;
-                let (tag, bits, _) = tlv(rest).ok_or_else(bad)?;
-                if tag != 0x03 || bits.first() != Some(&0) {
-                    return Err(bad());
-                }
-                let key = bits[1..].to_vec();
-                if oid == OID_RSA {
-                    Ok(VerifyKey::RsaDer(key))
-                } else if oid == OID_EC {
-                    let curve = tlv(params).map(|(_, c, _)| c).unwrap_or_default();
-                    Ok(VerifyKey::Ec {
-                        point: key,
-                        p384: curve == OID_P384,
-                    })
-                } else {
-                    Err("unsupported public key algorithm (use RSA or EC P-256/P-384)".into())
-                }
-            }
-            other => Err(format!("PEM block {other:?} is not a public key")),
+        if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
+            return Ok(VerifyKey {
+                key,
+                family: Family::Rsa,
+            });
         }
-    }
-
-    /// Verify `sig` over `msg` for `alg`; false for a mismatch of key type and algorithm.
-    pub fn verify(&self, alg: Algorithm, msg: &[u8], sig: &[u8]) -> bool {
-        let rsa: Option<&'static signature::RsaParameters> = match alg {
-            Algorithm::RS256 => Some(&signature::RSA_PKCS1_2048_8192_SHA256),
-            Algorithm::RS384 => Some(&signature::RSA_PKCS1_2048_8192_SHA384),
-            Algorithm::RS512 => Some(&signature::RSA_PKCS1_2048_8192_SHA512),
-            Algorithm::PS256 => Some(&signature::RSA_PSS_2048_8192_SHA256),
-            Algorithm::PS384 => Some(&signature::RSA_PSS_2048_8192_SHA384),
-            Algorithm::PS512 => Some(&signature::RSA_PSS_2048_8192_SHA512),
-            _ => None,
-        };
-        match (self, rsa, alg) {
-            (VerifyKey::RsaParts { n, e }, Some(params), _) => signature::RsaPublicKeyComponents { n, e }
-                .verify(params, msg, sig)
-                .is_ok(),
-            (VerifyKey::RsaDer(der), Some(params), _) => UnparsedPublicKey::new(params, der).verify(msg, sig).is_ok(),
-            (VerifyKey::Ec { point, p384: false }, None, Algorithm::ES256) => {
-                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(msg, sig)
-                    .is_ok()
-            }
-            (VerifyKey::Ec { point, p384: true }, None, Algorithm::ES384) => {
-                UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
-                    .verify(msg, sig)
-                    .is_ok()
-            }
-            _ => false,
-        }
+        DecodingKey::from_ec_pem(pem.as_bytes())
+            .map(|key| VerifyKey {
+                key,
+                family: Family::Ec,
+            })
+            .map_err(|e| format!("not an RSA or EC public key in PEM: {e}"))
     }
 
     /// Does this key type go with `alg` at all?
     pub fn fits(&self, alg: Algorithm) -> bool {
-        match self {
-            VerifyKey::RsaParts { .. } | VerifyKey::RsaDer(_) => {
-                matches!(
-                    alg,
-                    Algorithm::RS256
-                        | Algorithm::RS384
-                        | Algorithm::RS512
-                        | Algorithm::PS256
-                        | Algorithm::PS384
-                        | Algorithm::PS512
-                )
-            }
-            VerifyKey::Ec { p384, .. } => matches!((alg, p384), (Algorithm::ES256, false) | (Algorithm::ES384, true)),
+        use Algorithm::*;
+        match self.family {
+            Family::Rsa => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
+            Family::P256 => alg == ES256,
+            Family::P384 => alg == ES384,
+            Family::Ec => matches!(alg, ES256 | ES384),
         }
     }
 }
 
-/// Check the signature of a compact JWS and return its claims. Each part must be canonical unpadded base64url
-/// (RFC 7515): a token is accepted in exactly one spelling.
+/// Check the signature of a compact JWS whose header says `alg` and return its claims. Each part must be canonical
+/// unpadded base64url (RFC 7515): a token is accepted in exactly one spelling.
 pub fn verify_jwt(jwt: &str, key: &VerifyKey, alg: Algorithm) -> Result<Map<String, Value>, String> {
-    let mut parts = jwt.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err("the jwt is malformed: expected three dot-separated parts".into());
-    };
-    if B64URL.decode(h).is_err() {
-        return Err("the header is not unpadded base64url".into());
+    if !key.fits(alg) {
+        return Err("the key does not fit the token's algorithm".into());
     }
-    let sig = B64URL
-        .decode(s)
-        .map_err(|_| "the signature is not unpadded base64url".to_string())?;
-    if !key.verify(alg, &jwt.as_bytes()[..h.len() + 1 + p.len()], &sig) {
-        return Err("InvalidSignature".into());
-    }
-    let payload = B64URL
-        .decode(p)
-        .map_err(|_| "the payload is not unpadded base64url".to_string())?;
-    serde_json::from_slice(&payload).map_err(|e| format!("the payload is not a JSON object: {e}"))
+    let mut v = Validation::new(alg);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    jsonwebtoken::decode::<Map<String, Value>>(jwt, &key.key, &v)
+        .map(|d| d.claims)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+
     use super::*;
     use ring::rand::SystemRandom;
     use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
@@ -185,10 +106,13 @@ mod tests {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
-        let key = VerifyKey::Ec {
-            point: pair.public_key().as_ref().to_vec(),
-            p384: false,
-        };
+        let (x, y) = pair.public_key().as_ref()[1..].split_at(32);
+        let jwk: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "EC", "crv": "P-256", "x": B64URL.encode(x), "y": B64URL.encode(y),
+        }))
+        .unwrap();
+        let key = VerifyKey::from_jwk(&jwk).unwrap();
+        assert!(key.fits(Algorithm::ES256) && !key.fits(Algorithm::ES384) && !key.fits(Algorithm::RS256));
         let h = B64URL.encode(br#"{"alg":"ES256","typ":"JWT"}"#);
         let p = B64URL.encode(br#"{"sub":"ci","exp":4102444800}"#);
         let input = format!("{h}.{p}");
@@ -198,5 +122,24 @@ mod tests {
         // An ES256 signature is 64 bytes: padded base64url ends in `==`. Same bytes, another spelling: refused.
         assert!(verify_jwt(&format!("{jwt}=="), &key, Algorithm::ES256).is_err());
         assert!(verify_jwt(&format!("{jwt}="), &key, Algorithm::ES256).is_err());
+        // A token whose header names another algorithm than the one checked is refused.
+        let other = format!("{}.{p}.{sig}", B64URL.encode(br#"{"alg":"ES384","typ":"JWT"}"#));
+        assert!(verify_jwt(&other, &key, Algorithm::ES256).is_err());
+    }
+
+    #[test]
+    fn pem_keys_of_either_kind_load_and_garbage_does_not() {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        // SubjectPublicKeyInfo for a P-256 point: the fixed prefix of id-ecPublicKey + prime256v1, then the point.
+        let mut spki = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
+        spki.extend_from_slice(pair.public_key().as_ref());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&spki);
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n");
+        let key = VerifyKey::from_pem(&pem).unwrap();
+        assert!(key.fits(Algorithm::ES256));
+        assert!(VerifyKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").is_err());
+        assert!(VerifyKey::from_pem("not a key").is_err());
     }
 }
