@@ -24,6 +24,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::OwnedMutexGuard;
+use tracing::Instrument;
 use zeroize::Zeroizing;
 
 use crate::audit::{AuditAuth, AuditEntry, EntryKind};
@@ -241,7 +242,9 @@ impl Core {
                     (true, false) => Some(st.write_lock(&mount, &rest).await),
                     _ => None,
                 };
-                let lr = mount.backend.handle(&logical, &view).await?;
+                // The engine's own span: which mount and type answered, never the request's data.
+                let span = tracing::debug_span!("engine", mount = %mount.entry.path, kind = %mount.entry.kind);
+                let lr = mount.backend.handle(&logical, &view).instrument(span).await?;
                 let mut out = Outcome {
                     _guard: guard,
                     ..Default::default()
@@ -376,6 +379,7 @@ impl Core {
 
     /// A login's token, minted now (the engine never sees it): the token, its entry and the writes that create it
     /// (committed with the request's other writes).
+    #[tracing::instrument(name = "login", skip_all, fields(mount = %mount.path))]
     fn finish_login(
         &self,
         st: &Unsealed,

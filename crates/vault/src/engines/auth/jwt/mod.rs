@@ -994,25 +994,19 @@ fn claim_string(claims: &Map<String, Value>, name: &str) -> Option<String> {
     claim_at_or_name(claims, name).and_then(scalar_string)
 }
 
-/// `*` matches any run of characters (including `/`), everything else literally.
+/// Vault's bound-claim globs: `*` matches any run of characters (including `/`), everything else literally — so
+/// globset's other metacharacters (`?`, `[`, `{`) are escaped before the pattern is compiled.
 fn glob_match(pattern: &str, s: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
+    if !pattern.contains('*') {
         return pattern == s;
     }
-    let mut rest = s;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
-            rest = r;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            let Some(pos) = rest.find(part) else { return false };
-            rest = &rest[pos + part.len()..];
-        }
-    }
-    true
+    let escaped: Vec<String> = pattern.split('*').map(globset::escape).collect();
+    globset::GlobBuilder::new(&escaped.join("*"))
+        .literal_separator(false)
+        .backslash_escape(true)
+        .build()
+        .map(|g| g.compile_matcher().is_match(s))
+        .unwrap_or(false)
 }
 
 impl Backend for JwtBackend {
@@ -1347,5 +1341,8 @@ mod tests {
             "octo/app/.github/workflows/d.yml@refs/heads/main"
         ));
         assert!(!glob_match("octo-org/*", "evil-org/app"));
+        // Only `*` is special, as in Vault: `?` and brackets match themselves.
+        assert!(glob_match("repo?/[x]*", "repo?/[x]/main"));
+        assert!(!glob_match("repo?/[x]*", "repoA/x/main"));
     }
 }
