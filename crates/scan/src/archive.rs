@@ -307,11 +307,18 @@ impl<'s> Walker<'s> {
 
     /// A corrupt or unreadable part: a warning, unless the budget ran out (one warning for that, at the end).
     fn failed(&mut self, path: &str, e: &dyn std::fmt::Display) {
-        if !self.budget.spent.get() {
-            self.warn(
-                path,
-                format_args!("cannot read the archive: {e} (skipped; the rest was scanned)"),
-            );
+        if self.budget.spent.get() {
+            return;
+        }
+        let what = format!("cannot read the archive: {e} (skipped; the rest was scanned)");
+        // A broken stream fails the entry being read and then the archive around it: one warning, the innermost.
+        let repeated = self
+            .out
+            .warnings
+            .last()
+            .is_some_and(|w| w.starts_with(&format!("{path}!/")) && w.ends_with(&what));
+        if !repeated {
+            self.warn(path, what);
         }
     }
 
@@ -634,5 +641,315 @@ pub fn human(n: u64) -> String {
         format!("{} {}", v as u64, UNITS[u])
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::ScanOptions;
+
+    const RULES: &str = r#"
+[[rule]]
+id = "acme-key"
+description = "Acme API key"
+severity = "high"
+keywords = ["acme_"]
+regex = '''\b(?P<secret>acme_[0-9a-zA-Z]{24})\b'''
+examples = ["k = acme_Zq81LmXv0PaT4rWc9sYbN2Ke"]
+negative_examples = ["k = acme_short"]
+"#;
+    const KEY: &str = "acme_Zq81LmXv0PaT4rWc9sYbN2Ke";
+    const KEY2: &str = "acme_Hh52TrBn7QxWv3LpZk9Ys1Da";
+
+    fn scanner(archives: ArchiveOptions) -> Scanner {
+        let rules = leakstop_rules::RuleSet::from_toml_str(RULES, "test.toml").expect("rules");
+        Scanner::new(
+            rules,
+            ScanOptions {
+                archives,
+                ..ScanOptions::default()
+            },
+        )
+        .expect("scanner")
+    }
+
+    fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for (name, data) in files {
+            w.start_file(*name, opts).expect("zip entry");
+            w.write_all(data).expect("zip write");
+        }
+        w.finish().expect("zip finish").into_inner()
+    }
+
+    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, name, *data).expect("tar entry");
+        }
+        b.into_inner().expect("tar finish")
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).expect("gz");
+        e.finish().expect("gz finish")
+    }
+
+    fn paths(out: &Outcome) -> Vec<(String, u32)> {
+        out.findings.iter().map(|f| (f.path.clone(), f.line)).collect()
+    }
+
+    #[test]
+    fn a_jar_in_a_war_in_a_tar_gz_is_found_with_its_inner_path_and_line() {
+        let yml = format!("server:\n  port: 8080\n  key: {KEY}\n");
+        let jar = zip_of(&[("config/application.yml", yml.as_bytes())]);
+        let war = zip_of(&[("WEB-INF/lib/app.jar", &jar), ("index.html", b"<html></html>")]);
+        let tgz = gz(&tar_of(&[("app.war", &war)]));
+        let out = scanner(ArchiveOptions::default()).scan_archive_bytes(&tgz, "outer.tar.gz");
+        assert_eq!(
+            paths(&out),
+            vec![(
+                "outer.tar.gz!/app.war!/WEB-INF/lib/app.jar!/config/application.yml".to_string(),
+                3
+            )]
+        );
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        assert_eq!(out.files, 2, "the yml and the html");
+    }
+
+    #[test]
+    fn every_compression_format_is_opened_by_its_magic_bytes() {
+        let text = format!("first\nsecond {KEY}\n");
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        bz.write_all(text.as_bytes()).expect("bz2");
+        let bz = bz.finish().expect("bz2 finish");
+        let mut xz = lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::default()).expect("xz");
+        xz.write_all(text.as_bytes()).expect("xz write");
+        let xz = xz.finish().expect("xz finish");
+        let zst = ruzstd::encoding::compress_to_vec(text.as_bytes(), ruzstd::encoding::CompressionLevel::Fastest);
+        let s = scanner(ArchiveOptions::default());
+        for (name, data, inner) in [
+            ("a.env.gz", gz(text.as_bytes()), "a.env"),
+            ("a.env.bz2", bz, "a.env"),
+            ("a.env.xz", xz, "a.env"),
+            ("a.env.zst", zst, "a.env"),
+            // The suffix does not decide: a gzip named .txt is still opened.
+            ("renamed.txt", gz(text.as_bytes()), "renamed.txt.out"),
+        ] {
+            assert!(detect(&data).is_some(), "{name}");
+            let out = s.scan_archive_bytes(&data, name);
+            assert_eq!(paths(&out), vec![(format!("{name}!/{inner}"), 2)], "{name}");
+        }
+        // And a text file named .zip is not an archive.
+        assert_eq!(detect(format!("k = {KEY}\n").as_bytes()), None);
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_a_warning_and_shallower_files_are_still_found() {
+        let inner = zip_of(&[("deep.txt", format!("{KEY2}\n").as_bytes())]);
+        let mid = zip_of(&[("inner.zip", &inner), ("mid.txt", format!("{KEY}\n").as_bytes())]);
+        let outer = zip_of(&[("mid.zip", &mid)]);
+        let s = scanner(ArchiveOptions {
+            max_depth: 2,
+            ..ArchiveOptions::default()
+        });
+        let out = s.scan_archive_bytes(&outer, "outer.zip");
+        assert_eq!(paths(&out), vec![("outer.zip!/mid.zip!/mid.txt".to_string(), 1)]);
+        assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+        assert!(
+            out.warnings[0].contains("outer.zip!/mid.zip!/inner.zip"),
+            "{}",
+            out.warnings[0]
+        );
+        assert!(out.warnings[0].contains("--max-archive-depth 2"), "{}", out.warnings[0]);
+        let all = scanner(ArchiveOptions::default()).scan_archive_bytes(&outer, "outer.zip");
+        assert_eq!(all.findings.len(), 2);
+    }
+
+    #[test]
+    fn a_zip_bomb_entry_is_skipped_and_the_budget_stops_a_large_stream() {
+        // 8 MiB of zeros deflate about 1000:1.
+        let zeros = vec![0u8; 8 << 20];
+        let bomb = zip_of(&[("zeros.bin", &zeros), ("ok.txt", format!("{KEY}\n").as_bytes())]);
+        let out = scanner(ArchiveOptions::default()).scan_archive_bytes(&bomb, "bomb.zip");
+        assert_eq!(paths(&out), vec![("bomb.zip!/ok.txt".to_string(), 1)]);
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.contains("bomb.zip!/zeros.bin") && w.contains("zip bomb"))
+        );
+
+        // Text that compresses well but not suspiciously, over a 1 MiB budget: a warning naming the archive and
+        // the limit, and what came before the limit is still reported.
+        let mut text = format!("{KEY}\n");
+        let mut i = 0u64;
+        while text.len() < 3 << 20 {
+            text.push_str(&format!("line {i} value {}\n", i.wrapping_mul(2654435761) % 1000003));
+            i += 1;
+        }
+        let tgz = gz(&tar_of(&[
+            ("a.txt", format!("{KEY2}\n").as_bytes()),
+            ("big.log", text.as_bytes()),
+        ]));
+        let s = scanner(ArchiveOptions {
+            max_bytes: 1 << 20,
+            ..ArchiveOptions::default()
+        });
+        let out = s.scan_archive_bytes(&tgz, "logs.tgz");
+        assert_eq!(paths(&out), vec![("logs.tgz!/a.txt".to_string(), 1)]);
+        assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+        assert!(out.warnings[0].starts_with("logs.tgz: ") && out.warnings[0].contains("--max-archive-bytes"));
+        assert!(out.warnings[0].contains("1 MiB"), "{}", out.warnings[0]);
+    }
+
+    #[test]
+    fn a_corrupt_archive_is_a_warning_and_its_readable_part_is_scanned() {
+        // Incompressible content after a.txt, so cutting the stream in half leaves a.txt whole.
+        let mut noise = Vec::with_capacity(70_000);
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        while noise.len() < 70_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noise.push(b'a' + (x % 26) as u8);
+        }
+        let tgz = gz(&tar_of(&[("a.txt", format!("{KEY}\n").as_bytes()), ("b.txt", &noise)]));
+        let cut = &tgz[..tgz.len() / 2];
+        let out = scanner(ArchiveOptions::default()).scan_archive_bytes(cut, "cut.tar.gz");
+        assert_eq!(paths(&out), vec![("cut.tar.gz!/a.txt".to_string(), 1)]);
+        assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+        assert!(
+            out.warnings[0].contains("cannot read the archive"),
+            "{}",
+            out.warnings[0]
+        );
+
+        let mut junk = b"PK\x03\x04".to_vec();
+        junk.extend_from_slice(&[7u8; 100]);
+        let out = scanner(ArchiveOptions::default()).scan_archive_bytes(&junk, "junk.zip");
+        assert!(out.findings.is_empty());
+        assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    }
+
+    #[test]
+    fn notebook_cells_are_scanned_as_their_lines_not_as_json() {
+        let nb = serde_json::json!({
+            "nbformat": 4, "nbformat_minor": 5, "metadata": {},
+            "cells": [
+                { "cell_type": "markdown", "source": ["# Setup\n"], "metadata": {} },
+                { "cell_type": "code", "source": ["import acme\n", format!("client = acme.Client(\"{KEY}\")\n"), "client.ping()"],
+                  "metadata": {}, "execution_count": 1,
+                  "outputs": [{ "output_type": "execute_result", "execution_count": 1, "metadata": {},
+                                "data": { "text/plain": ["ok\n", format!("token={KEY2}")], "image/png": "iVBORw0KGgo=" } }] }
+            ]
+        });
+        let data = serde_json::to_vec_pretty(&nb).expect("json");
+        let out = scanner(ArchiveOptions::default())
+            .scan_notebook(&data, "nb.ipynb")
+            .expect("a notebook");
+        assert_eq!(
+            paths(&out),
+            vec![
+                ("nb.ipynb!/cell-2".to_string(), 2),
+                ("nb.ipynb!/cell-2/output-1".to_string(), 2)
+            ]
+        );
+        assert_eq!(out.findings[0].column, 23);
+        assert!(
+            scanner(ArchiveOptions::default())
+                .scan_notebook(b"{\"a\": 1}", "x.ipynb")
+                .is_none()
+        );
+    }
+
+    fn docker_save() -> Vec<u8> {
+        let base = tar_of(&[
+            ("app/.env", format!("API={KEY}\n").as_bytes()),
+            ("app/keep.txt", format!("\n{KEY2}\n").as_bytes()),
+        ]);
+        let upper = tar_of(&[("app/.wh..env", b""), ("app/new.txt", b"nothing\n")]);
+        let manifest = br#"[{"Config":"cfg.json","RepoTags":["x:1"],"Layers":["l1/layer.tar","l2/layer.tar"]}]"#;
+        tar_of(&[
+            ("l1/layer.tar", &base),
+            ("l2/layer.tar", &upper),
+            ("cfg.json", b"{}"),
+            ("manifest.json", manifest),
+        ])
+    }
+
+    #[test]
+    fn a_docker_save_tarball_reports_each_layer_and_marks_files_a_later_layer_deletes() {
+        let out = scanner(ArchiveOptions::default()).scan_archive_bytes(&docker_save(), "img.tar");
+        let got: Vec<(String, bool)> = out
+            .findings
+            .iter()
+            .map(|f| (f.path.clone(), f.tags.iter().any(|t| t == DELETED_TAG)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("img.tar!/l1/layer.tar!/app/.env".to_string(), true),
+                ("img.tar!/l1/layer.tar!/app/keep.txt".to_string(), false),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_oci_layout_with_gzipped_layers_and_an_opaque_directory_is_understood() {
+        let base = gz(&tar_of(&[("etc/app/secret.conf", format!("{KEY}\n").as_bytes())]));
+        let upper = gz(&tar_of(&[("etc/app/.wh..wh..opq", b"")]));
+        let manifest = br#"{"schemaVersion":2,"layers":[{"digest":"sha256:aaaa"},{"digest":"sha256:bbbb"}]}"#;
+        let index = br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:mmmm"}]}"#;
+        let image = tar_of(&[
+            ("oci-layout", b"{\"imageLayoutVersion\":\"1.0.0\"}"),
+            ("index.json", index),
+            ("blobs/sha256/mmmm", manifest),
+            ("blobs/sha256/aaaa", &base),
+            ("blobs/sha256/bbbb", &upper),
+        ]);
+        let out = scanner(ArchiveOptions::default()).scan_archive_bytes(&image, "oci.tar");
+        assert_eq!(out.findings.len(), 1);
+        assert_eq!(out.findings[0].path, "oci.tar!/blobs/sha256/aaaa!/etc/app/secret.conf");
+        assert!(out.findings[0].tags.iter().any(|t| t == DELETED_TAG));
+    }
+
+    #[test]
+    fn a_directory_walk_opens_archives_unless_told_not_to() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("bundle.zip"),
+            zip_of(&[("a.txt", format!("{KEY}\n").as_bytes())]),
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("plain.txt"), format!("x\n{KEY2}\n")).expect("write");
+        let summary = scanner(ArchiveOptions::default())
+            .scan_paths(&[dir.path().to_path_buf()])
+            .expect("scan");
+        let names: Vec<String> = summary
+            .findings
+            .iter()
+            .map(|f| {
+                f.path
+                    .replacen(&format!("{}/", crate::walk::display_path(dir.path())), "", 1)
+            })
+            .collect();
+        assert_eq!(names, vec!["bundle.zip!/a.txt", "plain.txt"]);
+        let off = scanner(ArchiveOptions {
+            enabled: false,
+            ..ArchiveOptions::default()
+        })
+        .scan_paths(&[dir.path().to_path_buf()])
+        .expect("scan");
+        assert_eq!(off.findings.len(), 1);
+        assert_eq!(off.skipped_binary, 1);
     }
 }
