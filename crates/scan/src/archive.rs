@@ -82,7 +82,12 @@ pub fn detect(head: &[u8]) -> Option<Kind> {
 
 /// Jupyter notebooks are decoded cell by cell instead of scanned as JSON text.
 pub fn is_notebook(path: &str) -> bool {
-    path.len() > 6 && path[path.len() - 6..].eq_ignore_ascii_case(".ipynb")
+    ends_with_ignore_case(path, ".ipynb")
+}
+
+/// `s` ends with the ASCII suffix `ext`, in any case (and is longer than it).
+fn ends_with_ignore_case(s: &str, ext: &str) -> bool {
+    s.len() > ext.len() && s.as_bytes()[s.len() - ext.len()..].eq_ignore_ascii_case(ext.as_bytes())
 }
 
 /// What scanning one top-level archive or notebook produced.
@@ -257,12 +262,12 @@ fn decompressed_name(name: &str) -> String {
     let base = name.rsplit("!/").next().unwrap_or(name);
     let base = base.rsplit('/').next().unwrap_or(base);
     for ext in [".gz", ".gzip", ".bz2", ".xz", ".zst", ".zstd"] {
-        if base.len() > ext.len() && base[base.len() - ext.len()..].eq_ignore_ascii_case(ext) {
+        if ends_with_ignore_case(base, ext) {
             return base[..base.len() - ext.len()].to_string();
         }
     }
     for (ext, to) in [(".tgz", ".tar"), (".tbz2", ".tar"), (".txz", ".tar")] {
-        if base.len() > ext.len() && base[base.len() - ext.len()..].eq_ignore_ascii_case(ext) {
+        if ends_with_ignore_case(base, ext) {
             return format!("{}{to}", &base[..base.len() - ext.len()]);
         }
     }
