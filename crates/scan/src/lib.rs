@@ -4,6 +4,7 @@
 //!
 //! Unsafe code (denied elsewhere): the SIMD keyword prefilter in `keywords` (x86-64 intrinsics).
 
+pub mod archive;
 pub mod baseline;
 mod chunks;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod secret;
 pub mod setup;
 pub mod walk;
 
+pub use archive::ArchiveOptions;
 pub use baseline::Baseline;
 pub use error::ScanError;
 pub use finding::{CommitInfo, Finding, Location, fingerprint};

@@ -109,6 +109,12 @@ fn write_text(findings: &[Finding], out: &mut dyn Write, opts: &ReportOptions) -
                 c.author_name, c.author_email, c.date, c.summary
             )?;
         }
+        if f.tags.iter().any(|t| t == crate::archive::DELETED_TAG) {
+            write!(
+                out,
+                "\n    deleted by a later image layer (still in the image: rotate it)"
+            )?;
+        }
         if f.in_head == Some(false) {
             write!(out, "\n    no longer at HEAD (still in history: rotate it)")?;
         }
@@ -220,7 +226,8 @@ pub fn sarif_uri(path: &str) -> String {
     }
     let mut out = String::with_capacity(p.len());
     for b in p.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+        // `!` kept: `outer.tar.gz!/app.jar!/x.yml` names a file inside an archive, as jar URLs do.
+        if b.is_ascii_alphanumeric() || b"-._~/!".contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -309,6 +316,11 @@ fn sarif(findings: &[Finding]) -> Value {
                         })
                         .collect::<Value>(),
                 );
+            }
+            if f.tags.iter().any(|t| t == crate::archive::DELETED_TAG) {
+                r.as_object_mut()
+                    .expect("object")
+                    .insert("properties".into(), json!({ "tags": [crate::archive::DELETED_TAG] }));
             }
             if let Some(c) = &f.commit {
                 r.as_object_mut().expect("object").insert(

@@ -39,6 +39,8 @@ pub struct ScanOptions {
     pub threads: usize,
     /// Known findings to drop (from `--baseline`, `.leakstopignore`, `.gitleaksignore`).
     pub baseline: Option<Baseline>,
+    /// Looking inside archives and compressed files found by a directory walk, and the limits on it.
+    pub archives: crate::archive::ArchiveOptions,
 }
 
 impl Default for ScanOptions {
@@ -51,6 +53,7 @@ impl Default for ScanOptions {
             no_ignore: false,
             threads: 0,
             baseline: None,
+            archives: crate::archive::ArchiveOptions::default(),
         }
     }
 }

@@ -37,6 +37,9 @@ pub struct ScanSummary {
     pub skipped_large: Vec<(String, u64)>,
     /// Files or directories that could not be read: (path, reason). The scan continued without them.
     pub errors: Vec<(String, String)>,
+    /// Archives and notebooks: limits hit, corrupt parts (one line each, naming the file). Not errors: the scan
+    /// went on.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Default)]
@@ -44,6 +47,7 @@ struct Shared {
     findings: Mutex<Vec<Finding>>,
     skipped_large: Mutex<Vec<(String, u64)>>,
     errors: Mutex<Vec<(String, String)>>,
+    warnings: Mutex<Vec<String>>,
     files: AtomicU64,
     bytes: AtomicU64,
     binary: AtomicU64,
@@ -111,6 +115,8 @@ impl Scanner {
         errors.sort();
         let mut skipped_large = shared.skipped_large.into_inner().expect("large lock");
         skipped_large.sort();
+        let mut warnings = shared.warnings.into_inner().expect("warnings lock");
+        warnings.sort();
         let files_scanned = shared.files.load(Ordering::Relaxed);
         let (skipped_ignored, skipped_ignored_dirs) = if self.opts.no_ignore {
             (0, 0)
@@ -135,6 +141,7 @@ impl Scanner {
             skipped_allowlisted: shared.allowlisted.load(Ordering::Relaxed),
             skipped_large,
             errors,
+            warnings,
         })
     }
 
@@ -149,6 +156,18 @@ impl Scanner {
         let data = match read_limited(path, self.opts.max_file_size) {
             Ok(Some(d)) => d,
             Ok(None) => {
+                // An archive over the limit is still opened: it is streamed, bounded by --max-archive-bytes.
+                if self.opts.archives.enabled && sniff_archive(path) {
+                    match self.scan_archive_file(path, &display) {
+                        Ok(out) => self.record(out, shared),
+                        Err(e) => shared
+                            .errors
+                            .lock()
+                            .expect("errors lock")
+                            .push((display, e.to_string())),
+                    }
+                    return;
+                }
                 let size = std::fs::metadata(path).map_or(0, |m| m.len());
                 shared.skipped_large.lock().expect("large lock").push((display, size));
                 return;
@@ -162,6 +181,18 @@ impl Scanner {
                 return;
             }
         };
+        // Only files whose first bytes say archive (or named .ipynb) take these paths: a few byte comparisons for
+        // every other file.
+        if self.opts.archives.enabled && crate::archive::detect(&data[..data.len().min(512)]).is_some() {
+            self.record(self.scan_archive_bytes(&data, &display), shared);
+            return;
+        }
+        if crate::archive::is_notebook(&display)
+            && let Some(out) = self.scan_notebook(&data, &display)
+        {
+            self.record(out, shared);
+            return;
+        }
         if !self.opts.include_binary && is_binary(&data) {
             shared.binary.fetch_add(1, Ordering::Relaxed);
             return;
@@ -173,6 +204,28 @@ impl Scanner {
             shared.findings.lock().expect("findings lock").extend(found);
         }
     }
+}
+
+impl Scanner {
+    fn record(&self, out: crate::archive::Outcome, shared: &Shared) {
+        shared.files.fetch_add(out.files, Ordering::Relaxed);
+        shared.bytes.fetch_add(out.bytes, Ordering::Relaxed);
+        shared.binary.fetch_add(out.binary, Ordering::Relaxed);
+        if !out.findings.is_empty() {
+            shared.findings.lock().expect("findings lock").extend(out.findings);
+        }
+        if !out.warnings.is_empty() {
+            shared.warnings.lock().expect("warnings lock").extend(out.warnings);
+        }
+    }
+}
+
+/// Whether the file at `path` starts like an archive (read only for files too large to read whole).
+fn sniff_archive(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(512);
+    std::fs::File::open(path).is_ok_and(|f| f.take(512).read_to_end(&mut head).is_ok())
+        && crate::archive::detect(&head).is_some()
 }
 
 /// What the ignore files left out, from a second walk without them that goes only into the directories the

@@ -40,6 +40,15 @@ pub struct ScanArgs {
     /// Skip files larger than this (bytes, or with a K/M/G suffix).
     #[arg(long, value_name = "SIZE", default_value = "100M", value_parser = parse_size)]
     pub max_file_size: u64,
+    /// Scan archives and compressed files (zip, jar, tar, gz, ...) as they are instead of looking inside them.
+    #[arg(long)]
+    pub no_archives: bool,
+    /// Open archives nested inside archives this many levels deep (a jar in a war in a tar.gz is 3).
+    #[arg(long, value_name = "N", default_value_t = leakstop_scan::archive::DEFAULT_MAX_DEPTH)]
+    pub max_archive_depth: u32,
+    /// Stop reading a top-level archive after this many decompressed bytes (K/M/G suffix), with a warning.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    pub max_archive_bytes: u64,
     /// Worker threads (0 = one per core).
     #[arg(long, short = 'j', default_value_t = 0)]
     pub threads: usize,
@@ -131,6 +140,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         include_binary: args.include_binary,
         no_ignore: args.no_ignore,
         threads: args.threads,
+        archives: leakstop_scan::ArchiveOptions {
+            enabled: !args.no_archives,
+            max_depth: args.max_archive_depth,
+            max_bytes: args.max_archive_bytes,
+        },
         ..ScanOptions::default()
     };
     let scanner = setup.scanner(opts)?;
@@ -249,6 +263,9 @@ fn finish(args: &ScanArgs, scanner: &Scanner, c: &mut Collected, started: Instan
                 "leakstop: note: skipped {path}: {size} is over --max-file-size {}; pass a larger --max-file-size to scan it",
                 human_size(args.max_file_size)
             );
+        }
+        for w in &s.warnings {
+            eprintln!("leakstop: warning: {w}");
         }
         for (path, reason) in &s.errors {
             eprintln!("leakstop: warning: could not read {path}: {reason} (skipped; the rest was scanned)");
