@@ -18,6 +18,7 @@ pub mod walk;
 pub use baseline::Baseline;
 pub use error::ScanError;
 pub use finding::{CommitInfo, Finding, Location, fingerprint};
+pub use leakstop_rules::Confidence;
 pub use scanner::{Candidate, INLINE_ALLOW_MARKERS, KeywordHit, ScanOptions, Scanner};
 pub use secret::Secret;
 pub use setup::{Setup, SetupRequest};

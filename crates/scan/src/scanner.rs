@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use leakstop_rules::{Rule, RuleMatch, RuleSet};
+use leakstop_rules::{Confidence, Rule, RuleMatch, RuleSet};
 
 use crate::baseline::Baseline;
 use crate::error::ScanError;
@@ -39,6 +39,8 @@ pub struct ScanOptions {
     pub threads: usize,
     /// Known findings to drop (from `--baseline`, `.leakstopignore`, `.gitleaksignore`).
     pub baseline: Option<Baseline>,
+    /// Report only findings at least this sure (`--min-confidence`, `[scan] min_confidence`); `None`: all.
+    pub min_confidence: Option<Confidence>,
 }
 
 impl Default for ScanOptions {
@@ -51,6 +53,7 @@ impl Default for ScanOptions {
             no_ignore: false,
             threads: 0,
             baseline: None,
+            min_confidence: None,
         }
     }
 }
@@ -490,6 +493,16 @@ impl Scanner {
                 rule.dropped(&c.secret, &format!("{path}:{}: {why}", c.line));
                 continue;
             }
+            // After the overlap and `requires` decisions, so hiding a weak finding never changes a stronger one.
+            if let Some(min) = self.opts.min_confidence
+                && c.m.confidence < min
+            {
+                rule.dropped(
+                    &c.secret,
+                    &format!("{path}:{}: confidence {} is below {min}", c.line, c.m.confidence),
+                );
+                continue;
+            }
             let raw = &c.secret[..];
             let secret = Secret::new(raw);
             let redacted = secret.redacted();
@@ -500,6 +513,7 @@ impl Scanner {
                     None => rule.description.clone(),
                 },
                 severity: rule.severity,
+                confidence: c.m.confidence,
                 path: path.to_string(),
                 line: c.line,
                 column: c.column,

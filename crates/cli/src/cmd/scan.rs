@@ -79,6 +79,9 @@ pub struct ScanArgs {
     /// Only lines the index (staged changes) adds versus HEAD: what the pre-commit hook runs.
     #[arg(long, conflicts_with_all = ["git", "branch", "since_commit"])]
     pub staged: bool,
+    /// Report only findings of at least this confidence (default: the config's `[scan] min_confidence`, else all).
+    #[arg(long, value_name = "LEVEL", value_parser = ["low", "medium", "high"])]
+    pub min_confidence: Option<String>,
 }
 
 impl ScanArgs {
@@ -131,6 +134,10 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         include_binary: args.include_binary,
         no_ignore: args.no_ignore,
         threads: args.threads,
+        min_confidence: args
+            .min_confidence
+            .as_deref()
+            .and_then(leakstop_scan::Confidence::parse),
         ..ScanOptions::default()
     };
     let scanner = setup.scanner(opts)?;
