@@ -139,3 +139,35 @@ pub fn publish(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod confidence_tests {
+    use super::*;
+    use leakstop_scan::{Confidence, ScanOptions, Setup, SetupRequest};
+
+    fn a_finding() -> Finding {
+        let setup = Setup::discover(&SetupRequest {
+            start: env!("CARGO_MANIFEST_DIR").into(),
+            ..SetupRequest::default()
+        })
+        .expect("builtin rules");
+        let scanner = setup.scanner(ScanOptions::default()).expect("scanner");
+        let found = scanner.scan_blob(b"db:\n  password: \"Tq8vN3zK1pWx7LmR\"\n", "config.yml");
+        found.into_iter().next().expect("the password is found")
+    }
+
+    #[test]
+    fn annotations_name_the_confidence_and_low_confidence_is_a_warning() {
+        let mut f = a_finding();
+        f.confidence = Confidence::High;
+        let a = annotation(&f);
+        assert!(matches!(a.level, Level::Error));
+        assert!(a.message.contains("high confidence"), "{}", a.message);
+        f.confidence = Confidence::Low;
+        let a = annotation(&f);
+        assert!(matches!(a.level, Level::Warning));
+        assert!(a.message.contains("low confidence"), "{}", a.message);
+        let md = summary_markdown(&[f], ".");
+        assert!(md.contains("| confidence |") && md.contains("| low |"), "{md}");
+    }
+}

@@ -397,3 +397,97 @@ mod tests {
         assert!(!Check::Jwt.verify(no_alg.as_bytes()));
     }
 }
+
+#[cfg(test)]
+mod format_checks {
+    use super::*;
+
+    /// A Grafana service account token built as Grafana builds one: CRC32 of `glsa_<secret>`, 8 hex digits.
+    fn glsa(secret: &str) -> String {
+        let head = format!("glsa_{secret}");
+        format!("{head}_{:08x}", crc32(head.as_bytes()))
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    /// A v2 macaroon: location, identifier, end of header, one caveat, end, then a 32-byte signature.
+    fn macaroon(location: &[u8], identifier: &[u8]) -> String {
+        let mut raw = vec![0x02, 0x01, location.len() as u8];
+        raw.extend_from_slice(location);
+        raw.extend_from_slice(&[0x02, identifier.len() as u8]);
+        raw.extend_from_slice(identifier);
+        raw.push(0x00);
+        let caveat = br#"{"version": 1, "permissions": "user"}"#;
+        raw.extend_from_slice(&[0x02, caveat.len() as u8]);
+        raw.extend_from_slice(caveat);
+        raw.extend_from_slice(&[0x00, 0x00, 0x06, 32]);
+        raw.extend((0..32u8).map(|i| i.wrapping_mul(37).wrapping_add(11)));
+        format!("pypi-{}", URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    #[test]
+    fn grafana_service_account_checksum_is_verified() {
+        let t = glsa("Vd3kR8qLm2ZpT7sW4nB9cY1xF6hJ0aQe");
+        assert!(Check::GrafanaCrc32.verify(t.as_bytes()), "{t}");
+        // One hex digit of the checksum changed, or one character of the secret: both rejected.
+        let mut bad = t.clone().into_bytes();
+        let last = bad.len() - 1;
+        bad[last] = if bad[last] == b'0' { b'1' } else { b'0' };
+        assert!(!Check::GrafanaCrc32.verify(&bad));
+        let mut bad = t.into_bytes();
+        bad[7] = if bad[7] == b'a' { b'b' } else { b'a' };
+        assert!(!Check::GrafanaCrc32.verify(&bad));
+    }
+
+    #[test]
+    fn grafana_cloud_token_must_decode_to_a_json_key_object() {
+        let good = format!(
+            "glc_{}",
+            b64(br#"{"o":"402211","n":"ci","k":"p4Lr8sQ2vX9mZ1tY6wB3nC7e","m":{"r":"eu"}}"#)
+        );
+        assert!(Check::GrafanaCloud.verify(good.as_bytes()), "{good}");
+        let no_key = format!("glc_{}", b64(br#"{"o":"402211","n":"ci"}"#));
+        assert!(!Check::GrafanaCloud.verify(no_key.as_bytes()));
+        let random = format!(
+            "glc_{}",
+            b64(&(0..60u8).map(|i| i.wrapping_mul(97) ^ 0x5a).collect::<Vec<_>>())
+        );
+        assert!(!Check::GrafanaCloud.verify(random.as_bytes()));
+    }
+
+    #[test]
+    fn pypi_macaroon_needs_location_and_identifier() {
+        let good = macaroon(b"pypi.org", b"4f1c2d3e-5a6b-4c7d-8e9f-0a1b2c3d4e5f");
+        assert!(good.starts_with("pypi-AgEIcHlwaS5vcmc"), "{good}");
+        assert!(Check::PypiMacaroon.verify(good.as_bytes()));
+        assert!(Check::PypiMacaroon.verify(macaroon(b"test.pypi.org", b"id-1").as_bytes()));
+        assert!(!Check::PypiMacaroon.verify(macaroon(b"pypi.example", b"id-1").as_bytes()));
+        assert!(!Check::PypiMacaroon.verify(macaroon(b"pypi.org", b"").as_bytes()));
+        // The well-known prefix followed by random base64: what a made-up token looks like.
+        let made_up = format!("pypi-AgEIcHlwaS5vcmc{}", "Qm9vZ3VzVG9rZW5Cb2R5".repeat(6));
+        assert!(!Check::PypiMacaroon.verify(made_up.as_bytes()));
+    }
+
+    #[test]
+    fn jwt_with_an_opaque_payload_is_partial_and_without_alg_fails() {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(br#"{"sub":"svc-7"}"#);
+        let opaque = URL_SAFE_NO_PAD.encode([0x9c, 0x01, 0xfe, 0x33, 0x70]);
+        assert_eq!(
+            Check::Jwt.judge(format!("{header}.{claims}.c2ln").as_bytes()),
+            Verdict::Pass
+        );
+        assert_eq!(
+            Check::Jwt.judge(format!("{header}.{opaque}.c2ln").as_bytes()),
+            Verdict::Partial
+        );
+        assert!(Check::Jwt.verify(format!("{header}.{opaque}.c2ln").as_bytes()));
+        let no_alg = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT"}"#);
+        assert_eq!(
+            Check::Jwt.judge(format!("{no_alg}.{claims}.c2ln").as_bytes()),
+            Verdict::Fail
+        );
+    }
+}
