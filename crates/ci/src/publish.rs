@@ -37,7 +37,10 @@ impl std::str::FromStr for FailOn {
 
 /// The annotation for one finding.
 pub fn annotation(f: &Finding) -> Annotation {
-    let mut message = format!("{} ({}): {}", f.description, f.severity, f.redacted);
+    let mut message = format!(
+        "{} ({}, {} confidence): {}",
+        f.description, f.severity, f.confidence, f.redacted
+    );
     if let Some(c) = &f.commit {
         message.push_str(&format!(
             "\nadded in {} by {}: {}",
@@ -51,7 +54,12 @@ pub fn annotation(f: &Finding) -> Annotation {
          fingerprint to the baseline.",
     );
     Annotation {
-        level: Level::Error,
+        // A low-confidence finding is likely a look-alike: a warning, not an error on the diff.
+        level: if f.confidence == leakstop_scan::Confidence::Low {
+            Level::Warning
+        } else {
+            Level::Error
+        },
         file: f.path.clone(),
         line: f.line,
         column: f.column,
@@ -74,7 +82,7 @@ pub fn summary_markdown(findings: &[Finding], scanned: &str) -> String {
         return md;
     }
     md.push_str(&format!(
-        "**{} secret{} found** in {}.\n\n| file | line | rule | severity | value | commit |\n|---|---|---|---|---|---|\n",
+        "**{} secret{} found** in {}.\n\n| file | line | rule | severity | confidence | value | commit |\n|---|---|---|---|---|---|---|\n",
         findings.len(),
         if findings.len() == 1 { "" } else { "s" },
         md_cell(scanned)
@@ -82,11 +90,12 @@ pub fn summary_markdown(findings: &[Finding], scanned: &str) -> String {
     for f in findings {
         let commit = f.commit.as_ref().map(|c| short(&c.id).to_string()).unwrap_or_default();
         md.push_str(&format!(
-            "| `{}` | {} | {} | {} | `{}` | {} |\n",
+            "| `{}` | {} | {} | {} | {} | `{}` | {} |\n",
             md_cell(&f.path),
             f.line,
             md_cell(&f.rule_id),
             f.severity,
+            f.confidence,
             md_cell(&f.redacted),
             commit
         ));
@@ -129,4 +138,36 @@ pub fn publish(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod confidence_tests {
+    use super::*;
+    use leakstop_scan::{Confidence, ScanOptions, Setup, SetupRequest};
+
+    fn a_finding() -> Finding {
+        let setup = Setup::discover(&SetupRequest {
+            start: env!("CARGO_MANIFEST_DIR").into(),
+            ..SetupRequest::default()
+        })
+        .expect("builtin rules");
+        let scanner = setup.scanner(ScanOptions::default()).expect("scanner");
+        let found = scanner.scan_blob(b"db:\n  password: \"Tq8vN3zK1pWx7LmR\"\n", "config.yml");
+        found.into_iter().next().expect("the password is found")
+    }
+
+    #[test]
+    fn annotations_name_the_confidence_and_low_confidence_is_a_warning() {
+        let mut f = a_finding();
+        f.confidence = Confidence::High;
+        let a = annotation(&f);
+        assert!(matches!(a.level, Level::Error));
+        assert!(a.message.contains("high confidence"), "{}", a.message);
+        f.confidence = Confidence::Low;
+        let a = annotation(&f);
+        assert!(matches!(a.level, Level::Warning));
+        assert!(a.message.contains("low confidence"), "{}", a.message);
+        let md = summary_markdown(&[f], ".");
+        assert!(md.contains("| confidence |") && md.contains("| low |"), "{md}");
+    }
 }

@@ -21,6 +21,12 @@ pub enum Check {
     Base64,
     /// HTTP Basic credentials: base64 of `user:password`, printable.
     BasicAuth,
+    /// Grafana service account token (`glsa_`): 32 base62 chars, `_`, then CRC32 in 8 lowercase hex digits of the
+    /// token before that `_`.
+    GrafanaCrc32,
+    /// Grafana Cloud access policy token (`glc_`): base64 of a JSON object naming the key (`"k"`) and its
+    /// organisation (`"o"`).
+    GrafanaCloud,
     /// Shape of a machine-generated secret, for generic rules: letters and digits mixed, not a UUID, not an
     /// identifier or dotted/kebab-case name (`prod-db-credentials-2`, `config.secret_key`), not a path.
     SecretShape,
@@ -33,6 +39,8 @@ pub const CHECK_NAMES: &[&str] = &[
     "leakstop-crc32",
     "jwt",
     "pypi-macaroon",
+    "grafana-crc32",
+    "grafana-cloud",
     "base64",
     "basic-auth",
     "secret-shape",
@@ -46,6 +54,8 @@ impl Check {
             "leakstop-crc32" => Check::LeakstopCrc32,
             "jwt" => Check::Jwt,
             "pypi-macaroon" => Check::PypiMacaroon,
+            "grafana-crc32" => Check::GrafanaCrc32,
+            "grafana-cloud" => Check::GrafanaCloud,
             "base64" => Check::Base64,
             "basic-auth" => Check::BasicAuth,
             "secret-shape" => Check::SecretShape,
@@ -60,18 +70,34 @@ impl Check {
             Check::LeakstopCrc32 => "leakstop-crc32",
             Check::Jwt => "jwt",
             Check::PypiMacaroon => "pypi-macaroon",
+            Check::GrafanaCrc32 => "grafana-crc32",
+            Check::GrafanaCloud => "grafana-cloud",
             Check::Base64 => "base64",
             Check::BasicAuth => "basic-auth",
             Check::SecretShape => "secret-shape",
         }
     }
 
-    /// Whether `secret` (the rule's secret group) passes this check.
+    /// Whether `secret` (the rule's secret group) passes this check (fully or in part).
     pub fn verify(self, secret: &[u8]) -> bool {
-        match self {
+        self.judge(secret) != Verdict::Fail
+    }
+
+    /// Whether the rule's confidence verifies this check's format (checksums, structure): verified checks are
+    /// what the derived confidence counts as "high".
+    pub fn verifies_format(self) -> bool {
+        !matches!(self, Check::Base64 | Check::BasicAuth | Check::SecretShape)
+    }
+
+    /// The check's verdict on `secret`; `Partial` is a format that can only be verified in part (a JWT whose
+    /// payload is not readable JSON), reported at low confidence.
+    pub fn judge(self, secret: &[u8]) -> Verdict {
+        let pass = match self {
+            Check::Jwt => return jwt_verdict(secret),
+            Check::GrafanaCrc32 => grafana_sa_token(secret),
+            Check::GrafanaCloud => grafana_cloud_token(secret),
             Check::GithubCrc32 | Check::NpmCrc32 => prefixed_crc_token(secret, 30, false),
             Check::LeakstopCrc32 => leakstop_token_kind(secret).is_some(),
-            Check::Jwt => is_jwt(secret),
             Check::PypiMacaroon => is_pypi_macaroon(secret),
             Check::Base64 => decode_base64_any(secret).is_some_and(|d| d.len() >= 12),
             Check::BasicAuth => decode_base64_any(secret).is_some_and(|d| {
@@ -82,8 +108,18 @@ impl Check {
                         .is_some_and(|i| i > 0 && i + 1 < d.len())
             }),
             Check::SecretShape => secret_shape(secret),
-        }
+        };
+        if pass { Verdict::Pass } else { Verdict::Fail }
     }
+}
+
+/// What a check concluded about a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// Plausible, but the format could only be verified in part: keep the finding at low confidence.
+    Partial,
+    Fail,
 }
 
 /// What kind of leakstop credential `token` is (`lks<k>_...` with a valid checksum), `None` if it is not one.
@@ -175,23 +211,72 @@ fn is_json_object(bytes: &[u8]) -> bool {
     t.first() == Some(&b'{') && t.last() == Some(&b'}')
 }
 
-fn is_jwt(token: &[u8]) -> bool {
+fn jwt_verdict(token: &[u8]) -> Verdict {
     let parts: Vec<&[u8]> = token.split(|&b| b == b'.').collect();
     if parts.len() != 3 && parts.len() != 5 {
-        return false;
+        return Verdict::Fail;
     }
     let Some(header) = decode_base64_any(parts[0]) else {
-        return false;
+        return Verdict::Fail;
     };
     if !is_json_object(&header) || !header.windows(5).any(|w| w == b"\"alg\"") {
-        return false;
+        return Verdict::Fail;
     }
     if parts.len() == 5 {
         // JWE: the header also names the content encryption.
-        return header.windows(5).any(|w| w == b"\"enc\"");
+        return if header.windows(5).any(|w| w == b"\"enc\"") {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
     }
     // JWS: the payload is a JSON claims set; an unsigned `alg: none` token still carries claims worth protecting.
-    decode_base64_any(parts[1]).is_some_and(|p| is_json_object(&p))
+    // A payload that decodes but is not JSON (JWS may sign any bytes) keeps the token, at low confidence.
+    match decode_base64_any(parts[1]) {
+        Some(p) if is_json_object(&p) => Verdict::Pass,
+        Some(p) if !p.is_empty() && !parts[2].is_empty() => Verdict::Partial,
+        _ => Verdict::Fail,
+    }
+}
+
+fn grafana_sa_token(token: &[u8]) -> bool {
+    // glsa_<32 base62>_<8 hex>: the checksum covers everything before the last `_`; a secret-only checksum is
+    // accepted too, as older generators computed it.
+    let Some(us) = token.iter().rposition(|&b| b == b'_') else {
+        return false;
+    };
+    let (head, sum) = (&token[..us], &token[us + 1..]);
+    let Some(secret) = head.strip_prefix(b"glsa_") else {
+        return false;
+    };
+    if secret.len() != 32 || !secret.iter().all(u8::is_ascii_alphanumeric) || sum.len() != 8 {
+        return false;
+    }
+    let Ok(sum) = std::str::from_utf8(sum) else {
+        return false;
+    };
+    let Ok(want) = u32::from_str_radix(sum, 16) else {
+        return false;
+    };
+    crc32(head) == want || crc32(secret) == want
+}
+
+fn grafana_cloud_token(token: &[u8]) -> bool {
+    let Some(body) = token.strip_prefix(b"glc_") else {
+        return false;
+    };
+    let Some(raw) = decode_base64_any(body) else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+        return false;
+    };
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
+    field("o") && field("k")
 }
 
 fn is_pypi_macaroon(token: &[u8]) -> bool {
@@ -201,8 +286,45 @@ fn is_pypi_macaroon(token: &[u8]) -> bool {
     let Some(raw) = decode_base64_any(body) else {
         return false;
     };
-    // Macaroon v2 binary: version byte 2, then field 1 (location) with its length, then the location itself.
-    raw.len() > 40 && raw[0] == 0x02 && raw[1] == 0x01 && raw.windows(8).take(16).any(|w| w == b"pypi.org")
+    macaroon_v2_for_pypi(&raw)
+}
+
+/// Macaroon v2 binary (libmacaroons' format): version byte 2; field 1 (location, a varint length then the bytes)
+/// naming pypi.org or test.pypi.org; field 2 (identifier) non-empty and printable; then the header's end byte 0.
+/// A random base64 body after the well-known `pypi-AgEIcHlwaS5vcmc` prefix fails the identifier step.
+fn macaroon_v2_for_pypi(raw: &[u8]) -> bool {
+    fn field(raw: &[u8], at: usize, kind: u8) -> Option<(&[u8], usize)> {
+        if *raw.get(at)? != kind {
+            return None;
+        }
+        let (len, used) = varint(raw.get(at + 1..)?)?;
+        let start = at + 1 + used;
+        let data = raw.get(start..start.checked_add(len)?)?;
+        Some((data, start + len))
+    }
+    fn varint(b: &[u8]) -> Option<(usize, usize)> {
+        let mut v: usize = 0;
+        for (i, byte) in b.iter().enumerate().take(4) {
+            v |= usize::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Some((v, i + 1));
+            }
+        }
+        None
+    }
+    if raw.first() != Some(&0x02) {
+        return false;
+    }
+    let Some((location, next)) = field(raw, 1, 0x01) else {
+        return false;
+    };
+    if location != b"pypi.org" && location != b"test.pypi.org" {
+        return false;
+    }
+    let Some((id, next)) = field(raw, next, 0x02) else {
+        return false;
+    };
+    !id.is_empty() && id.iter().all(|b| (0x20..0x7f).contains(b)) && raw.get(next) == Some(&0x00)
 }
 
 #[cfg(test)]
@@ -273,5 +395,99 @@ mod tests {
         assert!(Check::Jwt.verify(good.as_bytes()));
         let no_alg = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJ1c2VyLTQyIn0.c2ln";
         assert!(!Check::Jwt.verify(no_alg.as_bytes()));
+    }
+}
+
+#[cfg(test)]
+mod format_checks {
+    use super::*;
+
+    /// A Grafana service account token built as Grafana builds one: CRC32 of `glsa_<secret>`, 8 hex digits.
+    fn glsa(secret: &str) -> String {
+        let head = format!("glsa_{secret}");
+        format!("{head}_{:08x}", crc32(head.as_bytes()))
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    /// A v2 macaroon: location, identifier, end of header, one caveat, end, then a 32-byte signature.
+    fn macaroon(location: &[u8], identifier: &[u8]) -> String {
+        let mut raw = vec![0x02, 0x01, location.len() as u8];
+        raw.extend_from_slice(location);
+        raw.extend_from_slice(&[0x02, identifier.len() as u8]);
+        raw.extend_from_slice(identifier);
+        raw.push(0x00);
+        let caveat = br#"{"version": 1, "permissions": "user"}"#;
+        raw.extend_from_slice(&[0x02, caveat.len() as u8]);
+        raw.extend_from_slice(caveat);
+        raw.extend_from_slice(&[0x00, 0x00, 0x06, 32]);
+        raw.extend((0..32u8).map(|i| i.wrapping_mul(37).wrapping_add(11)));
+        format!("pypi-{}", URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    #[test]
+    fn grafana_service_account_checksum_is_verified() {
+        let t = glsa("Vd3kR8qLm2ZpT7sW4nB9cY1xF6hJ0aQe");
+        assert!(Check::GrafanaCrc32.verify(t.as_bytes()), "{t}");
+        // One hex digit of the checksum changed, or one character of the secret: both rejected.
+        let mut bad = t.clone().into_bytes();
+        let last = bad.len() - 1;
+        bad[last] = if bad[last] == b'0' { b'1' } else { b'0' };
+        assert!(!Check::GrafanaCrc32.verify(&bad));
+        let mut bad = t.into_bytes();
+        bad[7] = if bad[7] == b'a' { b'b' } else { b'a' };
+        assert!(!Check::GrafanaCrc32.verify(&bad));
+    }
+
+    #[test]
+    fn grafana_cloud_token_must_decode_to_a_json_key_object() {
+        let good = format!(
+            "glc_{}",
+            b64(br#"{"o":"402211","n":"ci","k":"p4Lr8sQ2vX9mZ1tY6wB3nC7e","m":{"r":"eu"}}"#)
+        );
+        assert!(Check::GrafanaCloud.verify(good.as_bytes()), "{good}");
+        let no_key = format!("glc_{}", b64(br#"{"o":"402211","n":"ci"}"#));
+        assert!(!Check::GrafanaCloud.verify(no_key.as_bytes()));
+        let random = format!(
+            "glc_{}",
+            b64(&(0..60u8).map(|i| i.wrapping_mul(97) ^ 0x5a).collect::<Vec<_>>())
+        );
+        assert!(!Check::GrafanaCloud.verify(random.as_bytes()));
+    }
+
+    #[test]
+    fn pypi_macaroon_needs_location_and_identifier() {
+        let good = macaroon(b"pypi.org", b"4f1c2d3e-5a6b-4c7d-8e9f-0a1b2c3d4e5f");
+        assert!(good.starts_with("pypi-AgEIcHlwaS5vcmc"), "{good}");
+        assert!(Check::PypiMacaroon.verify(good.as_bytes()));
+        assert!(Check::PypiMacaroon.verify(macaroon(b"test.pypi.org", b"id-1").as_bytes()));
+        assert!(!Check::PypiMacaroon.verify(macaroon(b"pypi.example", b"id-1").as_bytes()));
+        assert!(!Check::PypiMacaroon.verify(macaroon(b"pypi.org", b"").as_bytes()));
+        // The well-known prefix followed by random base64: what a made-up token looks like.
+        let made_up = format!("pypi-AgEIcHlwaS5vcmc{}", "Qm9vZ3VzVG9rZW5Cb2R5".repeat(6));
+        assert!(!Check::PypiMacaroon.verify(made_up.as_bytes()));
+    }
+
+    #[test]
+    fn jwt_with_an_opaque_payload_is_partial_and_without_alg_fails() {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(br#"{"sub":"svc-7"}"#);
+        let opaque = URL_SAFE_NO_PAD.encode([0x9c, 0x01, 0xfe, 0x33, 0x70]);
+        assert_eq!(
+            Check::Jwt.judge(format!("{header}.{claims}.c2ln").as_bytes()),
+            Verdict::Pass
+        );
+        assert_eq!(
+            Check::Jwt.judge(format!("{header}.{opaque}.c2ln").as_bytes()),
+            Verdict::Partial
+        );
+        assert!(Check::Jwt.verify(format!("{header}.{opaque}.c2ln").as_bytes()));
+        let no_alg = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT"}"#);
+        assert_eq!(
+            Check::Jwt.judge(format!("{no_alg}.{claims}.c2ln").as_bytes()),
+            Verdict::Fail
+        );
     }
 }

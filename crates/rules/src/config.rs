@@ -12,6 +12,9 @@
 //!
 //! [allowlist]                 # applies to every rule
 //! paths = ['''^testdata/''']
+//!
+//! [scan]
+//! min_confidence = "medium"   # hide low-confidence findings (as `--min-confidence`, which wins)
 //! ```
 
 use std::path::Path;
@@ -20,7 +23,7 @@ use serde::Deserialize;
 
 use crate::error::RuleError;
 use crate::load::{Mode, RawAllow, compile_allow, rule_from_value, toml_error};
-use crate::rule::RuleSet;
+use crate::rule::{Confidence, RuleSet};
 
 /// A loaded configuration: the rules to scan with and what could not be mapped (for imported configs).
 #[derive(Debug, Clone)]
@@ -28,6 +31,8 @@ pub struct Config {
     pub rules: RuleSet,
     /// One sentence per thing that could not be applied as written, to show the user.
     pub notes: Vec<String>,
+    /// `[scan] min_confidence`: the default of `leakstop scan --min-confidence`.
+    pub min_confidence: Option<Confidence>,
 }
 
 #[derive(Deserialize)]
@@ -37,6 +42,13 @@ struct RawConfig {
     #[serde(default)]
     rule: Vec<toml::Value>,
     allowlist: Option<RawAllow>,
+    scan: Option<RawScan>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScan {
+    min_confidence: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +139,16 @@ pub fn discover(dir: &Path) -> Result<Option<Config>, RuleError> {
 /// Parses a `.leakstop.toml` from text; `origin` names it in errors.
 pub fn from_leakstop_str(src: &str, origin: &str) -> Result<Config, RuleError> {
     let raw: RawConfig = toml::from_str(src).map_err(|e| toml_error(origin, src, &e))?;
+    let min_confidence = match raw.scan.and_then(|s| s.min_confidence) {
+        None => None,
+        Some(c) => Some(Confidence::parse(&c).ok_or_else(|| RuleError::File {
+            origin: origin.to_string(),
+            message: format!(
+                "[scan] min_confidence: unknown confidence `{c}` (expected one of {})",
+                Confidence::NAMES.join(", ")
+            ),
+        })?),
+    };
     let extend = raw.extend.unwrap_or(RawExtend {
         use_default: true,
         disable: Vec::new(),
@@ -186,5 +208,9 @@ pub fn from_leakstop_str(src: &str, origin: &str) -> Result<Config, RuleError> {
             ));
         }
     }
-    Ok(Config { rules, notes })
+    Ok(Config {
+        rules,
+        notes,
+        min_confidence,
+    })
 }

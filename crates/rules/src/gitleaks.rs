@@ -29,7 +29,11 @@ pub(crate) fn import(src: &str, origin: &str, base: Option<&Path>) -> Result<Con
             RuleSet::builtin().len()
         ));
     }
-    Ok(Config { rules, notes })
+    Ok(Config {
+        rules,
+        notes,
+        min_confidence: None,
+    })
 }
 
 struct Ctx<'a> {

@@ -16,4 +16,4 @@ pub use allow::{AllowCondition, Allowlist, RegexTarget};
 pub use checks::Check;
 pub use error::RuleError;
 pub use guard::{is_placeholder, shannon_entropy};
-pub use rule::{Requires, Rule, RuleMatch, RuleSet, Severity, redacted};
+pub use rule::{Confidence, Requires, Rule, RuleMatch, RuleSet, Severity, redacted};

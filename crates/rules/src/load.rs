@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::allow::Allowlist;
 use crate::checks::{CHECK_NAMES, Check};
 use crate::error::RuleError;
-use crate::rule::{Requires, Rule, RuleSet, Severity};
+use crate::rule::{Confidence, Requires, Rule, RuleSet, Severity};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
 
@@ -20,6 +20,8 @@ pub(crate) struct RawRule {
     pub id: Option<String>,
     pub description: Option<String>,
     pub severity: Option<String>,
+    /// `high`, `medium` or `low`; derived from the rule's shape when absent (`Rule::derived_confidence`).
+    pub confidence: Option<String>,
     pub keywords: Option<Vec<String>>,
     pub regex: Option<String>,
     pub entropy: Option<f64>,
@@ -275,6 +277,22 @@ pub(crate) fn rule_from_value(
             ),
         },
     }
+    let confidence = match raw.confidence {
+        None => None,
+        Some(c) => match Confidence::parse(&c) {
+            Some(c) => Some(c),
+            None => {
+                err(
+                    "confidence",
+                    format!(
+                        "unknown confidence `{c}` (expected one of {})",
+                        Confidence::NAMES.join(", ")
+                    ),
+                );
+                None
+            }
+        },
+    };
     let keywords = raw.keywords.unwrap_or_default();
     if keywords.is_empty() || keywords.iter().any(|k| k.trim().is_empty()) {
         err(
@@ -325,6 +343,7 @@ pub(crate) fn rule_from_value(
         }
     }
     let mut err = |field: &str, msg: String| errors.push(RuleError::field(&at, &label, field, msg));
+    rule.confidence = confidence.unwrap_or_else(|| rule.derived_confidence());
     rule.examples = examples;
     rule.negative_examples = negative_examples;
     if rule.examples.is_empty() {

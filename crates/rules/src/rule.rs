@@ -6,7 +6,7 @@ use regex::Regex;
 use regex::bytes::{Regex as BytesRegex, RegexBuilder};
 
 use crate::allow::Allowlist;
-use crate::checks::{Check, leakstop_token_kind};
+use crate::checks::{Check, Verdict, leakstop_token_kind};
 use crate::guard::{is_placeholder, shannon_entropy};
 
 /// How bad a leak of this kind is.
@@ -51,6 +51,54 @@ impl fmt::Display for Severity {
     }
 }
 
+/// How sure a rule is that a match is a real credential, not a look-alike. Ordered `Low < Medium < High`, so
+/// `--min-confidence medium` keeps `f.confidence >= Medium`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    /// Generic or entropy-only judgement (a secret-named key with a random-looking value).
+    Low,
+    /// A provider's shape recognised through context (a keyword near the value), with no distinctive prefix.
+    #[default]
+    Medium,
+    /// A distinctive prefix, or a format whose checksum or structure was verified.
+    High,
+}
+
+impl Confidence {
+    pub const NAMES: &'static [&'static str] = &["low", "medium", "high"];
+
+    pub fn parse(s: &str) -> Option<Confidence> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "low" => Confidence::Low,
+            "medium" => Confidence::Medium,
+            "high" => Confidence::High,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+        }
+    }
+}
+
+impl fmt::Display for Confidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Confidence {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Confidence, String> {
+        Confidence::parse(s).ok_or_else(|| format!("unknown confidence `{s}`: use low, medium or high"))
+    }
+}
+
 /// Only report a rule's match if another rule matched within `within_lines` lines (e.g. an AWS secret key near an
 /// access key id).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +114,8 @@ pub struct RuleMatch {
     pub secret: Range<usize>,
     /// A finer description of what was found when the rule can tell (e.g. which kind of leakstop credential).
     pub kind: Option<&'static str>,
+    /// The rule's confidence, lowered for a match whose format could only be verified in part.
+    pub confidence: Confidence,
 }
 
 /// Regexes are large to compile and most scans need few of them: size limits keep a hostile user pattern from
@@ -94,6 +144,8 @@ pub struct Rule {
     pub id: String,
     pub description: String,
     pub severity: Severity,
+    /// Written in the rule (`confidence = "high"`) or derived from its shape (`derive_confidence`).
+    pub confidence: Confidence,
     /// Prefilter literals, lowercase; the scanner runs the regex only if one occurs (case-insensitively).
     pub keywords: Vec<String>,
     pub tags: Vec<String>,
@@ -127,6 +179,7 @@ impl Rule {
             id,
             description: String::new(),
             severity: Severity::High,
+            confidence: Confidence::Medium,
             keywords: Vec::new(),
             tags: Vec::new(),
             entropy: None,
@@ -205,11 +258,16 @@ impl Rule {
                 return;
             }
         }
-        if let Some(check) = self.check
-            && !check.verify(s)
-        {
-            self.dropped(s, &format!("failed the {} check", check.name()));
-            return;
+        let mut confidence = self.confidence;
+        if let Some(check) = self.check {
+            match check.judge(s) {
+                Verdict::Pass => {}
+                Verdict::Partial => confidence = Confidence::Low,
+                Verdict::Fail => {
+                    self.dropped(s, &format!("failed the {} check", check.name()));
+                    return;
+                }
+            }
         }
         if !self.skip_placeholder_guard && is_placeholder(s) {
             self.dropped(s, "looks like a placeholder (placeholder guard)");
@@ -240,17 +298,118 @@ impl Rule {
         } else {
             None
         };
-        out.push(RuleMatch { span, secret, kind });
+        out.push(RuleMatch {
+            span,
+            secret,
+            kind,
+            confidence,
+        });
     }
 }
 
 impl Rule {
+    /// The confidence of a rule that does not state one: `high` for a verified format (checksum, structure) or a
+    /// distinctive literal prefix of 4 or more characters at the start of the secret (`glsa_`, `xoxb-`,
+    /// `(?:AKIA|ASIA)`); `low` for the generic rules (id `generic-…`: a secret-named key and a random-looking
+    /// value) unless a path restricts them; `medium` otherwise (a provider's shape found next to its keyword, a
+    /// password after a command's password flag).
+    pub fn derived_confidence(&self) -> Confidence {
+        if self.check.is_some_and(Check::verifies_format) {
+            return Confidence::High;
+        }
+        let generic = self.id.starts_with("generic");
+        let prefix = secret_literal_prefix(&self.regex_source);
+        // `hf_`, `r8_`: three characters ending in `_` are as distinctive as four.
+        if !generic && (prefix.0 >= 4 || (prefix.0 == 3 && prefix.1)) {
+            return Confidence::High;
+        }
+        if generic && self.path.is_none() {
+            return Confidence::Low;
+        }
+        Confidence::Medium
+    }
+
     /// Logs (at debug level, `-vv`) a match this rule found and dropped, with the secret redacted.
     pub fn dropped(&self, secret: &[u8], reason: &str) {
         if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(rule = self.id.as_str(), secret = %redacted(secret), "match dropped: {reason}");
         }
     }
+}
+
+/// How many literal characters the secret starts with in regex `src` (`(?P<secret>glsa_[0-9A-Za-z]{32}…` → 5):
+/// the secret group (else the whole pattern), after anchors and flag groups; an optional last literal (`ab?`)
+/// does not count.
+/// Also whether its last literal character is `_`.
+fn secret_literal_prefix(src: &str) -> (usize, bool) {
+    let mut rest = match src.find("(?P<secret>") {
+        Some(i) => &src[i + "(?P<secret>".len()..],
+        None => src,
+    };
+    loop {
+        let before = rest.len();
+        for skip in ["\\b", "^", "(?-i:", "(?i)", "(?-i)"] {
+            rest = rest.strip_prefix(skip).unwrap_or(rest);
+        }
+        if rest.len() == before {
+            break;
+        }
+    }
+    let mut n = 0;
+    let mut last = ' ';
+    // A group of literal alternatives (`(?:AKIA|ASIA)`) counts as its shortest alternative.
+    if let Some(body) = rest.strip_prefix("(?:")
+        && let Some(end) = body.find(')')
+        && !body[end + 1..].starts_with(['?', '*', '{'])
+    {
+        let alts = &body[..end];
+        if !alts.is_empty()
+            && alts
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'|' | b'_' | b'-'))
+        {
+            n = alts.split('|').map(str::len).min().unwrap_or(0);
+            last = if alts.split('|').all(|a| a.ends_with('_')) {
+                '_'
+            } else {
+                ' '
+            };
+            rest = &body[end + 1..];
+        }
+    }
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '[' {
+            // A small class of letters (`dd[po]_`) is one fixed position.
+            let class: String = chars.by_ref().take_while(|&x| x != ']').collect();
+            if class.is_empty() || class.len() > 3 || !class.chars().all(|x| x.is_ascii_alphanumeric()) {
+                break;
+            }
+            if matches!(chars.peek(), Some('?' | '*' | '{')) {
+                break;
+            }
+            n += 1;
+            last = ' ';
+            continue;
+        }
+        let literal = if c == '\\' {
+            match chars.next() {
+                Some(e) if matches!(e, '-' | '.' | '_' | '/' | ':' | '+' | '$' | '@' | '#') => true,
+                _ => break,
+            }
+        } else {
+            c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '@' | '=' | '/' | '#' | '%' | ',' | ';')
+        };
+        if !literal {
+            break;
+        }
+        if matches!(chars.peek(), Some('?' | '*' | '{')) {
+            break;
+        }
+        n += 1;
+        last = c;
+    }
+    (n, last == '_')
 }
 
 /// The first 4 characters of a secret of 20 or more, then stars (as reports redact it); only stars if shorter.

@@ -1,7 +1,7 @@
 //! A finding and its stable fingerprint.
 
 use hmac::{Hmac, Mac};
-use leakstop_rules::Severity;
+use leakstop_rules::{Confidence, Severity};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -36,6 +36,8 @@ pub struct Finding {
     pub rule_id: String,
     pub description: String,
     pub severity: Severity,
+    /// How sure the rule is that this is a real credential (the rule's, lowered for a partly verified format).
+    pub confidence: Confidence,
     /// As given/walked, with forward slashes preserved; `stdin` for standard input.
     pub path: String,
     /// 1-based line of the first character of the secret.

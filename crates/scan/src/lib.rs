@@ -20,6 +20,7 @@ pub use archive::ArchiveOptions;
 pub use baseline::Baseline;
 pub use error::ScanError;
 pub use finding::{CommitInfo, Finding, Location, fingerprint};
+pub use leakstop_rules::Confidence;
 pub use scanner::{Candidate, INLINE_ALLOW_MARKERS, KeywordHit, ScanOptions, Scanner};
 pub use secret::Secret;
 pub use setup::{Setup, SetupRequest};

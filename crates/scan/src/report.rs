@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use leakstop_rules::Severity;
+use leakstop_rules::{Confidence, Severity};
 use serde_json::{Value, json};
 
 use crate::finding::Finding;
@@ -89,8 +89,8 @@ fn write_text(findings: &[Finding], out: &mut dyn Write, opts: &ReportOptions) -
         };
         writeln!(
             out,
-            "{bold}{}:{}:{}{reset}: {sev}: {} [{}]",
-            f.path, f.line, f.column, f.description, f.rule_id
+            "{bold}{}:{}:{}{reset}: {sev} ({} confidence): {} [{}]",
+            f.path, f.line, f.column, f.confidence, f.description, f.rule_id
         )?;
         if !f.context.is_empty() {
             writeln!(out, "    line: {}", f.context)?;
@@ -161,6 +161,7 @@ fn finding_json(f: &Finding, opts: &ReportOptions) -> Value {
         "rule_id": f.rule_id,
         "description": f.description,
         "severity": f.severity.to_string(),
+        "confidence": f.confidence.as_str(),
         "path": f.path,
         "line": f.line,
         "column": f.column,
@@ -191,11 +192,36 @@ fn finding_json(f: &Finding, opts: &ReportOptions) -> Value {
     v
 }
 
-fn sarif_level(s: Severity) -> &'static str {
-    match s {
-        Severity::Critical | Severity::High => "error",
-        Severity::Medium => "warning",
-        Severity::Low | Severity::Info => "note",
+/// The SARIF level: by severity, one step lower for a low-confidence finding (a likely look-alike should not
+/// block a pull request as an error would).
+fn sarif_level(s: Severity, c: Confidence) -> &'static str {
+    let by_severity = match s {
+        Severity::Critical | Severity::High => 2,
+        Severity::Medium => 1,
+        Severity::Low | Severity::Info => 0,
+    };
+    match by_severity - i32::from(c == Confidence::Low && by_severity > 0) {
+        2 => "error",
+        1 => "warning",
+        _ => "note",
+    }
+}
+
+/// SARIF `rank` (0–100, how likely the result is a real problem) from confidence.
+fn sarif_rank(c: Confidence) -> f64 {
+    match c {
+        Confidence::High => 90.0,
+        Confidence::Medium => 60.0,
+        Confidence::Low => 30.0,
+    }
+}
+
+/// GitHub code scanning's `precision` property (`very-high`, `high`, `medium`, `low`) from confidence.
+fn sarif_precision(c: Confidence) -> &'static str {
+    match c {
+        Confidence::High => "very-high",
+        Confidence::Medium => "high",
+        Confidence::Low => "medium",
     }
 }
 
@@ -264,11 +290,12 @@ fn sarif(findings: &[Finding]) -> Value {
                         secret, add `leakstop:allow` on the line or add its fingerprint to `.leakstopignore`.",
                         f.description),
                 },
-                "defaultConfiguration": { "level": sarif_level(f.severity) },
+                "defaultConfiguration": { "level": sarif_level(f.severity, f.confidence) },
                 "properties": {
                     "tags": std::iter::once("security".to_string()).chain(f.tags.iter().cloned()).collect::<Vec<_>>(),
                     "security-severity": security_severity(f.severity),
-                    "precision": "high",
+                    "precision": sarif_precision(f.confidence),
+                    "confidence": f.confidence.as_str(),
                 },
             })
         })
@@ -279,7 +306,8 @@ fn sarif(findings: &[Finding]) -> Value {
             let mut r = json!({
                 "ruleId": f.rule_id,
                 "ruleIndex": index[f.rule_id.as_str()],
-                "level": sarif_level(f.severity),
+                "level": sarif_level(f.severity, f.confidence),
+                "rank": sarif_rank(f.confidence),
                 "message": { "text": format!("{} ({}): {}", f.description, f.rule_id, f.redacted) },
                 "locations": [{
                     "physicalLocation": {
@@ -294,6 +322,7 @@ fn sarif(findings: &[Finding]) -> Value {
                     }
                 }],
                 "partialFingerprints": { "leakstopFingerprint/v1": f.fingerprint },
+                "properties": { "confidence": f.confidence.as_str() },
             });
             if !f.other_locations.is_empty() {
                 r.as_object_mut().expect("object").insert(
@@ -323,10 +352,9 @@ fn sarif(findings: &[Finding]) -> Value {
                     .insert("properties".into(), json!({ "tags": [crate::archive::DELETED_TAG] }));
             }
             if let Some(c) = &f.commit {
-                r.as_object_mut().expect("object").insert(
-                    "properties".into(),
-                    json!({ "commit": c.id, "author": c.author_name, "date": c.date }),
-                );
+                r["properties"]["commit"] = json!(c.id);
+                r["properties"]["author"] = json!(c.author_name);
+                r["properties"]["date"] = json!(c.date);
             }
             r
         })

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use leakstop_rules::{Rule, RuleMatch, RuleSet};
+use leakstop_rules::{Confidence, Rule, RuleMatch, RuleSet};
 
 use crate::baseline::Baseline;
 use crate::error::ScanError;
@@ -41,6 +41,8 @@ pub struct ScanOptions {
     pub baseline: Option<Baseline>,
     /// Looking inside archives and compressed files found by a directory walk, and the limits on it.
     pub archives: crate::archive::ArchiveOptions,
+    /// Report only findings at least this sure (`--min-confidence`, `[scan] min_confidence`); `None`: all.
+    pub min_confidence: Option<Confidence>,
 }
 
 impl Default for ScanOptions {
@@ -54,6 +56,7 @@ impl Default for ScanOptions {
             threads: 0,
             baseline: None,
             archives: crate::archive::ArchiveOptions::default(),
+            min_confidence: None,
         }
     }
 }
@@ -493,6 +496,16 @@ impl Scanner {
                 rule.dropped(&c.secret, &format!("{path}:{}: {why}", c.line));
                 continue;
             }
+            // After the overlap and `requires` decisions, so hiding a weak finding never changes a stronger one.
+            if let Some(min) = self.opts.min_confidence
+                && c.m.confidence < min
+            {
+                rule.dropped(
+                    &c.secret,
+                    &format!("{path}:{}: confidence {} is below {min}", c.line, c.m.confidence),
+                );
+                continue;
+            }
             let raw = &c.secret[..];
             let secret = Secret::new(raw);
             let redacted = secret.redacted();
@@ -503,6 +516,7 @@ impl Scanner {
                     None => rule.description.clone(),
                 },
                 severity: rule.severity,
+                confidence: c.m.confidence,
                 path: path.to_string(),
                 line: c.line,
                 column: c.column,

@@ -46,6 +46,8 @@ pub struct Setup {
     /// The config the rules come from (`None`: the built-in rules).
     pub config: Option<PathBuf>,
     pub baseline: Option<Baseline>,
+    /// The config's `[scan] min_confidence`, applied when the caller sets none.
+    pub min_confidence: Option<leakstop_rules::Confidence>,
     /// One line per file used (`using .gitleaks.toml: 181 rules`), for stderr.
     pub used: Vec<String>,
     /// What a file could not express, or a config that turns the built-in rules off; for stderr.
@@ -70,9 +72,11 @@ impl Setup {
             Some(p) => Some(p.clone()),
             None => found.config,
         };
+        let mut min_confidence = None;
         let rules = match &config_path {
             Some(path) => {
                 let cfg = config::load_config(path)?;
+                min_confidence = cfg.min_confidence;
                 warnings.extend(cfg.notes);
                 let own = cfg.rules.rules().iter().filter(|r| !r.builtin).count();
                 let builtin = cfg.rules.len() - own;
@@ -131,6 +135,7 @@ impl Setup {
         }
         Ok(Setup {
             rules,
+            min_confidence,
             config: config_path,
             baseline: any.then_some(all),
             used,
@@ -141,6 +146,7 @@ impl Setup {
     /// The scanner for this set-up; `opts.baseline` is replaced by the discovered one.
     pub fn scanner(self, mut opts: ScanOptions) -> Result<Scanner, ScanError> {
         opts.baseline = self.baseline;
+        opts.min_confidence = opts.min_confidence.or(self.min_confidence);
         Scanner::new(self.rules, opts)
     }
 }

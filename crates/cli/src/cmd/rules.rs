@@ -8,7 +8,7 @@ use leakstop_rules::{RuleError, RuleSet};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum RulesCommand {
-    /// List the rules in effect: id, severity, description.
+    /// List the rules in effect: id, severity, confidence, description.
     List(ListArgs),
     /// Validate a rule file or a config (.leakstop.toml / .gitleaks.toml) and run its rules' examples.
     /// Without FILE, checks the builtin rules. Exit 0 if valid, 2 with every problem listed otherwise.
@@ -87,9 +87,20 @@ fn write_list(args: &ListArgs) -> anyhow::Result<ExitCode> {
                 None => writeln!(out, "{} built-in rule(s):", rules.len())?,
             }
             let width = rules.rules().iter().map(|r| r.id.len()).max().unwrap_or(0).max(2);
-            writeln!(out, "{:<width$}  {:<8}  DESCRIPTION", "ID", "SEVERITY")?;
+            writeln!(
+                out,
+                "{:<width$}  {:<8}  {:<10}  DESCRIPTION",
+                "ID", "SEVERITY", "CONFIDENCE"
+            )?;
             for r in rules.rules() {
-                writeln!(out, "{:<width$}  {:<8}  {}", r.id, r.severity.as_str(), r.description)?;
+                writeln!(
+                    out,
+                    "{:<width$}  {:<8}  {:<10}  {}",
+                    r.id,
+                    r.severity.as_str(),
+                    r.confidence.as_str(),
+                    r.description
+                )?;
             }
         }
         ListFormat::Json => {
@@ -100,6 +111,7 @@ fn write_list(args: &ListArgs) -> anyhow::Result<ExitCode> {
                     serde_json::json!({
                         "id": r.id,
                         "severity": r.severity.as_str(),
+                        "confidence": r.confidence.as_str(),
                         "description": r.description,
                         "keywords": r.keywords,
                         "tags": r.tags,

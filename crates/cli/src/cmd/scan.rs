@@ -88,6 +88,9 @@ pub struct ScanArgs {
     /// Only lines the index (staged changes) adds versus HEAD: what the pre-commit hook runs.
     #[arg(long, conflicts_with_all = ["git", "branch", "since_commit"])]
     pub staged: bool,
+    /// Report only findings of at least this confidence (default: the config's `[scan] min_confidence`, else all).
+    #[arg(long, value_name = "LEVEL", value_parser = ["low", "medium", "high"])]
+    pub min_confidence: Option<String>,
 }
 
 impl ScanArgs {
@@ -145,6 +148,10 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             max_depth: args.max_archive_depth,
             max_bytes: args.max_archive_bytes,
         },
+        min_confidence: args
+            .min_confidence
+            .as_deref()
+            .and_then(leakstop_scan::Confidence::parse),
         ..ScanOptions::default()
     };
     let scanner = setup.scanner(opts)?;
