@@ -31,14 +31,14 @@ README = ROOT / "README.md"
 # Blocks (by their first command line) that are not run, and why.
 SKIP_BLOCKS = {
     "export LEAKSTOP_TOKEN=$(leakstop login --oidc": "needs a CI job's OIDC token (GitHub/GitLab issue it; "
-    "tests/tests/federation_e2e.rs covers login with a stand-in issuer)",
+    "tests/tests/e2e/federation_e2e.rs covers login with a stand-in issuer)",
 }
 
 # Lines (by prefix) that are not run inside an otherwise run block, and why.
 SKIP_LINES = {
     "bash tests/run.sh": "is this test suite itself",
     "bao write auth/jwt/config oidc_discovery_url=https://token.actions.githubusercontent.com":
-        "OIDC discovery needs the network (GitHub's issuer); tests/tests/jwt_auth.rs covers discovery locally",
+        "OIDC discovery needs the network (GitHub's issuer); tests/tests/e2e/jwt_auth.rs covers discovery locally",
 }
 
 LEAKSTOP_CONFIG_MARKERS = ("[[rule]]", "[extend]", "[allowlist]")
