@@ -1,6 +1,7 @@
 //! The end-to-end tests: one binary driving the built `leakstop` (scanner, hook, action, service). Each module is
 //! one area; shared helpers (running the binary, temporary directories, a server per test) are in the
 //! `leakstop_tests` library, which also says how to add a test.
+#![forbid(unsafe_code)]
 
 mod action_credentials;
 mod action_github;
