@@ -2,7 +2,7 @@
 //! Vault-API client to drive it. The server is killed when the [`Server`] is dropped.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,31 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("local addr")
         .port()
+}
+
+/// Writes `server-{port}.toml` in `dir`: a plain-HTTP loopback listener on `port`, then `rest` (more top-level keys
+/// first, then the storage, seal and other tables).
+pub fn write_config(dir: &Path, port: u16, rest: &str) -> PathBuf {
+    let cfg = dir.join(format!("server-{port}.toml"));
+    std::fs::write(
+        &cfg,
+        format!("listen_address = \"127.0.0.1:{port}\"\ntls_disable = true\n{rest}"),
+    )
+    .expect("write the server config");
+    cfg
+}
+
+/// The config tables for durable SQLite storage at `db` and the Shamir seal.
+pub fn sqlite_shamir(db: &Path) -> String {
+    format!(
+        "[storage]\ntype = \"sqlite\"\npath = \"{}\"\n[seal]\ntype = \"shamir\"\n",
+        db.display()
+    )
+}
+
+/// The arguments `server --config CFG`.
+pub fn config_args(cfg: &Path) -> Vec<String> {
+    vec!["server".into(), "--config".into(), cfg.display().to_string()]
 }
 
 /// A running server; killed on drop.
@@ -54,17 +79,12 @@ impl Server {
     /// set any option (listener limits, audit directories).
     pub async fn configured(dir: &Path, top: &str, tables: &str) -> Server {
         let port = free_port();
-        let cfg = dir.join(format!("server-{port}.toml"));
-        std::fs::write(
-            &cfg,
-            format!(
-                "listen_address = \"127.0.0.1:{port}\"\ntls_disable = true\n{top}\n[storage]\ntype = \"memory\"\n\
-                 [seal]\ntype = \"shamir\"\n{tables}\n"
-            ),
-        )
-        .expect("write the server config");
-        let args = ["server".to_string(), "--config".into(), cfg.display().to_string()];
-        let mut srv = Server::start(dir, &args, port, "").await;
+        let cfg = write_config(
+            dir,
+            port,
+            &format!("{top}\n[storage]\ntype = \"memory\"\n[seal]\ntype = \"shamir\"\n{tables}\n"),
+        );
+        let mut srv = Server::start(dir, &config_args(&cfg), port, "").await;
         let init = srv
             .ok(
                 "PUT",

@@ -3,24 +3,14 @@
 
 use std::path::Path;
 
-use leakstop_tests::server::{Server, free_port};
+use leakstop_tests::server::{Server, config_args, free_port, sqlite_shamir, write_config};
 use leakstop_tests::tempdir;
 use serde_json::{Value, json};
 
-/// The server config this test runs with (`leakstop server --config FILE`).
-fn config_toml(port: u16, db: &Path) -> String {
-    format!(
-        "listen_address = \"127.0.0.1:{port}\"\ntls_disable = true\n\n[storage]\ntype = \"sqlite\"\npath = \"{}\"\n\n\
-         [seal]\ntype = \"shamir\"\n",
-        db.display()
-    )
-}
-
+/// A server on durable SQLite storage in `dir`, sealed with Shamir.
 async fn start(dir: &Path, port: u16) -> Server {
-    let cfg = dir.join("server.toml");
-    std::fs::write(&cfg, config_toml(port, &dir.join("leakstop.db"))).unwrap();
-    let args = ["server".to_string(), "--config".into(), cfg.display().to_string()];
-    Server::start(dir, &args, port, "").await
+    let cfg = write_config(dir, port, &sqlite_shamir(&dir.join("leakstop.db")));
+    Server::start(dir, &config_args(&cfg), port, "").await
 }
 
 async fn unseal(srv: &Server, key: &str) {

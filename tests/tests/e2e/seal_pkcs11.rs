@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use leakstop_tests::cmd::leakstop;
-use leakstop_tests::server::{Server, free_port};
+use leakstop_tests::server::{Server, config_args as args, free_port};
 use leakstop_tests::tempdir;
 use serde_json::json;
 
@@ -67,10 +67,6 @@ fn config(dir: &Path, port: u16, key_label: &str, generate: bool) -> PathBuf {
     )
     .unwrap();
     cfg
-}
-
-fn args(cfg: &Path) -> Vec<String> {
-    vec!["server".into(), "--config".into(), cfg.display().to_string()]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use leakstop_tests::cmd;
-use leakstop_tests::server::{Server, free_port};
+use leakstop_tests::server::{Server, free_port, sqlite_shamir, write_config};
 use leakstop_tests::tempdir;
 use serde_json::json;
 
@@ -207,16 +207,7 @@ fn leakstop(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String
 }
 
 fn plain_config(dir: &std::path::Path, port: u16, db: &std::path::Path) -> std::path::PathBuf {
-    let cfg = dir.join(format!("server-{port}.toml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen_address = \"127.0.0.1:{port}\"\ntls_disable = true\n[storage]\ntype = \"sqlite\"\npath = \"{}\"\n[seal]\ntype = \"shamir\"\n",
-            db.display()
-        ),
-    )
-    .unwrap();
-    cfg
+    write_config(dir, port, &sqlite_shamir(db))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
