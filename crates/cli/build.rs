@@ -1,6 +1,8 @@
 //! Stamps `leakstop --version` with the commit it was built from and the build date. Outside a git checkout (a
 //! source tarball, `cargo install` from a registry copy) the commit is `unknown`; `SOURCE_DATE_EPOCH` fixes the
 //! date for reproducible builds.
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 use std::process::Command;
 

@@ -1,4 +1,6 @@
 //! Embeds every `rules/*.toml` of the repository into the library, so adding a rule file needs no code change.
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 

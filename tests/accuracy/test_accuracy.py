@@ -1,6 +1,7 @@
 """Accuracy regression gate: leakstop's recall and false positives on the generated corpus (issue 18).
 
-Uses LEAKSTOP_BIN (default target/debug/leakstop). The corpus is generated fresh with a fixed seed.
+Uses LEAKSTOP_BIN (default target/debug/leakstop, see tests/conftest.py). The corpus is generated fresh with a
+fixed seed.
 """
 
 import pathlib
@@ -13,12 +14,12 @@ sys.path.insert(0, str(HERE))
 import make_corpus  # noqa: E402
 import score  # noqa: E402
 import tools  # noqa: E402
+from conftest import leakstop_bin  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    binary = tools.leakstop_bin()
-    assert binary.exists(), f"{binary} missing: run `cargo build --bins` or set LEAKSTOP_BIN"
+    leakstop_bin()  # fails early, naming the build command, when the binary is missing
     out = tmp_path_factory.mktemp("corpus")
     labels = make_corpus.build(out / "tree", score.SEED, 8)
     return out, labels
@@ -35,7 +36,7 @@ def test_corpus_is_deterministic(tmp_path):
 
 def test_leakstop_recall_and_false_positives_hold(corpus):
     out, labels = corpus
-    s = score.score(labels, tools.run_leakstop(out / "tree"))
+    s = score.score(labels, tools.run_leakstop(out / "tree", leakstop_bin()))
     missed = [f for f, r in s["families"].items() if r["positives"] and r["found"] == 0]
     assert s["recall"] >= score.MIN_RECALL, f"recall {s['recall']:.3f}; families with no hit: {missed}"
     assert s["fp"] <= score.MAX_FP, f"{s['fp']} false positives: {s['fp_by_kind']}"
@@ -45,7 +46,7 @@ def test_leakstop_recall_and_false_positives_hold(corpus):
 def test_scorer_counts_a_planted_miss_and_false_positive(corpus):
     # The scorer itself: dropping every finding of one family lowers recall; a finding on a negative is an FP.
     out, labels = corpus
-    found = tools.run_leakstop(out / "tree")
+    found = tools.run_leakstop(out / "tree", leakstop_bin())
     base = score.score(labels, found)
     without = [f for f in found if not f.path.startswith("jwt/")]
     assert score.score(labels, without)["families"]["jwt"]["found"] == 0

@@ -9,7 +9,7 @@ import pathlib
 
 import pytest
 
-from conftest import ROOT_TOKEN, Server, bao_bin, free_port, require_hvac, start_leakstop, unique
+from conftest import ROOT_TOKEN, require_hvac, start_leakstop, start_openbao, unique
 
 hvac = require_hvac()
 
@@ -18,13 +18,9 @@ hvac = require_hvac()
 def audited(request, tmp_path):
     log = tmp_path / "audit.log"
     if request.param == "openbao":
-        bao = bao_bin()
-        assert bao.exists(), f"OpenBao `bao` not found at {bao}: run tests/setup.sh or set BAO_BIN"
         cfg = tmp_path / "audit.hcl"
         cfg.write_text(f'audit "file" "file" {{\n  options {{\n    file_path = "{log}"\n  }}\n}}\n')
-        port = free_port()
-        srv = Server("openbao", [str(bao), "server", "-dev", f"-dev-root-token-id={ROOT_TOKEN}",
-                                 f"-dev-listen-address=127.0.0.1:{port}", f"-config={cfg}"], tmp_path, port)
+        srv = start_openbao(tmp_path, config=cfg)
     else:
         srv = start_leakstop(tmp_path)
         srv.client().sys.enable_audit_device("file", path="file", options={"file_path": str(log)})

@@ -1,15 +1,9 @@
 """The real `bao` CLI (`bao kv put` / `bao kv get`) against each server, configured only by environment."""
 
 import json
-import subprocess
 
-from conftest import bao_bin, unique
-
-
-def bao(server, *args, token=None):
-    exe = bao_bin()
-    assert exe.exists(), f"OpenBao `bao` not found at {exe}: run tests/setup.sh or set BAO_BIN"
-    return subprocess.run([str(exe), *args], env=server.cli_env(token), capture_output=True, text=True, timeout=60)
+from conftest import run_bao as bao
+from conftest import unique
 
 
 def test_bao_kv_put_then_get(server):

@@ -4,7 +4,7 @@ import pytest
 import requests
 
 from conftest import require_hvac, unique
-from test_bao_cli import bao
+from conftest import run_bao as bao
 
 hvac = require_hvac()
 kv = lambda c: c.secrets.kv.v2  # noqa: E731

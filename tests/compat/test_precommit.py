@@ -1,52 +1,27 @@
 """The real pre-commit framework (PyPI) running leakstop's hooks from this repository with `try-repo`."""
 
 import os
-import pathlib
-import random
 import shutil
-import string
 import subprocess
-import zlib
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-LEAKSTOP_BIN = pathlib.Path(os.environ.get("LEAKSTOP_BIN", ROOT / "target" / "debug" / "leakstop"))
-BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+from conftest import ROOT, git_env, github_pat, leakstop_bin
 
 
-def github_pat() -> str:
-    """A fresh GitHub classic PAT with a valid CRC32 checksum (never a real one)."""
-    body = "".join(random.choice(string.ascii_letters + string.digits) for _ in range(30))
-    n, digits = zlib.crc32(body.encode()), []
-    while n:
-        n, r = divmod(n, 62)
-        digits.append(BASE62[r])
-    return "ghp_" + body + "".join(reversed(digits)).rjust(6, "0")
-
-
-def env() -> dict:
-    e = dict(os.environ)
-    e.update(
-        GIT_CONFIG_GLOBAL="/dev/null",
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_AUTHOR_NAME="Ada Tester",
-        GIT_AUTHOR_EMAIL="ada@example.test",
-        GIT_COMMITTER_NAME="Ada Tester",
-        GIT_COMMITTER_EMAIL="ada@example.test",
-        PATH=f"{LEAKSTOP_BIN.parent}{os.pathsep}{e.get('PATH', '')}",
-    )
-    return e
+def env(home) -> dict:
+    """git's environment with the built leakstop first on PATH (the hooks run `leakstop`)."""
+    return git_env(home, PATH=f"{leakstop_bin().parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 def git(repo, *args):
-    return subprocess.run(["git", "-C", str(repo), *args], env=env(), check=True, capture_output=True, text=True)
+    return subprocess.run(["git", "-C", str(repo), *args], env=env(repo.parent), check=True, capture_output=True,
+                          text=True)
 
 
 @pytest.fixture
 def project(tmp_path):
-    assert shutil.which("pre-commit", path=env()["PATH"]), "pre-commit is not installed: pip install pre-commit"
-    assert LEAKSTOP_BIN.exists(), f"{LEAKSTOP_BIN} missing: run `cargo build` (tests/run.sh does)"
+    assert shutil.which("pre-commit", path=env(tmp_path)["PATH"]), "pre-commit missing: pip install pre-commit"
     repo = tmp_path / "project"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -57,7 +32,7 @@ def project(tmp_path):
 
 
 def try_repo(repo, hook_id, tmp_path):
-    e = env()
+    e = env(tmp_path)
     e["PRE_COMMIT_HOME"] = str(tmp_path / "pre-commit-home")
     return subprocess.run(
         ["pre-commit", "try-repo", str(ROOT), hook_id],

@@ -14,31 +14,26 @@ fails the test, so a new README example is either run or explicitly excused.
 """
 
 import os
-import pathlib
 import re
-import shutil
-import socket
 import subprocess
-import time
-import urllib.request
 
 import pytest
 
-from conftest import LEAKSTOP_BIN, ROOT, bao_bin
+from conftest import ROOT, bao_bin, git_env, github_pat, leakstop_bin, run_leakstop, start_leakstop
 
 README = ROOT / "README.md"
 
 # Blocks (by their first command line) that are not run, and why.
 SKIP_BLOCKS = {
     "export LEAKSTOP_TOKEN=$(leakstop login --oidc": "needs a CI job's OIDC token (GitHub/GitLab issue it; "
-    "tests/tests/federation_e2e.rs covers login with a stand-in issuer)",
+    "tests/tests/e2e/federation_e2e.rs covers login with a stand-in issuer)",
 }
 
 # Lines (by prefix) that are not run inside an otherwise run block, and why.
 SKIP_LINES = {
     "bash tests/run.sh": "is this test suite itself",
     "bao write auth/jwt/config oidc_discovery_url=https://token.actions.githubusercontent.com":
-        "OIDC discovery needs the network (GitHub's issuer); tests/tests/jwt_auth.rs covers discovery locally",
+        "OIDC discovery needs the network (GitHub's issuer); tests/tests/e2e/jwt_auth.rs covers discovery locally",
 }
 
 LEAKSTOP_CONFIG_MARKERS = ("[[rule]]", "[extend]", "[allowlist]")
@@ -69,17 +64,9 @@ def skipped_line(line: str):
     return next((why for prefix, why in SKIP_LINES.items() if line.startswith(prefix)), None)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def workdir(tmp_path):
     """A git repository with secrets where the README's examples point: path/to/dir, src, config/app.env."""
-    from test_precommit import github_pat
-
     repo = tmp_path / "repo"
     (repo / "path/to/dir").mkdir(parents=True)
     (repo / "src").mkdir()
@@ -103,15 +90,6 @@ def workdir(tmp_path):
     return repo, shell_env(tmp_path, env)
 
 
-def git_env(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(HOME=str(tmp_path), GIT_AUTHOR_NAME="Readme", GIT_AUTHOR_EMAIL="readme@example.invalid",
-               GIT_COMMITTER_NAME="Readme", GIT_COMMITTER_EMAIL="readme@example.invalid",
-               GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=str(tmp_path / "gitconfig"))
-    (tmp_path / "gitconfig").write_text("[commit]\n\tgpgsign = false\n[init]\n\tdefaultBranch = main\n")
-    return env
-
-
 def git(repo, env, *args):
     subprocess.run(["git", *args], cwd=repo, check=True, env=env)
 
@@ -120,8 +98,7 @@ def shell_env(tmp_path, env):
     """PATH with `leakstop` and `bao` first."""
     bindir = tmp_path / "bin"
     bindir.mkdir(exist_ok=True)
-    assert LEAKSTOP_BIN.exists(), f"{LEAKSTOP_BIN} does not exist: cargo build --bins (or set LEAKSTOP_BIN)"
-    for name, target in (("leakstop", LEAKSTOP_BIN), ("bao", bao_bin())):
+    for name, target in (("leakstop", leakstop_bin()), ("bao", bao_bin())):
         link = bindir / name
         if not os.path.lexists(link):
             link.symlink_to(target)
@@ -140,32 +117,6 @@ def run_line(line: str, cwd, env):
         f"README command failed (exit {p.returncode}): {line}\nstdout:\n{p.stdout[-3000:]}\n"
         f"stderr:\n{p.stderr[-3000:]}")
     return p
-
-
-class DevServer:
-    def __init__(self, cwd, env):
-        self.port = free_port()
-        self.log = open(cwd / "server.log", "w")
-        self.proc = subprocess.Popen(
-            [str(LEAKSTOP_BIN), "server", "--dev", "--dev-root-token-id", "root", "--dev-listen-address",
-             f"127.0.0.1:{self.port}"], stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            assert self.proc.poll() is None, f"leakstop server exited: {(cwd / 'server.log').read_text()}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v1/sys/health", timeout=2):
-                    return
-            except Exception:
-                time.sleep(0.2)
-        pytest.fail(f"leakstop server not healthy after 60s: {(cwd / 'server.log').read_text()}")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 def classify(block: str):
@@ -211,8 +162,8 @@ def test_sh_block_runs(block, workdir):
     server = None
     if kind == "server":
         assert bao_bin().exists(), f"{bao_bin()} does not exist: bash tests/setup.sh installs OpenBao (or set BAO_BIN)"
-        server = DevServer(repo.parent, env)
-        env = dict(env, VAULT_ADDR=f"http://127.0.0.1:{server.port}", VAULT_TOKEN="root")
+        server = start_leakstop(repo.parent)
+        env = dict(env, VAULT_ADDR=server.addr, VAULT_TOKEN=server.root_token)
         if lines[0].startswith("leakstop server --dev"):
             lines = lines[1:]
     ran = 0
@@ -238,7 +189,7 @@ def test_toml_configs_in_the_readme_are_valid(tmp_path):
     for i, cfg in enumerate(configs):
         path = tmp_path / f".leakstop-{i}.toml"
         path.write_text(cfg)
-        p = subprocess.run([str(LEAKSTOP_BIN), "rules", "check", str(path)], capture_output=True, text=True)
+        p = run_leakstop("rules", "check", path)
         assert p.returncode == 0, f"README config #{i} is invalid:\n{cfg}\n{p.stdout}{p.stderr}"
 
 

@@ -8,16 +8,10 @@ The schema is read from $SARIF_SCHEMA, else from ../shared/schemas/sarif-schema-
 import json
 import os
 import pathlib
-import random
-import string
-import subprocess
-import zlib
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-LEAKSTOP_BIN = pathlib.Path(os.environ.get("LEAKSTOP_BIN", ROOT / "target" / "debug" / "leakstop"))
-BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+from conftest import ROOT, github_pat, run_leakstop
 
 
 def schema_path() -> pathlib.Path:
@@ -28,21 +22,8 @@ def schema_path() -> pathlib.Path:
     pytest.fail("SARIF 2.1.0 schema not found: set SARIF_SCHEMA or run tests/setup.sh (it fetches the schema)")
 
 
-def github_pat() -> str:
-    body = "".join(random.choice(string.ascii_letters + string.digits) for _ in range(30))
-    n, digits = zlib.crc32(body.encode()), []
-    while n:
-        n, r = divmod(n, 62)
-        digits.append(BASE62[r])
-    return "ghp_" + body + "".join(reversed(digits)).rjust(6, "0")
-
-
 def run_sarif(cwd: pathlib.Path) -> dict:
-    if not LEAKSTOP_BIN.exists():
-        pytest.fail(f"{LEAKSTOP_BIN} not found: run `cargo build -p leakstop` (tests/run.sh does)")
-    out = subprocess.run(
-        [str(LEAKSTOP_BIN), "scan", "--format", "sarif", "."], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+    out = run_leakstop("scan", "--format", "sarif", ".", cwd=cwd, timeout=120)
     assert out.returncode in (0, 1), out.stderr
     return json.loads(out.stdout)
 

@@ -1,13 +1,36 @@
-//! Test support shared by the end-to-end tests: locating the built binary, fixtures, and the loopback
-//! stand-ins (OIDC issuer, GitHub REST API) that the tests start themselves.
+//! Test support shared by the end-to-end tests: locating the built binary, running it, temporary directories,
+//! a server started by the test, and the loopback stand-ins (OIDC issuer, GitHub REST API).
+//!
+//! # The end-to-end tests
+//! They live in one test binary, `tests/tests/e2e/` (`main.rs` declares one module per area), so the workspace
+//! links one harness instead of one per file. They drive the built `leakstop` binary: build it first
+//! (`cargo build -p leakstop`, or set `LEAKSTOP_BIN`), then `cargo test -p leakstop-tests`; one area alone:
+//! `cargo test -p leakstop-tests -- scan_cli::`.
+//!
+//! # Adding a test
+//! - A test of an existing area goes into its module (`tests/tests/e2e/<area>.rs`); a new area is a new file
+//!   there plus one `mod <area>;` line in `main.rs`.
+//! - Run the binary with [`cmd::leakstop`] (hermetic environment, optional stdin, [`cmd::Run`] with exit code
+//!   and text); work in a [`tempdir`]; a test that needs a service starts its own [`server::Server`]
+//!   (`Server::dev` or `Server::configured`), killed when dropped; git repositories come from [`gitcli`] and
+//!   realistic secrets from [`secrets`], made fresh per test.
+//! - Tests run in parallel threads of one process: never change the process environment or working directory;
+//!   pass variables and directories to the command instead.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
+pub mod cmd;
 pub mod gitcli;
 pub mod github;
 pub mod oidc;
 pub mod secrets;
+pub mod server;
+
+/// A fresh temporary directory, removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("create a temporary directory")
+}
 
 /// Path of the `leakstop` binary built from this workspace.
 ///

@@ -1,6 +1,10 @@
 //! `leakstop`: the one binary. A thin clap front end; every behaviour lives in a library crate.
 //!
 //! Exit codes (as ripgrep): 0 = clean / success, 1 = findings, 2 = error (usage, IO, config).
+//!
+//! Unsafe code is denied (workspace lint) and allowed in one function: `cmd::server::forget_env_var`, which
+//! overwrites and removes the HSM PIN's environment variable before any thread starts (`remove_var` is unsafe, and
+//! the bytes /proc/PID/environ shows can only be cleared through `getenv`'s pointer).
 
 use std::process::ExitCode;
 

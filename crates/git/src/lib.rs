@@ -10,14 +10,18 @@
 //! Repositories are read as they are: every pack is checked (`index.rs`) before libgit2 reads an object, and a
 //! corrupt one stops the scan with [`GitError::CorruptPack`] naming it.
 //!
-//! Unsafe code lives in three modules only: `repo.rs` (libgit2's global limits), `map.rs` (the pack mapping) and
-//! `inflate.rs` (zlib's C API).
-//!
 //! Shallow clones are handled explicitly: a range that reaches past the shallow boundary is an error that says
 //! how to fetch more, never a silent scan of a truncated history.
 //!
-//! Unsafe code (denied elsewhere): `map` (the read-only pack mapping), `inflate` (zlib's C API) and
-//! `repo::configure_libgit2` (libgit2's global memory limits).
+//! # Unsafe code
+//! Denied in the crate (workspace lint) and allowed in three places only, each for a system interface that has no
+//! safe wrapper here:
+//! - `map` (module): `mmap`/`madvise`/`munmap` of a pack file, read-only, so entries are read in place and the
+//!   resident pages can be released during a long history walk;
+//! - `inflate` (module): zlib's C stream API, one stream per thread reset between objects and inflating straight
+//!   into a buffer of the size the entry's header gives;
+//! - `repo::configure_libgit2` (one function): libgit2's global memory limits, set once before any repository is
+//!   opened.
 
 mod diff;
 mod error;

@@ -1,4 +1,6 @@
 //! Every builtin rule proves itself: each positive example must match, each negative example must not.
+#![forbid(unsafe_code)]
+
 use leakstop_rules::RuleSet;
 
 #[test]

@@ -1,4 +1,6 @@
 //! User configuration: .leakstop.toml overrides/extensions and .gitleaks.toml import.
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 
 use leakstop_rules::RuleSet;

@@ -1,5 +1,7 @@
 //! Text that resembles credentials but is not one must produce no match from any builtin rule: placeholders,
 //! templates, hashes, UUIDs, lockfiles, minified code, public keys, documentation values.
+#![forbid(unsafe_code)]
+
 use leakstop_rules::RuleSet;
 
 const LOOKALIKES: &[(&str, &str)] = &[

@@ -1,4 +1,6 @@
 //! A broken rule file must say which file, which rule and which field is wrong, so it can be fixed at once.
+#![forbid(unsafe_code)]
+
 use leakstop_rules::RuleSet;
 
 const GOOD: &str = r#"

@@ -2,7 +2,9 @@
 //! filters (inline allow markers, allowlists, baselines and ignore files), findings with stable fingerprints, and
 //! the reporters.
 //!
-//! Unsafe code (denied elsewhere): the SIMD keyword prefilter in `keywords` (x86-64 intrinsics).
+//! # Unsafe code
+//! Denied in the crate (workspace lint) and allowed in one module: `keywords::simd`, the AVX2 keyword prefilter
+//! (x86-64 intrinsics, called only after the CPU was checked for AVX2). Everything else is safe Rust.
 
 pub mod archive;
 pub mod baseline;

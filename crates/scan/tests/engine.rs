@@ -1,5 +1,6 @@
 //! The engine on small rule sets written for the test: prefilter, locations, `requires`, path filters,
 //! allowlists, inline markers, generic-vs-specific overlap, baselines.
+#![forbid(unsafe_code)]
 
 use leakstop_rules::RuleSet;
 use leakstop_scan::{Baseline, ScanOptions, Scanner};

@@ -1,5 +1,6 @@
 //! The overlap rule between generic rules: a `generic-*` catch-all yields to a generic-tagged rule that knows the
 //! secret's context, which yields in turn to a specific rule.
+#![forbid(unsafe_code)]
 
 use leakstop_rules::RuleSet;
 use leakstop_scan::{ScanOptions, Scanner};

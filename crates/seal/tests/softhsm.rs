@@ -3,6 +3,7 @@
 //! SoftHSM reads SOFTHSM2_CONF once per process and PKCS#11 libraries initialize once per process, so each
 //! scenario runs in a child process (this test binary re-executed with `--exact child_...`); that also makes
 //! "unwrap after restart" a real restart.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

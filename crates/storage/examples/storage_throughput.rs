@@ -1,6 +1,7 @@
 //! Write/read throughput of SqliteStorage with N concurrent clients.
 //! `cargo run -p leakstop-storage --example storage_throughput --release -- [clients] [seconds]`
 //! Prints writes/s and reads/s (each write is durable when counted).
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

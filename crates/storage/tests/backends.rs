@@ -1,4 +1,5 @@
 //! Every backend passes the conformance suite; SQLite-specific behaviour (locking, foreign files, crash safety).
+#![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -1,8 +1,10 @@
-//! `leakstop scan`: files, directories and stdin (`-`).
+//! `leakstop scan`: files, directories and stdin (`-`), git history (`--git`), the staged changes (`--staged`, what
+//! the pre-commit hook runs) and a commit range (`--range BASE..HEAD`).
 //!
-//! Flow: rules + baseline -> Scanner -> ONE place that picks the input source (`collect`) -> shared tail
-//! (baseline filter, --write-baseline, report, summary, exit code). New inputs (git history, staged, range) add
-//! flags to `ScanArgs` and one arm in `collect`.
+//! Flow: the set-up (config, rules, baseline and ignore files, found from the scanned place up to the repository
+//! root) -> the Scanner -> ONE place that picks the input source (`collect`) -> a shared tail (`finish`: notes on
+//! skipped files, --write-baseline, report, summary, exit code). A new input is a flag in `ScanArgs` and one arm in
+//! `collect`.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};

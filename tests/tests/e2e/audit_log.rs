@@ -3,13 +3,13 @@
 //! the key and pins from `sys/audit-chain`, devices confined to the configured directory, and a stuck device
 //! turning requests into 503s within the deadline instead of hanging or serving unaudited.
 
-mod cfgserver;
-mod kvsupport;
-
 use std::process::{Command, Stdio};
+
+use leakstop_tests::cmd::leakstop;
+use leakstop_tests::tempdir;
 use std::time::{Duration, Instant};
 
-use kvsupport::Server;
+use leakstop_tests::server::Server;
 use serde_json::{Value, json};
 
 fn random_value(tag: &str) -> String {
@@ -18,22 +18,13 @@ fn random_value(tag: &str) -> String {
 
 /// `leakstop audit verify` with `args`, the key (and pins) fetched from `srv` unless `args` give a key file.
 fn verify_with(srv: Option<&Server>, path: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let mut cmd = Command::new(leakstop_tests::leakstop_bin());
-    cmd.args(["audit", "verify"]).args(args).arg(path);
-    cmd.env_remove("VAULT_ADDR").env_remove("VAULT_TOKEN");
-    match srv {
+    let cmd = leakstop(["audit", "verify"]).args(args).arg(path);
+    let cmd = match srv {
         Some(srv) => cmd.env("LEAKSTOP_ADDR", &srv.addr).env("LEAKSTOP_TOKEN", &srv.token),
         None => cmd.env("LEAKSTOP_ADDR", "http://127.0.0.1:9"),
     };
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let out = cmd.run();
+    (out.code, out.text())
 }
 
 async fn enable(srv: &Server, name: &str, file: &std::path::Path) -> (u16, Value) {
@@ -47,7 +38,7 @@ async fn enable(srv: &Server, name: &str, file: &std::path::Path) -> (u16, Value
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_lines_hold_hmacs_not_values_and_the_chain_verifies() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let log = dir.path().join("audit.log");
     let (status, body) = enable(&srv, "file", &log).await;
@@ -96,7 +87,7 @@ async fn audit_lines_hold_hmacs_not_values_and_the_chain_verifies() {
     assert!(
         !entries
             .iter()
-            .any(|e| e["auth"]["client_token"] == kvsupport::ROOT_TOKEN),
+            .any(|e| e["auth"]["client_token"] == leakstop_tests::server::ROOT_TOKEN),
         "root token in clear"
     );
 
@@ -174,7 +165,7 @@ fn rechain_sha256(lines: &[String], prefix: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_rewritten_with_recomputed_hashes_or_cut_short_is_caught() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let log = dir.path().join("audit.log");
     enable(&srv, "file", &log).await;
@@ -231,7 +222,7 @@ async fn a_log_rewritten_with_recomputed_hashes_or_cut_short_is_caught() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chain_key_needs_sudo() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     srv.ok(
         "PUT",
@@ -251,13 +242,13 @@ async fn the_chain_key_needs_sudo() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_devices_are_confined_to_the_configured_directory() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let logs = dir.path().join("logs");
     let elsewhere = dir.path().join("elsewhere");
     std::fs::create_dir_all(&logs).unwrap();
     std::fs::create_dir_all(&elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, logs.join("escape")).unwrap();
-    let srv = cfgserver::start(dir.path(), &format!("audit_file_dir = \"{}\"", logs.display()), "").await;
+    let srv = Server::configured(dir.path(), &format!("audit_file_dir = \"{}\"", logs.display()), "").await;
 
     let outside = elsewhere.join("audit.log");
     let (status, body) = enable(&srv, "out", &outside).await;
@@ -279,7 +270,7 @@ async fn api_devices_are_confined_to_the_configured_directory() {
     drop(srv);
 
     // Nothing configured: the API may not enable file devices at all, and says how to allow it.
-    let srv = cfgserver::start(dir.path(), "", "").await;
+    let srv = Server::configured(dir.path(), "", "").await;
     let (status, body) = enable(&srv, "any", &logs.join("other.log")).await;
     assert_eq!(status, 400, "{body}");
     assert!(
@@ -293,7 +284,7 @@ async fn api_devices_are_confined_to_the_configured_directory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_reports_the_first_broken_line() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let log = dir.path().join("audit.log");
     enable(&srv, "file", &log).await;
@@ -343,7 +334,7 @@ async fn verify_reports_the_first_broken_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_device_is_refused_when_enabled() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let (status, body) = enable(&srv, "full", std::path::Path::new("/dev/full")).await;
     assert_eq!(status, 400, "{body}");
@@ -367,7 +358,7 @@ async fn an_unwritable_device_is_refused_when_enabled() {
 /// A FIFO whose reader stops reading stands in for a stuck NFS mount or a full disk: the writer blocks for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_device_turns_requests_into_503_within_the_deadline() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let fifo = dir.path().join("audit.fifo");
     let st = Command::new("mkfifo")
         .arg(&fifo)

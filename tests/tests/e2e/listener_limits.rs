@@ -2,12 +2,10 @@
 //! `sys/health` keeps answering, the connection cap holds and frees its slots, and bodies sent without a valid
 //! token are refused before the server reads (or keeps) them.
 
-mod cfgserver;
-mod kvsupport;
-
 use std::time::{Duration, Instant};
 
-use kvsupport::Server;
+use leakstop_tests::server::Server;
+use leakstop_tests::tempdir;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -45,8 +43,8 @@ async fn closed_by(s: &mut TcpStream, deadline: tokio::time::Instant) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_never_finish_their_headers_are_closed_and_health_still_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let srv = cfgserver::start(dir.path(), "", "[http]\nheader_timeout_ms = 1000\n").await;
+    let dir = tempdir();
+    let srv = Server::configured(dir.path(), "", "[http]\nheader_timeout_ms = 1000\n").await;
     let addr = host(&srv);
     let mut slow = Vec::new();
     for _ in 0..300 {
@@ -78,8 +76,8 @@ async fn connections_that_never_finish_their_headers_are_closed_and_health_still
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_connection_cap_requests_wait_and_are_served_once_the_flood_is_gone() {
-    let dir = tempfile::tempdir().unwrap();
-    let srv = cfgserver::start(
+    let dir = tempdir();
+    let srv = Server::configured(
         dir.path(),
         "",
         "[http]\nmax_connections = 16\nheader_timeout_ms = 60000\n",
@@ -156,7 +154,7 @@ async fn post_big(addr: &str, token: Option<&str>, len: usize) -> (Option<u16>, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_without_a_valid_token_are_refused_before_they_are_read() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let addr = host(&srv);
     let pid = srv.child.id();

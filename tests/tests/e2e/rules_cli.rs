@@ -1,31 +1,19 @@
 //! `leakstop rules list|check` as a user runs them: listing, validating rule files and configs, exit codes.
 use std::path::Path;
-use std::process::{Command, Output};
 
-use leakstop_tests::{leakstop_bin, repo_root};
+use leakstop_tests::cmd::{self, Run};
+use leakstop_tests::{repo_root, tempdir};
 
-fn leakstop(dir: &Path, args: &[&str]) -> Output {
-    Command::new(leakstop_bin())
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run leakstop")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+fn leakstop(dir: &Path, args: &[&str]) -> Run {
+    cmd::leakstop(args).dir(dir).run()
 }
 
 #[test]
 fn list_shows_builtin_rules_as_text_and_json() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let out = leakstop(dir.path(), &["rules", "list"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
+    assert!(out.status.success(), "{}", out.stderr);
+    let text = &out.stdout;
     let line = text
         .lines()
         .find(|l| l.starts_with("github-pat-classic "))
@@ -36,8 +24,8 @@ fn list_shows_builtin_rules_as_text_and_json() {
     );
 
     let out = leakstop(dir.path(), &["rules", "list", "--format", "json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rules: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert!(out.status.success(), "{}", out.stderr);
+    let rules: serde_json::Value = serde_json::from_str(&out.stdout).expect("valid JSON");
     let rules = rules.as_array().expect("array");
     assert!(rules.len() >= 40, "only {} rules", rules.len());
     let lks = rules
@@ -50,23 +38,23 @@ fn list_shows_builtin_rules_as_text_and_json() {
 
 #[test]
 fn check_validates_the_builtin_rules_and_the_repository_rule_files() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let out = leakstop(dir.path(), &["rules", "check"]);
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("valid"), "{}", stdout(&out));
+    assert!(out.status.success(), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("valid"), "{}", out.stdout);
     // Each rule file checks as it is embedded (built-in rules keep the placeholder guard).
     for entry in std::fs::read_dir(repo_root().join("rules")).expect("rules/") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "toml") {
             let out = leakstop(dir.path(), &["rules", "check", path.to_str().expect("utf-8 path")]);
-            assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
+            assert!(out.status.success(), "{}: {}", path.display(), out.stderr);
         }
     }
 }
 
 #[test]
 fn check_reports_every_problem_of_every_rule_with_its_line_and_exits_2() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let file = dir.path().join("acme.toml");
     std::fs::write(
         &file,
@@ -94,8 +82,8 @@ negative_examples = ["none"]
     )
     .expect("write rule file");
     let out = leakstop(dir.path(), &["rules", "check", "acme.toml"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    let err = &out.stderr;
     // Both problems of the first rule, not just the first one found, each with the line of its rule.
     assert!(err.contains("acme.toml:2: rule `acme-key`: field `severity`"), "{err}");
     assert!(err.contains("acme.toml:2: rule `acme-key`: field `check`"), "{err}");
@@ -113,7 +101,7 @@ negative_examples = ["none"]
     .expect("write rule file");
     let out = leakstop(dir.path(), &["rules", "check", "acme.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    let err = &out.stderr;
     assert!(err.contains("acme.toml:10: rule `Bad Id`: field `id`"), "{err}");
     assert!(err.contains("negative_examples[0]"), "{err}");
 
@@ -121,7 +109,7 @@ negative_examples = ["none"]
     std::fs::write(&file, "[[rule]]\nid = \"a\"\nseverity = high\n").expect("write rule file");
     let out = leakstop(dir.path(), &["rules", "check", "acme.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    let err = &out.stderr;
     assert!(err.contains("acme.toml:3:12"), "{err}");
     assert!(!err.contains("byte"), "{err}");
 
@@ -134,12 +122,12 @@ negative_examples = ["none"]
     .expect("write rule file");
     let out = leakstop(dir.path(), &["rules", "check", "acme.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("negative_examples[0]"), "{}", stderr(&out));
+    assert!(out.stderr.contains("negative_examples[0]"), "{}", out.stderr);
 }
 
 #[test]
 fn check_accepts_a_gitleaks_config_and_explains_what_it_cannot_map() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     std::fs::write(
         dir.path().join(".gitleaks.toml"),
         "[extend]\nuseDefault = true\n\n[[rules]]\nid = \"acme-key\"\nregex = '''acme_([0-9a-f]{32})'''\n\
@@ -147,27 +135,27 @@ fn check_accepts_a_gitleaks_config_and_explains_what_it_cannot_map() {
     )
     .expect("write config");
     let out = leakstop(dir.path(), &["rules", "check", ".gitleaks.toml"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", out.stderr);
     assert!(
-        stderr(&out).contains("pem-files"),
+        out.stderr.contains("pem-files"),
         "path-only rule is explained: {}",
-        stderr(&out)
+        out.stderr
     );
 
     let out = leakstop(dir.path(), &["rules", "list", "--config", ".gitleaks.toml"]);
     assert!(out.status.success());
-    assert!(stdout(&out).lines().any(|l| l.starts_with("acme-key ")));
+    assert!(out.stdout.lines().any(|l| l.starts_with("acme-key ")));
     assert!(
-        stdout(&out).lines().any(|l| l.starts_with("github-pat-classic ")),
+        out.stdout.lines().any(|l| l.starts_with("github-pat-classic ")),
         "useDefault keeps builtin rules"
     );
 }
 
 #[test]
 fn list_has_a_header_with_the_count_and_shows_what_a_scan_there_would_use() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let out = leakstop(dir.path(), &["rules", "list"]);
-    let text = stdout(&out);
+    let text = &out.stdout;
     let first = text.lines().next().unwrap_or_default();
     let listed = text.lines().skip(2).filter(|l| !l.trim().is_empty()).count();
     assert!(listed >= 40, "{text}");
@@ -189,8 +177,8 @@ fn list_has_a_header_with_the_count_and_shows_what_a_scan_there_would_use() {
     )
     .expect("write config");
     let out = leakstop(&repo.join("src/deep"), &["rules", "list"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
+    assert!(out.status.success(), "{}", out.stderr);
+    let text = &out.stdout;
     let first = text.lines().next().unwrap_or_default();
     assert!(
         first.starts_with("1 rule(s) from ") && first.contains(".gitleaks.toml"),
@@ -198,5 +186,5 @@ fn list_has_a_header_with_the_count_and_shows_what_a_scan_there_would_use() {
     );
     assert!(text.lines().any(|l| l.starts_with("acme-key ")), "{text}");
     assert!(!text.contains("github-pat-classic"), "{text}");
-    assert!(stderr(&out).contains("useDefault = true"), "{}", stderr(&out));
+    assert!(out.stderr.contains("useDefault = true"), "{}", out.stderr);
 }

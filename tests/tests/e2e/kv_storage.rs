@@ -1,27 +1,16 @@
 //! KV v2 on durable storage, end to end: a server with SQLite storage and a Shamir seal, started by the test,
 //! keeps secrets across a restart, and its storage files hold neither a secret value nor a token in clear.
 
-mod kvsupport;
-
 use std::path::Path;
 
-use kvsupport::{Server, free_port};
+use leakstop_tests::server::{Server, config_args, free_port, sqlite_shamir, write_config};
+use leakstop_tests::tempdir;
 use serde_json::{Value, json};
 
-/// The server config this test runs with (`leakstop server --config FILE`).
-fn config_toml(port: u16, db: &Path) -> String {
-    format!(
-        "listen_address = \"127.0.0.1:{port}\"\ntls_disable = true\n\n[storage]\ntype = \"sqlite\"\npath = \"{}\"\n\n\
-         [seal]\ntype = \"shamir\"\n",
-        db.display()
-    )
-}
-
+/// A server on durable SQLite storage in `dir`, sealed with Shamir.
 async fn start(dir: &Path, port: u16) -> Server {
-    let cfg = dir.join("server.toml");
-    std::fs::write(&cfg, config_toml(port, &dir.join("leakstop.db"))).unwrap();
-    let args = ["server".to_string(), "--config".into(), cfg.display().to_string()];
-    Server::start(dir, &args, port, "").await
+    let cfg = write_config(dir, port, &sqlite_shamir(&dir.join("leakstop.db")));
+    Server::start(dir, &config_args(&cfg), port, "").await
 }
 
 async fn unseal(srv: &Server, key: &str) {
@@ -87,7 +76,7 @@ async fn initialized(dir: &Path, port: u16) -> (Server, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_survive_a_restart_and_never_reach_storage_in_clear() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let port = free_port();
     let (srv, key) = initialized(dir.path(), port).await;
     let root = srv.token.clone();
@@ -145,7 +134,7 @@ async fn secrets_survive_a_restart_and_never_reach_storage_in_clear() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_to_one_secret_get_distinct_versions() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = std::sync::Arc::new(Server::dev(dir.path()).await);
     let mut tasks = Vec::new();
     for i in 0..20 {
@@ -167,7 +156,7 @@ async fn concurrent_writers_to_one_secret_get_distinct_versions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_secret_path_is_refused_without_naming_storage() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     for method in ["GET", "POST"] {
         let (status, body) = srv
@@ -187,7 +176,7 @@ async fn a_bad_secret_path_is_refused_without_naming_storage() {
 /// every write). SQLite storage, so the stored versions are on disk rather than in the process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_large_versions_keep_the_server_memory_bounded() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let (srv, _) = initialized(dir.path(), free_port()).await;
     srv.ok("POST", "secret/metadata/big", Some(json!({"max_versions": 100})))
         .await;

@@ -2,11 +2,10 @@
 //! unauthenticated paths decided by URL shape, paths the ACL and the handler read differently, limited-use tokens
 //! that are not limited, revoked tokens that come back, and callers learning what they may not know.
 
-mod kvsupport;
-
 use std::time::Duration;
 
-use kvsupport::Server;
+use leakstop_tests::server::Server;
+use leakstop_tests::tempdir;
 use serde_json::{Value, json};
 
 /// A token with `policy` (HCL) as its only policy besides `default`.
@@ -50,7 +49,7 @@ async fn raw_call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paths_that_look_like_logins_are_not_open() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     srv.ok("POST", "sys/auth/jwt", Some(json!({"type": "jwt"}))).await;
     // A role named `login` is just a role: writing, reading or deleting it needs a token like any other path.
@@ -82,7 +81,7 @@ async fn paths_that_look_like_logins_are_not_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_without_a_token_learn_nothing_about_mounts() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let (mounted, _) = raw_call(&srv, None, "GET", "secret/data/app", None).await;
     let (unmounted, _) = raw_call(&srv, None, "GET", "nothing-here/data/app", None).await;
@@ -95,7 +94,7 @@ async fn callers_without_a_token_learn_nothing_about_mounts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_canonical_paths_cannot_slip_past_a_deny() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     srv.ok("POST", "secret/data/keep", Some(json!({"data": {"v": "kept"}})))
         .await;
@@ -146,7 +145,7 @@ path "sys/policy/admin" { capabilities = ["deny"] }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_use_token_serves_exactly_one_of_many_concurrent_requests() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let audit = dir.path().join("audit.log");
     srv.enable_file_audit("file", &audit).await;
@@ -188,7 +187,7 @@ async fn a_single_use_token_serves_exactly_one_of_many_concurrent_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_limited_use_token_stays_revoked() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let token = token_with_policy(
         &srv,
@@ -211,7 +210,7 @@ async fn a_revoked_limited_use_token_stays_revoked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limited_use_tokens_cannot_make_children_and_ttls_cannot_wrap() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let limited = token_with_policy(
         &srv,
@@ -252,7 +251,7 @@ async fn limited_use_tokens_cannot_make_children_and_ttls_cannot_wrap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enabling_auth_methods_needs_sudo() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let no_sudo = token_with_policy(
         &srv,
@@ -283,7 +282,7 @@ path "sys/auth" { capabilities = ["read"] }"#,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_name_no_storage_keys_and_ui_mounts_follow_the_acl() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let (status, text) = raw_call(&srv, Some("root"), "GET", "secret/data/x%00", None).await;
     assert_eq!(status, 400, "{text}");
@@ -312,7 +311,7 @@ async fn errors_name_no_storage_keys_and_ui_mounts_follow_the_acl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_and_unroutable_requests_are_audited() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let audit = dir.path().join("audit.log");
     srv.enable_file_audit("file", &audit).await;
@@ -343,7 +342,7 @@ async fn refused_and_unroutable_requests_are_audited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_form_posts_without_a_token_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     srv.ok("POST", "sys/auth/jwt", Some(json!({"type": "jwt"}))).await;
     let http = reqwest::Client::new();

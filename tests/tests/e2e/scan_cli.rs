@@ -1,39 +1,21 @@
 //! End-to-end tests of `leakstop scan` on files, directories and stdin: what a user sees (findings with their
 //! location, exit codes, redaction, allow markers, baselines and ignore files, reports).
 
-use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use leakstop_tests::leakstop_bin;
+use leakstop_tests::cmd::{Run, leakstop};
 use leakstop_tests::secrets::{aws_key_pair, github_pat};
+use leakstop_tests::{leakstop_bin, tempdir};
 use serde_json::Value;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn scan_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
-    let mut cmd = Command::new(leakstop_bin());
-    cmd.current_dir(dir)
-        .arg("scan")
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("LEAKSTOP_LOG");
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run leakstop");
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let cmd = leakstop(["scan"]).args(args).dir(dir).env("NO_COLOR", "1");
+    match stdin {
+        Some(input) => cmd.stdin(input),
+        None => cmd,
     }
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().expect("exit code"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    .run()
 }
 
 fn json_findings(run: &Run) -> Vec<Value> {
@@ -49,7 +31,7 @@ fn write(dir: &Path, rel: &str, content: &str) {
 
 /// A repo-like tree with one GitHub token at a known place: line 4, column 14 (`    token = "` is 13 chars).
 fn tree_with_token() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let pat = github_pat();
     write(
         dir.path(),
@@ -79,7 +61,7 @@ fn directory_scan_reports_the_secret_with_its_location_and_exits_1() {
 
 #[test]
 fn clean_tree_exits_0_and_bad_path_exits_2_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     write(dir.path(), "a.txt", "hello world\n");
     let run = scan_in(dir.path(), &["."], None);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -96,7 +78,7 @@ fn clean_tree_exits_0_and_bad_path_exits_2_naming_it() {
 
 #[test]
 fn stdin_is_scanned_with_dash() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let pat = github_pat();
     let run = scan_in(
         dir.path(),
@@ -144,7 +126,7 @@ fn secrets_are_redacted_unless_show_secrets() {
 
 #[test]
 fn inline_allow_markers_of_leakstop_and_other_scanners_are_honoured() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let markers = [
         "leakstop:allow",
         "gitleaks:allow",
@@ -254,7 +236,7 @@ fn leakstopignore_fingerprints_and_gitleaksignore_locations_suppress() {
 
 #[test]
 fn gitignore_binary_and_size_limits_are_respected_with_notes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     leakstop_tests::gitcli::init_repo(dir.path());
     write(dir.path(), ".gitignore", "ignored/\n");
     write(dir.path(), "ignored/secret.py", &format!("t = \"{}\"\n", github_pat()));
@@ -306,8 +288,8 @@ fn gitignore_binary_and_size_limits_are_respected_with_notes() {
 #[cfg(unix)]
 #[test]
 fn symlinks_are_not_followed() {
-    let dir = tempfile::tempdir().unwrap();
-    let outside = tempfile::tempdir().unwrap();
+    let dir = tempdir();
+    let outside = tempdir();
     write(outside.path(), "secret.py", &format!("t = \"{}\"\n", github_pat()));
     std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
     std::os::unix::fs::symlink(outside.path().join("secret.py"), dir.path().join("file-link.py")).unwrap();
@@ -364,7 +346,7 @@ fn sarif_has_rules_results_regions_and_fingerprints() {
 
 #[test]
 fn aws_key_id_and_secret_pair_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let (id, secret) = aws_key_pair();
     write(
         dir.path(),
@@ -421,7 +403,7 @@ fn config_disables_a_rule_and_bad_config_is_a_clear_error() {
 
 #[test]
 fn gitleaks_config_in_the_scanned_dir_is_imported_and_unmapped_parts_are_named() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     write(
         dir.path(),
         ".gitleaks.toml",
@@ -482,7 +464,7 @@ fn a_report_to_a_named_pipe_goes_through_it_and_leaves_it_a_pipe() {
 fn gitignore_applies_only_inside_a_git_work_tree() {
     // A directory that is not a repository (an unpacked archive, a copied build context): git ignores nothing
     // there, and neither does the scan.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     write(dir.path(), ".gitignore", ".env\n");
     write(dir.path(), ".env", &format!("GITHUB_TOKEN={}\n", github_pat()));
     let run = scan_in(dir.path(), &["."], None);
@@ -511,7 +493,7 @@ fn gitignore_applies_only_inside_a_git_work_tree() {
 
 #[test]
 fn files_excluded_by_allowlist_paths_are_counted() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     write(dir.path(), ".leakstop.toml", "[allowlist]\npaths = [\"^fixtures/\"]\n");
     write(dir.path(), "fixtures/a.txt", &format!("t = \"{}\"\n", github_pat()));
     write(dir.path(), "fixtures/b.txt", "nothing\n");
@@ -522,7 +504,7 @@ fn files_excluded_by_allowlist_paths_are_counted() {
 
 #[test]
 fn config_baseline_and_ignore_files_are_found_from_a_subdirectory_up_to_the_repository_root() {
-    let top = tempfile::tempdir().unwrap();
+    let top = tempdir();
     let repo = top.path().join("repo");
     leakstop_tests::gitcli::init_repo(&repo);
     // Above the repository: not the repository's business, never used.
@@ -596,7 +578,7 @@ fn config_baseline_and_ignore_files_are_found_from_a_subdirectory_up_to_the_repo
 
 #[test]
 fn users_rules_skip_the_placeholder_guard_unless_they_ask_for_it_and_drops_are_logged_at_debug() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let rule = "[[rule]]\nid = \"acme-key\"\ndescription = \"ACME key\"\nseverity = \"high\"\nkeywords = [\"acme_\"]\n\
                 regex = '''acme_[0-9a-z]{16}'''\nexamples = [\"acme_0123456789abcdez\"]\nnegative_examples = [\"acme_\"]\n";
     write(dir.path(), ".leakstop.toml", rule);
@@ -641,7 +623,7 @@ fn users_rules_skip_the_placeholder_guard_unless_they_ask_for_it_and_drops_are_l
 
 #[test]
 fn stdin_gets_the_size_limit_and_binary_detection_files_get() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let input = format!("{}\nt = \"{}\"\n", "x".repeat(4096), github_pat());
     let run = scan_in(dir.path(), &["--max-file-size", "1K", "-"], Some(&input));
     assert_eq!(run.code, 0, "{}", run.stdout);
@@ -682,7 +664,7 @@ fn memory_beyond_the_input_does_not_grow_with_a_pathological_input() {
     // One character that a built-in keyword is made of, repeated: a keyword occurrence at every position. Held
     // for the whole input at once that took many times the input's size; held per piece, the input itself plus
     // a bounded amount.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     const SIZE: usize = 6 << 20;
     std::fs::write(dir.path().join("a.txt"), "a".repeat(SIZE)).unwrap();
     std::fs::write(dir.path().join("small.txt"), "a").unwrap();
@@ -701,9 +683,9 @@ fn memory_beyond_the_input_does_not_grow_with_a_pathological_input() {
 
 #[test]
 fn version_names_the_commit_and_build_date_and_help_documents_exit_codes() {
-    let out = Command::new(leakstop_bin()).arg("--version").output().unwrap();
-    assert!(out.status.success());
-    let v = String::from_utf8_lossy(&out.stdout);
+    let out = leakstop(["--version"]).run();
+    assert!(out.success());
+    let v = &out.stdout;
     // `leakstop 0.1.0 (commit 1a2b3c4d5e6f, built 2026-12-04)`, or `commit unknown` outside a checkout.
     let (commit, date) = v
         .trim()
@@ -724,8 +706,8 @@ fn version_names_the_commit_and_build_date_and_help_documents_exit_codes() {
         date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
         "{v}"
     );
-    let out = Command::new(leakstop_bin()).arg("--help").output().unwrap();
-    let help = String::from_utf8_lossy(&out.stdout);
+    let out = leakstop(["--help"]).run();
+    let help = &out.stdout;
     assert!(
         help.contains("Exit codes: 0 = ") && help.contains("1 = ") && help.contains("2 = error"),
         "{help}"

@@ -2,24 +2,19 @@
 //! through real `git commit`s.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use leakstop_tests::gitcli::{commit_file, git, git_output, init_repo, isolate, stage};
-use leakstop_tests::{leakstop_bin, secrets};
+use leakstop_tests::cmd::{self, Run};
+use leakstop_tests::gitcli::{commit_file, git, git_output, init_repo, stage};
+use leakstop_tests::{secrets, tempdir};
 
 fn leakstop(dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(leakstop_bin());
-    cmd.current_dir(dir).args(args);
-    isolate(&mut cmd);
-    cmd.output().expect("run leakstop")
+    cmd::leakstop(args).dir(dir).output()
 }
 
+/// stdout then stderr, of leakstop or of git (the hook speaks through git).
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    Run::from(out.clone()).text()
 }
 
 fn commit(repo: &Path, envs: &[(&str, &str)], extra: &[&str]) -> Output {
@@ -29,7 +24,7 @@ fn commit(repo: &Path, envs: &[(&str, &str)], extra: &[&str]) -> Output {
 }
 
 fn installed_repo() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let repo = init_repo(&tmp.path().join("app"));
     commit_file(&repo, "README.md", "# app\n", "first");
     let out = leakstop(&repo, &["hook", "install"]);
@@ -89,7 +84,7 @@ fn an_allow_comment_lets_a_false_positive_through() {
 
 #[test]
 fn respects_core_hooks_path() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let repo = init_repo(&tmp.path().join("app"));
     commit_file(&repo, "README.md", "# app\n", "first");
     git(&repo, &["config", "core.hooksPath", ".githooks"]);
@@ -111,7 +106,7 @@ fn respects_core_hooks_path() {
 
 #[test]
 fn chains_an_existing_hook_and_uninstall_restores_it() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let repo = init_repo(&tmp.path().join("app"));
     commit_file(&repo, "README.md", "# app\n", "first");
     let hook = repo.join(".git/hooks/pre-commit");
@@ -141,7 +136,7 @@ fn chains_an_existing_hook_and_uninstall_restores_it() {
 
 #[test]
 fn refuses_outside_a_repository_with_exit_2() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let out = leakstop(tmp.path(), &["hook", "install"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("not inside a git repository"), "{}", text(&out));
@@ -164,11 +159,11 @@ fn the_hook_uses_the_config_and_ignore_files_scan_finds_and_commits_from_a_subdi
         "config",
     );
     stage(&repo, "src/deep/keys.py", "A = \"acme_9f8e7d6c5b4a3f2e\"\n");
-    let mut cmd = Command::new("git");
-    cmd.current_dir(repo.join("src/deep"))
-        .args(["commit", "-q", "-m", "from a subdirectory"]);
-    isolate(&mut cmd);
-    let out = cmd.output().unwrap();
+    let out = git_output(
+        &repo.join("src/deep"),
+        &["commit", "-q", "-m", "from a subdirectory"],
+        &[],
+    );
     let msg = text(&out);
     assert!(!out.status.success(), "the repository's own rule did not block: {msg}");
     assert!(msg.contains("acme-key") && msg.contains("src/deep/keys.py:1"), "{msg}");

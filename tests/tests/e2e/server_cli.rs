@@ -3,16 +3,16 @@
 //! is created, where the server listens, no root token from a dev server that cannot listen, oversized requests
 //! refused; the CLI's address and token sources, its wording for Vault's errors, and its documented exit codes.
 
-mod kvsupport;
-
 use std::process::Command;
 
-use kvsupport::{Server, free_port};
+use leakstop_tests::cmd;
+use leakstop_tests::server::{Server, free_port, sqlite_shamir, write_config};
+use leakstop_tests::tempdir;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vault_style_single_dash_flags_start_a_dev_server() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let port = free_port();
     let args: Vec<String> = vec![
         "server".into(),
@@ -47,7 +47,7 @@ async fn vault_style_single_dash_flags_start_a_dev_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_with_the_configured_certificate() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     // A throw-away CA and a server certificate it signs (what an operator gets from their PKI).
     let ca_key = dir.path().join("ca.key");
     let ca = dir.path().join("ca.pem");
@@ -132,9 +132,9 @@ async fn tls_serves_with_the_configured_certificate() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(leakstop_tests::leakstop_bin())
-        .args(["server", "--config"])
+    let mut child = cmd::leakstop(["server", "--config"])
         .arg(&cfg)
+        .command()
         .spawn()
         .unwrap();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
@@ -165,18 +165,14 @@ async fn tls_serves_with_the_configured_certificate() {
 fn start_fails(dir: &std::path::Path, toml: &str) -> String {
     let cfg = dir.join("bad.toml");
     std::fs::write(&cfg, toml).unwrap();
-    let out = Command::new(leakstop_tests::leakstop_bin())
-        .args(["server", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let out = cmd::leakstop(["server", "--config"]).arg(&cfg).run();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    out.stderr
 }
 
 #[test]
 fn bad_configs_are_refused_with_a_message_naming_the_problem() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let port = free_port();
     let err = start_fails(
         dir.path(),
@@ -202,40 +198,21 @@ fn bad_configs_are_refused_with_a_message_naming_the_problem() {
 
 /// `leakstop ARGS` with `env` (and no inherited token or address variables); returns (exit code, stdout, stderr).
 fn leakstop(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new(leakstop_tests::leakstop_bin())
-        .args(args)
-        .env_remove("LEAKSTOP_TOKEN")
-        .env_remove("VAULT_TOKEN")
-        .env_remove("LEAKSTOP_ADDR")
-        .env_remove("VAULT_ADDR")
+    let home = tempdir();
+    let out = cmd::leakstop(args)
         .env("HOME", home.path())
         .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .run();
+    (out.status.code(), out.stdout, out.stderr)
 }
 
 fn plain_config(dir: &std::path::Path, port: u16, db: &std::path::Path) -> std::path::PathBuf {
-    let cfg = dir.join(format!("server-{port}.toml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen_address = \"127.0.0.1:{port}\"\ntls_disable = true\n[storage]\ntype = \"sqlite\"\npath = \"{}\"\n[seal]\ntype = \"shamir\"\n",
-            db.display()
-        ),
-    )
-    .unwrap();
-    cfg
+    write_config(dir, port, &sqlite_shamir(db))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_says_where_it_listens_and_writes_no_colour_codes_to_a_log_file() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let port = free_port();
     let cfg = plain_config(dir.path(), port, &dir.path().join("leakstop.db"));
     // `-vv` is two -v (debug logs), not an unknown `--vv`.
@@ -260,7 +237,7 @@ async fn the_server_says_where_it_listens_and_writes_no_colour_codes_to_a_log_fi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_the_same_database_is_refused_with_the_reason_said_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let db = dir.path().join("leakstop.db");
     let port = free_port();
     let cfg = plain_config(dir.path(), port, &db);
@@ -319,7 +296,7 @@ fn a_dev_server_that_cannot_listen_prints_no_root_token() {
 
 #[test]
 fn a_config_that_fails_its_checks_leaves_no_database_behind() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let db = dir.path().join("leakstop.db");
     let storage = format!("[storage]\ntype = \"sqlite\"\npath = \"{}\"\n", db.display());
     let cases = [
@@ -369,7 +346,7 @@ fn a_config_that_fails_its_checks_leaves_no_database_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_names_address_and_token_mistakes_and_speaks_leakstop() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let port = srv.addr.rsplit(':').next().unwrap().to_string();
     let bare = format!("127.0.0.1:{port}");
@@ -408,7 +385,7 @@ async fn the_cli_names_address_and_token_mistakes_and_speaks_leakstop() {
     );
     assert_eq!((code, out.trim()), (Some(0), "s3cret"), "{err}");
     // ... and ~/.vault-token (what `bao login` writes) after both.
-    let home = tempfile::tempdir().unwrap();
+    let home = tempdir();
     std::fs::write(home.path().join(".vault-token"), "root\n").unwrap();
     let (code, out, err) = leakstop(
         &["read", "secret/app", "--field", "password"],

@@ -3,22 +3,19 @@
 //! (placeholders, hashes, UUIDs, test vectors, minified JS, lockfiles) gives no finding at all.
 
 use std::collections::{BTreeSet, HashSet};
-use std::process::Command;
 
-use leakstop_tests::{leakstop_bin, repo_root};
+use leakstop_tests::cmd::leakstop;
+use leakstop_tests::repo_root;
 use serde_json::Value;
 
 fn scan_json(dir: &std::path::Path) -> (i32, Vec<Value>, String) {
-    let out = Command::new(leakstop_bin())
-        .current_dir(dir)
-        .args(["scan", "--format", "json", "."])
+    let out = leakstop(["scan", "--format", "json", "."])
+        .dir(dir)
         .env("NO_COLOR", "1")
-        .output()
-        .expect("run leakstop");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let findings: Vec<Value> = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{stderr}", String::from_utf8_lossy(&out.stdout)));
-    (out.status.code().unwrap(), findings, stderr)
+        .run();
+    let findings: Vec<Value> =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", out.stdout, out.stderr));
+    (out.code, findings, out.stderr)
 }
 
 #[test]

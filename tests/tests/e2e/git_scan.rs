@@ -4,19 +4,17 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use leakstop_tests::cmd::leakstop;
 use leakstop_tests::gitcli::{commit_file, git, git_output, init_repo, isolate, stage};
-use leakstop_tests::{leakstop_bin, secrets};
+use leakstop_tests::{leakstop_bin, secrets, tempdir};
 use serde_json::Value;
 
 fn scan(dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(leakstop_bin());
-    isolate(&mut cmd);
-    cmd.current_dir(dir)
-        .arg("scan")
+    leakstop(["scan"])
         .args(args)
         .args(["--format", "json"])
+        .dir(dir)
         .output()
-        .expect("run leakstop")
 }
 
 fn findings(out: &Output) -> Vec<Value> {
@@ -42,7 +40,7 @@ fn commit_of(f: &Value) -> &str {
 
 #[test]
 fn history_attributes_a_removed_secret_to_the_commit_that_added_it() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let repo = init_repo(&tmp.path().join("r"));
     commit_file(&repo, "README.md", "# demo\n", "first");
     let token = secrets::github_pat();
@@ -77,7 +75,7 @@ fn history_attributes_a_removed_secret_to_the_commit_that_added_it() {
 
 #[test]
 fn a_blob_is_reported_once_with_every_path_and_marked_live_at_head() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let repo = init_repo(&tmp.path().join("r"));
     let (id, secret) = secrets::aws_key_pair();
     let content = format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n");
@@ -112,7 +110,7 @@ fn a_blob_is_reported_once_with_every_path_and_marked_live_at_head() {
 /// that, and only for the version of a file the copy really holds.
 #[test]
 fn a_copied_directory_gives_other_paths_only_for_the_files_it_holds() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let repo = init_repo(&tmp.path().join("r"));
     let old = secrets::github_pat();
     commit_file(&repo, "app/deploy.env", &format!("TOKEN={old}\n"), "add app");
@@ -147,7 +145,7 @@ fn a_copied_directory_gives_other_paths_only_for_the_files_it_holds() {
 
 #[test]
 fn merges_branches_and_bare_clones_are_scanned() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let repo = init_repo(&tmp.path().join("r"));
     commit_file(&repo, "a.txt", "a\n", "base");
     git(&repo, &["checkout", "-q", "-b", "feature"]);
@@ -189,7 +187,7 @@ fn merges_branches_and_bare_clones_are_scanned() {
 
 #[test]
 fn range_reports_only_what_the_commits_added() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let repo = init_repo(&tmp.path().join("r"));
     let old_token = secrets::github_pat();
     let base = commit_file(&repo, "legacy.env", &format!("TOKEN={old_token}\n"), "old leak");
@@ -227,7 +225,7 @@ fn range_reports_only_what_the_commits_added() {
 
 #[test]
 fn staged_scan_sees_only_added_lines_with_staged_line_numbers() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let repo = init_repo(&tmp.path().join("r"));
     // First commit: everything staged is new (no HEAD yet).
     let token = secrets::github_pat();
@@ -263,7 +261,7 @@ fn staged_scan_sees_only_added_lines_with_staged_line_numbers() {
 
 #[test]
 fn shallow_clone_range_past_the_boundary_is_a_clear_error() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let repo = init_repo(&tmp.path().join("r"));
     let c1 = commit_file(&repo, "a.txt", "1\n", "one");
     commit_file(&repo, "a.txt", "2\n", "two");
@@ -308,16 +306,12 @@ fn shallow_clone_range_past_the_boundary_is_a_clear_error() {
 
 /// Runs a history scan with the pack reader's progress logged; returns the report's findings and stderr.
 fn history_scan(repo: &Path, extra: &[&str]) -> (Vec<Value>, String) {
-    let mut cmd = Command::new(leakstop_bin());
-    isolate(&mut cmd);
-    let out = cmd
-        .current_dir(repo)
+    let out = leakstop(["scan", "--git", ".", "--format", "json", "--max-file-size", "20000"])
+        .args(extra)
+        .dir(repo)
         .env("LEAKSTOP_LOG", "leakstop_git=info")
         .env("NO_COLOR", "1")
-        .args(["scan", "--git", ".", "--format", "json", "--max-file-size", "20000"])
-        .args(extra)
-        .output()
-        .expect("run leakstop");
+        .output();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (findings(&out), stderr)
 }
@@ -332,7 +326,7 @@ fn summary(stderr: &str) -> &str {
 
 #[test]
 fn packed_history_gives_exactly_what_reading_every_blob_gives() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let repo = init_repo(&tmp.path().join("r"));
     // One file in many versions, so packing stores most of them as deltas: secrets come and go, one is built up
     // over two versions (its halves in different delta instructions), one sits right after an edited line.
@@ -466,7 +460,7 @@ fn pickaxe(repo: &Path, secret: &str, path: &str) -> Vec<String> {
 /// as other locations; `--since-commit` reports only what its boundary did not hold.
 #[test]
 fn history_reports_each_secret_occurrence_once_at_the_commit_that_added_it() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let repo = init_repo(&tmp.path().join("r"));
     let mut lines: Vec<String> = (0..30).map(|i| format!("setting_{i} = {i}\n")).collect();
     let (kept, second, copied, late) = (
@@ -655,7 +649,7 @@ fn corrupted_packs_are_refused_by_name_and_never_crash_the_scan() {
     use sha1::Digest as _;
     const TRIALS: usize = 240;
     const WORKERS: usize = 2;
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x1eaf_5709);
     let first = delta_chain_repo(&tmp.path().join("r0"), &mut rng);
     let (pack, idx) = pack_files(&first);
@@ -805,7 +799,7 @@ fn corrupted_packs_are_refused_by_name_and_never_crash_the_scan() {
 /// A partial clone lacks the blobs it did not fetch: the scan says so instead of searching its packs for damage.
 #[test]
 fn a_partial_clone_is_named_as_the_reason_blobs_are_missing() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let repo = init_repo(&tmp.path().join("r"));
     commit_file(&repo, "a.txt", "one\n", "one");
     commit_file(&repo, "a.txt", "two\n", "two");

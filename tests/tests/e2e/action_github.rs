@@ -2,10 +2,10 @@
 //! `actions/checkout`-style clone, real-shaped push and pull_request payloads, and the runner's files.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use leakstop_tests::gitcli::{commit_file, git, init_repo, isolate};
-use leakstop_tests::{leakstop_bin, secrets};
+use leakstop_tests::cmd::{Run, leakstop};
+use leakstop_tests::gitcli::{commit_file, git, init_repo};
+use leakstop_tests::{secrets, tempdir};
 
 struct Job {
     _tmp: tempfile::TempDir,
@@ -18,7 +18,7 @@ struct Job {
 
 /// An "origin" repository with `main` (one clean commit) and the commits a test adds.
 fn origin() -> (tempfile::TempDir, PathBuf, String) {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempdir();
     let origin = init_repo(&tmp.path().join("origin"));
     let base = commit_file(&origin, "app/main.py", "print('hello')\n", "Initial commit");
     (tmp, origin, base)
@@ -50,12 +50,10 @@ fn checkout(tmp: tempfile::TempDir, origin: PathBuf, sha: &str) -> Job {
 }
 
 impl Job {
-    fn run(&self, event_name: &str, payload: serde_json::Value, extra_env: &[(&str, &str)]) -> Output {
+    fn run(&self, event_name: &str, payload: serde_json::Value, extra_env: &[(&str, &str)]) -> Run {
         std::fs::write(&self.event, serde_json::to_vec_pretty(&payload).unwrap()).unwrap();
-        let mut cmd = Command::new(leakstop_bin());
-        isolate(&mut cmd);
-        cmd.current_dir(&self.workspace)
-            .arg("github-action")
+        leakstop(["github-action"])
+            .dir(&self.workspace)
             .env("GITHUB_ACTIONS", "true")
             .env("GITHUB_EVENT_NAME", event_name)
             .env("GITHUB_EVENT_PATH", &self.event)
@@ -63,11 +61,9 @@ impl Job {
             .env("GITHUB_OUTPUT", &self.output)
             .env("GITHUB_STEP_SUMMARY", &self.summary)
             .env("INPUT_FAIL_ON", "new")
-            .env("INPUT_SARIF_FILE", "leakstop.sarif");
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        cmd.output().expect("run leakstop github-action")
+            .env("INPUT_SARIF_FILE", "leakstop.sarif")
+            .envs(extra_env.iter().copied())
+            .run()
     }
 
     fn outputs(&self) -> String {
@@ -108,11 +104,8 @@ fn push_payload(before: &str, after: &str, commits: &[&str]) -> serde_json::Valu
     })
 }
 
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+fn text(out: &Run) -> (String, String) {
+    (out.stdout.clone(), out.stderr.clone())
 }
 
 #[test]
@@ -220,17 +213,13 @@ fn pull_request_scans_base_to_head_from_a_shallow_checkout() {
 fn a_missing_event_payload_is_a_usage_error() {
     let (tmp, origin, base) = origin();
     let job = checkout(tmp, origin, &base);
-    let mut cmd = Command::new(leakstop_bin());
-    isolate(&mut cmd);
-    let out = cmd
-        .current_dir(&job.workspace)
-        .args(["github-action"])
+    let out = leakstop(["github-action"])
+        .dir(&job.workspace)
         .env("GITHUB_EVENT_NAME", "push")
         .env("GITHUB_EVENT_PATH", job.workspace.join("nope.json"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.json"));
+        .run();
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("nope.json"));
     let _: &Path = &job.origin;
 }
 
@@ -240,14 +229,12 @@ fn the_action_finds_the_repository_baseline_as_scan_does() {
     let token = secrets::github_pat();
     let content = format!("GH_TOKEN={token}\n");
     // A baseline accepting this secret, written by `leakstop scan --write-baseline` as a user would.
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = tempdir();
     std::fs::write(scratch.path().join("prod.env"), &content).unwrap();
-    let out = Command::new(leakstop_bin())
-        .current_dir(scratch.path())
-        .args(["scan", "-q", "--write-baseline", "baseline.json", "."])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = leakstop(["scan", "-q", "--write-baseline", "baseline.json", "."])
+        .dir(scratch.path())
+        .run();
+    assert!(out.success(), "{}", out.stderr);
     let baseline = std::fs::read_to_string(scratch.path().join("baseline.json")).unwrap();
     let c2 = commit_file(&origin, ".leakstop-baseline", &baseline, "Accept a known secret");
     let c3 = commit_file(&origin, "config/prod.env", &content, "Add prod config");

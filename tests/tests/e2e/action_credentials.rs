@@ -2,13 +2,12 @@
 //! server and the test OIDC issuer: it logs in with the job's OIDC token, masks every value before exporting it,
 //! and exports the secrets to `$GITHUB_ENV` (or step outputs), so later steps need no stored secret.
 
-mod kvsupport;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use kvsupport::Server;
 use leakstop_tests::oidc::{Issuer, github_claims};
+use leakstop_tests::server::Server;
+use leakstop_tests::tempdir;
 use serde_json::json;
 
 const REPO_ID: u64 = 88_001;
@@ -82,7 +81,7 @@ fn exported(env: &str, name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_are_masked_then_exported_and_the_token_never_printed_in_clear() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let issuer = Issuer::start().await;
     setup(&srv, &issuer).await;
@@ -122,7 +121,7 @@ async fn secrets_are_masked_then_exported_and_the_token_never_printed_in_clear()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mask_is_printed_even_when_the_export_then_fails() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let issuer = Issuer::start().await;
     setup(&srv, &issuer).await;

@@ -2,12 +2,11 @@
 //! test; logins with GitHub- and GitLab-shaped tokens get tokens with the role's policies, TTLs and mapped claims;
 //! every refusal is a 400 that names its reason; key rotation at the issuer and an issuer outage are survived.
 
-mod kvsupport;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use kvsupport::Server;
 use leakstop_tests::oidc::{Issuer, github_claims, gitlab_claims, now};
+use leakstop_tests::server::Server;
+use leakstop_tests::tempdir;
 use serde_json::{Value, json};
 
 const REPO_ID: u64 = 1_296_269;
@@ -56,7 +55,7 @@ async fn login(srv: &Server, role: &str, jwt: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_and_gitlab_shaped_tokens_log_in_with_the_roles_policies_ttls_and_metadata() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let issuer = Issuer::start().await;
     setup(&srv, &issuer).await;
@@ -137,7 +136,7 @@ async fn github_and_gitlab_shaped_tokens_log_in_with_the_roles_policies_ttls_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_is_a_400_naming_its_reason() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let issuer = Issuer::start().await;
     setup(&srv, &issuer).await;
@@ -257,7 +256,7 @@ async fn every_refusal_is_a_400_naming_its_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rotation_and_an_issuer_outage_are_survived() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let issuer = Issuer::start().await;
     setup(&srv, &issuer).await;
@@ -284,7 +283,7 @@ async fn key_rotation_and_an_issuer_outage_are_survived() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_login_is_open_and_role_names_are_checked() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let issuer = Issuer::start().await;
     setup(&srv, &issuer).await;
@@ -354,7 +353,7 @@ async fn only_login_is_open_and_role_names_are_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_never_mint_root_and_every_field_takes_effect_or_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let issuer = Issuer::start().await;
     setup(&srv, &issuer).await;
@@ -445,7 +444,7 @@ async fn logins_never_mint_root_and_every_field_takes_effect_or_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_expire_without_token_ttl_and_audiences_are_required() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let issuer = Issuer::start().await;
     setup(&srv, &issuer).await;
@@ -497,7 +496,7 @@ async fn tokens_expire_without_token_ttl_and_audiences_are_required() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_reveal_no_configuration_and_failed_logins_do_not_spend_the_jti() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let issuer = Issuer::start().await;
     setup(&srv, &issuer).await;
@@ -554,7 +553,7 @@ async fn refusals_reveal_no_configuration_and_failed_logins_do_not_spend_the_jti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_fetches_are_single_flight_back_off_and_are_capped() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let srv = Server::dev(dir.path()).await;
     let issuer = Issuer::start().await;
     setup(&srv, &issuer).await;

@@ -1,0 +1,21 @@
+//! The end-to-end tests: one binary driving the built `leakstop` (scanner, hook, action, service). Each module is
+//! one area; shared helpers (running the binary, temporary directories, a server per test) are in the
+//! `leakstop_tests` library, which also says how to add a test.
+#![forbid(unsafe_code)]
+
+mod action_credentials;
+mod action_github;
+mod audit_log;
+mod audit_verify;
+mod federation_e2e;
+mod git_scan;
+mod hook_native;
+mod jwt_auth;
+mod kv_storage;
+mod listener_limits;
+mod rules_cli;
+mod scan_cli;
+mod scan_fixtures;
+mod seal_pkcs11;
+mod security;
+mod server_cli;
