@@ -2,30 +2,19 @@
 //! through the binary.
 
 use std::path::Path;
-use std::process::Command;
 
-use leakstop_tests::leakstop_bin;
+use leakstop_tests::cmd;
 use leakstop_tests::secrets::github_pat;
 use serde_json::Value;
 
 fn leakstop(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(leakstop_bin())
-        .current_dir(dir)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("LEAKSTOP_LOG")
-        .output()
-        .expect("run leakstop");
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = cmd::leakstop(args).dir(dir).run();
+    (run.code, run.stdout, run.stderr)
 }
 
 /// A checksummed GitHub token (high confidence) and a generic password (low) in one tree.
 fn tree() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = leakstop_tests::tempdir();
     std::fs::write(
         dir.path().join("settings.py"),
         format!(
@@ -82,7 +71,7 @@ fn a_bad_min_confidence_is_a_usage_error_naming_the_choices() {
 
 #[test]
 fn rules_list_shows_each_rules_confidence() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = leakstop_tests::tempdir();
     let (code, out, err) = leakstop(dir.path(), &["rules", "list"]);
     assert_eq!(code, 0, "{err}");
     let header = out.lines().nth(1).unwrap();

@@ -5,31 +5,12 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use leakstop_tests::leakstop_bin;
+use leakstop_tests::cmd::{self, Run};
 use leakstop_tests::secrets::{aws_key_pair, github_pat};
 use serde_json::Value;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn scan(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(leakstop_bin())
-        .current_dir(dir)
-        .arg("scan")
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("LEAKSTOP_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run leakstop");
-    Run {
-        code: out.status.code().expect("exit code"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cmd::leakstop(["scan"]).args(args).dir(dir).run()
 }
 
 /// Runs a tool (`zip`, `tar`) in `dir`; these tests need them installed (tests/apt-packages.txt).
@@ -75,7 +56,7 @@ fn nested_archive(root: &Path) -> String {
 
 #[test]
 fn a_token_in_a_jar_in_a_war_in_a_tar_gz_is_reported_with_its_inner_path_in_every_format() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = leakstop_tests::tempdir();
     nested_archive(dir.path());
     let scan_dir = dir.path().join("scan");
     let inner = "outer.tar.gz!/app.war!/WEB-INF/lib/app.jar!/config/application.yml";
@@ -105,7 +86,7 @@ fn a_token_in_a_jar_in_a_war_in_a_tar_gz_is_reported_with_its_inner_path_in_ever
 
 #[test]
 fn archive_limits_are_warnings_naming_the_archive_and_the_flag() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = leakstop_tests::tempdir();
     nested_archive(dir.path());
     let scan_dir = dir.path().join("scan");
 
@@ -148,7 +129,7 @@ fn archive_limits_are_warnings_naming_the_archive_and_the_flag() {
 
 #[test]
 fn a_token_split_across_notebook_source_lines_is_reported_in_its_cell_and_line() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = leakstop_tests::tempdir();
     let pat = github_pat();
     let nb = serde_json::json!({
         "nbformat": 4, "nbformat_minor": 5,
@@ -170,7 +151,7 @@ fn a_token_split_across_notebook_source_lines_is_reported_in_its_cell_and_line()
 
 #[test]
 fn a_docker_save_tarball_reports_each_layer_and_marks_a_file_deleted_by_a_later_layer() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = leakstop_tests::tempdir();
     let work = dir.path().join("work");
     let pat = github_pat();
     let (key_id, _) = aws_key_pair();
