@@ -84,6 +84,9 @@ pub struct NewLease {
     pub renewable: bool,
     /// What [`Backend::revoke`] needs later (never returned to clients).
     pub internal: Value,
+    /// The credential handed out, when a leak report of it should revoke the lease: the core indexes it by a
+    /// keyed hash (never in clear).
+    pub credential: Option<Zeroizing<String>>,
 }
 
 /// What an auth method's login asks for: the core mints the token, so no engine ever holds one.

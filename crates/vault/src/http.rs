@@ -96,7 +96,11 @@ fn json_response(status: u16, body: &Value) -> Response {
 }
 
 fn error_response(e: &VaultError) -> Response {
-    json_response(e.status(), &json!({ "errors": e.messages() }))
+    let mut r = json_response(e.status(), &json!({ "errors": e.messages() }));
+    if let VaultError::RateLimited { retry_after } = e {
+        r.headers_mut().insert(header::RETRY_AFTER, (*retry_after).into());
+    }
+    r
 }
 
 fn operation(method: &Method, query: &HashMap<String, String>) -> Option<Operation> {

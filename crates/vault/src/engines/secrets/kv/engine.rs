@@ -99,7 +99,7 @@ pub async fn find_leaked(
         };
         // The index follows every destroy; checking the record as well costs one read per match.
         let Some(rec) = load(store, &path).await? else { continue };
-        if !rec.versions.get(&version).is_some_and(|v| !v.destroyed) {
+        if rec.versions.get(&version).is_none_or(|v| v.destroyed) {
             continue;
         }
         let key = leaked_key(&path);
@@ -107,8 +107,8 @@ pub async fn find_leaked(
             Some(b) => decode(&key, &b)?,
             None => Leaked::new(),
         };
-        if !leaked.contains_key(&version) {
-            leaked.insert(version, now);
+        if let std::collections::btree_map::Entry::Vacant(e) = leaked.entry(version) {
+            e.insert(now);
             let bytes = serde_json::to_vec(&leaked).map_err(|e| KvError::Corrupt {
                 key: key.clone(),
                 reason: e.to_string(),
