@@ -292,6 +292,15 @@ async fn reports_answer_alike_are_idempotent_refuse_bad_bodies_and_are_rate_limi
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
 
+    // GitHub's partner endpoint takes its JSON array as sent, and nothing unsigned.
+    let resp = http
+        .post(format!("{}/v1/sys/leaks/github", srv.addr))
+        .json(&json!([{"token": token, "type": "leakstop_token", "url": "https://x", "source": "content"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401, "{}", resp.text().await.unwrap());
+
     // Reading the records needs a token with access; configuring them needs sudo.
     let (status, _) = srv.call_as("", "LIST", "sys/leaks", None).await;
     assert_eq!(status, 403);

@@ -30,6 +30,10 @@ pub enum VaultError {
     /// 502: a service this one depends on (an OIDC issuer, the GitHub API) failed or could not be reached.
     #[error("{0}")]
     Upstream(String),
+    /// 401: a request that authenticates by signature (GitHub's partner endpoint) whose signature is missing or
+    /// does not verify.
+    #[error("{0}")]
+    Unauthorized(String),
     /// 429: too many leak reports from one client address; `Retry-After` says when to come back.
     #[error("too many leak reports from this address: retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
@@ -55,6 +59,7 @@ impl VaultError {
             VaultError::Internal(_) | VaultError::Integrity(_) => 500,
             VaultError::Upstream(_) => 502,
             VaultError::RateLimited { .. } => 429,
+            VaultError::Unauthorized(_) => 401,
         }
     }
 

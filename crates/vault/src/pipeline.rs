@@ -550,9 +550,10 @@ fn declares_open(mount: &Mount, rest: &str) -> bool {
 }
 
 /// System paths served without a token: leak reports, where holding the secret is the authority to kill it (as
-/// with GitHub's credential revocation API). Audited, committed and rate limited like everything else.
+/// with GitHub's credential revocation API), and GitHub's partner endpoint (authenticated by its signature). Audited, committed and rate limited like everything else.
 fn is_open_system(path: &str, op: Operation) -> bool {
-    path == "sys/leaks/report" && matches!(op, Operation::Update | Operation::Create)
+    (path == "sys/leaks/report" || path == crate::leaks::partner::PATH)
+        && matches!(op, Operation::Update | Operation::Create)
 }
 
 /// Paths any token may call whatever its policies; their handlers show only what the caller may see.

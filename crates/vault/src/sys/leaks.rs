@@ -23,6 +23,7 @@ pub(super) async fn handle(c: &SysCall<'_>, rest: &str, fx: &mut Effects) -> Res
             let req = parse_report(&c.lr.data, cfg.max_secrets)?;
             report(c, &req, Reporter::Report, fx).await
         }
+        ("leaks/github", Update | Create) => github(c, fx).await,
         ("leaks", List) => {
             let keys = c.st.barrier.list(RECORDS)?;
             if keys.is_empty() {
@@ -126,20 +127,33 @@ pub(crate) async fn report(
     reporter: Reporter,
     fx: &mut Effects,
 ) -> Result<Reply, VaultError> {
-    let mut receipts = Vec::with_capacity(req.secrets.len());
-    let mut done = std::collections::HashSet::new();
+    let outcomes = act_on_all(c, req, reporter, fx).await?;
+    Ok(Reply::data(serde_json::to_value(ReportAnswer {
+        received: req.secrets.len(),
+        receipts: outcomes.into_iter().map(|(id, _)| id).collect(),
+    })?))
+}
+
+/// Each secret's record id and whether the service issued or stores it (acted on now or before).
+async fn act_on_all(
+    c: &SysCall<'_>,
+    req: &ReportRequest,
+    reporter: Reporter,
+    fx: &mut Effects,
+) -> Result<Vec<(String, bool)>, VaultError> {
+    let mut out = Vec::with_capacity(req.secrets.len());
+    let mut done = std::collections::HashMap::new();
     for item in &req.secrets {
         let id = record_id(c.st, item.secret())?;
-        receipts.push(id.clone());
-        if !done.insert(id.clone()) {
+        if let Some(known) = done.get(&id) {
+            out.push((id, *known));
             continue;
         }
         let key = format!("{RECORDS}{id}");
         // Idempotent: a secret already recorded was already acted on.
-        if c.st.barrier.get(&key)?.is_some() {
-            continue;
-        }
-        if let Some(rec) = act(c, item.secret(), id, fx).await? {
+        let known = if c.st.barrier.get(&key)?.is_some() {
+            true
+        } else if let Some(rec) = act(c, item.secret(), id.clone(), fx).await? {
             let rec = LeakRecord {
                 source: item.source(req.source.as_ref()).cloned(),
                 reporter,
@@ -147,12 +161,80 @@ pub(crate) async fn report(
             };
             tracing::info!(id = %rec.id, kind = ?rec.kind, action = ?rec.action, "leak reported");
             fx.put_json(key, &rec)?;
-        }
+            true
+        } else {
+            false
+        };
+        done.insert(id.clone(), known);
+        out.push((id, known));
     }
-    Ok(Reply::data(serde_json::to_value(ReportAnswer {
-        received: req.secrets.len(),
-        receipts,
-    })?))
+    Ok(out)
+}
+
+#[derive(serde::Deserialize)]
+struct GithubMatch {
+    token: String,
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+/// GitHub's partner endpoint: verify the signature over the raw body, act on each token, answer the feedback
+/// array (`true_positive` for what this service issued or stores, revoked now or before).
+async fn github(c: &SysCall<'_>, fx: &mut Effects) -> Result<Reply, VaultError> {
+    use crate::leaks::partner::{BODY_FIELD, KEY_ID_FIELD, SIGNATURE_FIELD, unauthorized};
+    let field = |f: &str| c.lr.data.get(f).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let (Some(signature), Some(key_id)) = (field(SIGNATURE_FIELD), field(KEY_ID_FIELD)) else {
+        return Err(unauthorized(
+            "the Github-Public-Key-Signature or Github-Public-Key-Identifier header is missing",
+        ));
+    };
+    let body = field(BODY_FIELD).unwrap_or_default();
+    let cfg = c.core.leaks.config(c.st)?;
+    c.core
+        .leaks
+        .github_keys
+        .verify(&cfg.github_api_url, key_id, signature, body.as_bytes())
+        .await?;
+    let matches: Vec<GithubMatch> = serde_json::from_str(body)
+        .map_err(|_| VaultError::bad("the body must be a JSON array of {\"token\", \"type\", \"url\", \"source\"}"))?;
+    if matches.len() as u64 > cfg.max_secrets {
+        return Err(VaultError::bad(format!(
+            "too many tokens in one request ({}; at most {})",
+            matches.len(),
+            cfg.max_secrets
+        )));
+    }
+    let req = ReportRequest {
+        secrets: matches
+            .iter()
+            .map(|m| ReportedSecret::WithSource {
+                secret: m.token.clone(),
+                source: Some(Source {
+                    url: m.url.clone(),
+                    repository: m.source.clone(),
+                    ..Default::default()
+                }),
+            })
+            .collect(),
+        source: None,
+    };
+    let outcomes = act_on_all(c, &req, Reporter::Github, fx).await?;
+    let feedback: Vec<Value> = matches
+        .iter()
+        .zip(outcomes)
+        .map(|(m, (_, known))| {
+            json!({
+                "token_hash": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(m.token.as_bytes())),
+                "token_type": m.kind,
+                "label": if known { "true_positive" } else { "false_positive" },
+            })
+        })
+        .collect();
+    Ok(Reply::raw(Value::Array(feedback)))
 }
 
 /// What the service knows `secret` as, and what it did: `None` when it is unknown (nothing is kept of it).

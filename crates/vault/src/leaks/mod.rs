@@ -16,6 +16,8 @@
 //!   with the audited response.
 //! - Reports are rate limited per client address (a token bucket) before anything else is done.
 
+pub mod partner;
+
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 use std::time::Instant;
@@ -76,6 +78,8 @@ const TRACKED_ADDRESSES: usize = 10_000;
 pub struct LeakState {
     buckets: Mutex<HashMap<String, Bucket>>,
     config: RwLock<Option<LeakConfig>>,
+    /// GitHub's secret scanning keys.
+    pub(crate) github_keys: partner::KeyCache,
 }
 
 impl LeakState {
@@ -300,6 +304,149 @@ mod tests {
         // Reading the records needs a token.
         let e = call(Operation::List, "sys/leaks", None, json!({})).await.unwrap_err();
         assert_eq!(e.status(), 403);
+    }
+
+    /// GitHub's key endpoint, serving whatever `keys` holds and counting fetches.
+    async fn github_keys(keys: Arc<std::sync::Mutex<Value>>, fetches: Arc<std::sync::atomic::AtomicUsize>) -> String {
+        let app = axum::Router::new().route(
+            "/meta/public_keys/secret_scanning",
+            axum::routing::get(move || {
+                let (keys, fetches) = (keys.clone(), fetches.clone());
+                async move {
+                    fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    axum::Json(keys.lock().unwrap().clone())
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        url
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_github_partner_endpoint_revokes_only_what_a_current_github_key_signed() {
+        use partner::tests::{key_pair, sign};
+        let seal: Arc<dyn leakstop_seal::Seal> = Arc::new(leakstop_seal::KeySeal::random_dev());
+        let core = Core::new(
+            Arc::new(leakstop_storage::MemoryStorage::new()),
+            Some(seal),
+            CoreOptions::default(),
+        );
+        let (_, root) = core.init(1, 1, None).await.unwrap();
+        let (sk, pem) = key_pair();
+        let (old_sk, old_pem) = key_pair();
+        let keys = Arc::new(std::sync::Mutex::new(json!({"public_keys": [
+            {"key_identifier": "k1", "key": pem, "is_current": true},
+            {"key_identifier": "k0", "key": old_pem, "is_current": false},
+        ]})));
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let url = github_keys(keys.clone(), fetches.clone()).await;
+        core.handle(api(
+            Operation::Update,
+            "sys/leaks/config",
+            Some(&root),
+            json!({"github_api_url": url}),
+        ))
+        .await
+        .unwrap();
+        let created = core
+            .handle(api(Operation::Update, "auth/token/create", Some(&root), json!({})))
+            .await
+            .unwrap();
+        let token = created.auth.unwrap()["client_token"].as_str().unwrap().to_string();
+        let body = json!([
+            {"token": token, "type": "leakstop_token", "url": "https://github.com/o/r/blob/abc/a.env", "source": "content"},
+            {"token": "lkss_notoursnotoursnotoursnotoursnotours0000000", "type": "leakstop_token", "url": "https://x", "source": "content"},
+        ])
+        .to_string();
+        let send = |sig: Option<String>, kid: Option<&str>| {
+            let data = partner::request_data(sig.as_deref(), kid, body.as_bytes());
+            core.handle(ApiRequest {
+                data,
+                ..api(Operation::Update, partner::PATH, None, json!({}))
+            })
+        };
+        let alive = || core.handle(api(Operation::Read, "auth/token/lookup-self", Some(&token), json!({})));
+
+        // Missing, forged, unknown-key and retired-key signatures: 401, nothing revoked.
+        assert_eq!(send(None, Some("k1")).await.unwrap_err().status(), 401);
+        assert_eq!(
+            send(Some(sign(&sk, body.as_bytes())), None).await.unwrap_err().status(),
+            401
+        );
+        let (forger, _) = key_pair();
+        assert_eq!(
+            send(Some(sign(&forger, body.as_bytes())), Some("k1"))
+                .await
+                .unwrap_err()
+                .status(),
+            401
+        );
+        assert_eq!(
+            fetches.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the keys were fetched once"
+        );
+        assert_eq!(
+            send(Some(sign(&old_sk, body.as_bytes())), Some("k0"))
+                .await
+                .unwrap_err()
+                .status(),
+            401
+        );
+        assert_eq!(
+            send(Some(sign(&sk, body.as_bytes())), Some("k9"))
+                .await
+                .unwrap_err()
+                .status(),
+            401
+        );
+        assert_eq!(
+            fetches.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "an unknown id refetches once"
+        );
+        alive().await.expect("nothing was revoked");
+
+        // GitHub rotates: the new key is found by one refetch, and the report is acted on.
+        let (new_sk, new_pem) = key_pair();
+        keys.lock().unwrap()["public_keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"key_identifier": "k2", "key": new_pem, "is_current": true}));
+        let r = send(Some(sign(&new_sk, body.as_bytes())), Some("k2")).await.unwrap();
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 3);
+        let feedback = r.raw.unwrap();
+        assert_eq!(feedback[0]["label"], "true_positive", "{feedback}");
+        assert_eq!(feedback[1]["label"], "false_positive", "{feedback}");
+        assert!(
+            !feedback.to_string().contains(&token),
+            "the feedback holds a hash, not the token"
+        );
+        assert_eq!(
+            alive().await.unwrap_err().status(),
+            403,
+            "the token GitHub found is revoked"
+        );
+        // Sent again (GitHub retries): still a true positive, revoked before.
+        let again = send(Some(sign(&sk, body.as_bytes())), Some("k1")).await.unwrap();
+        assert_eq!(again.raw.unwrap()[0]["label"], "true_positive");
+        let list = core
+            .handle(api(Operation::List, "sys/leaks", Some(&root), json!({})))
+            .await
+            .unwrap();
+        let id = list.data.unwrap()["keys"][0].as_str().unwrap().to_string();
+        let rec = core
+            .handle(api(Operation::Read, &format!("sys/leaks/{id}"), Some(&root), json!({})))
+            .await
+            .unwrap();
+        let rec = rec.data.unwrap();
+        assert_eq!(
+            (rec["reporter"].as_str(), rec["kind"].as_str()),
+            (Some("github"), Some("token"))
+        );
+        assert_eq!(rec["source"]["url"], "https://github.com/o/r/blob/abc/a.env");
     }
 
     #[test]
