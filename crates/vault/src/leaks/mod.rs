@@ -37,14 +37,16 @@ pub(crate) const LEASE_INDEX: &str = "sys/leaks/lease-index/";
 /// The longest secret a report may carry (bytes).
 pub const MAX_SECRET_LEN: usize = 4096;
 
-/// `sys/leaks/config`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `sys/leaks/config`. No `Debug`: it holds the notification key.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LeakConfig {
     /// GitHub's API (the partner endpoint's keys).
     pub github_api_url: String,
     /// Receives a signed JSON event for each record (never the secret).
     pub notify_url: Option<String>,
+    /// The HMAC-SHA256 key of the events' `X-Leakstop-Signature` header (write-only: never read back).
+    pub notify_secret: Option<String>,
     /// Reports one client address may send at once...
     pub rate_burst: u64,
     /// ...and per second after that.
@@ -58,6 +60,7 @@ impl Default for LeakConfig {
         LeakConfig {
             github_api_url: "https://api.github.com".into(),
             notify_url: None,
+            notify_secret: None,
             rate_burst: 100,
             rate_per_second: 10,
             max_secrets: 1000,
@@ -119,6 +122,60 @@ impl LeakState {
         let wait = ((1.0 - b.tokens) / rate).ceil().max(1.0) as u64;
         Err(VaultError::RateLimited { retry_after: wait })
     }
+}
+
+/// Attempts to deliver one event, and the wait before the second (doubling after).
+const NOTIFY_ATTEMPTS: u32 = 4;
+const NOTIFY_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `sha256=<hex>` of `body` under `key`: what the receiver recomputes to trust an event.
+pub fn notify_signature(key: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Send each record to `cfg.notify_url` in the background, signed, retried with backoff; a receiver that stays
+/// down loses the event (the record stays in `sys/leaks`). Records never hold the secret, so neither do events.
+pub fn notify(cfg: &LeakConfig, records: Vec<leakstop_proto::leaks::LeakRecord>) {
+    let Some(url) = cfg.notify_url.clone() else { return };
+    let key = cfg.notify_secret.clone().unwrap_or_default();
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        let Ok(http) = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+        else {
+            return;
+        };
+        for rec in records {
+            let body = serde_json::json!({"event": "leak", "record": rec}).to_string();
+            let signature = notify_signature(&key, body.as_bytes());
+            let mut wait = NOTIFY_FIRST_WAIT;
+            for attempt in 1..=NOTIFY_ATTEMPTS {
+                let sent = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-leakstop-signature", &signature)
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => break,
+                    Ok(r) => tracing::warn!(status = r.status().as_u16(), attempt, "leak notification refused"),
+                    Err(e) => tracing::warn!(error = %e, attempt, "leak notification not delivered"),
+                }
+                if attempt < NOTIFY_ATTEMPTS {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        }
+    });
 }
 
 /// The id of a secret's record (and the receipt a report answers for it): a keyed hash, so the same secret always
@@ -447,6 +504,84 @@ mod tests {
             (Some("github"), Some("token"))
         );
         assert_eq!(rec["source"]["url"], "https://github.com/o/r/blob/abc/a.env");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_record_is_announced_signed_without_the_secret_and_retried() {
+        type Seen = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+        let seen: Seen = Arc::default();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s2, c2) = (seen.clone(), calls.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let (seen, calls) = (s2.clone(), c2.clone());
+                async move {
+                    // The first delivery fails: the event must come again.
+                    if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    let sig = headers["x-leakstop-signature"].to_str().unwrap().to_string();
+                    seen.lock().unwrap().push((sig, body));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+        let seal: Arc<dyn leakstop_seal::Seal> = Arc::new(leakstop_seal::KeySeal::random_dev());
+        let core = Core::new(
+            Arc::new(leakstop_storage::MemoryStorage::new()),
+            Some(seal),
+            CoreOptions::default(),
+        );
+        let (_, root) = core.init(1, 1, None).await.unwrap();
+        let cfg = json!({"notify_url": url, "notify_secret": "hook-key"});
+        core.handle(api(Operation::Update, "sys/leaks/config", Some(&root), cfg))
+            .await
+            .unwrap();
+        let shown = core
+            .handle(api(Operation::Read, "sys/leaks/config", Some(&root), json!({})))
+            .await
+            .unwrap();
+        let shown = shown.data.unwrap();
+        assert_eq!(shown["notify_secret_set"], true);
+        assert!(
+            !shown.to_string().contains("hook-key"),
+            "the key is never read back: {shown}"
+        );
+        let created = core
+            .handle(api(Operation::Update, "auth/token/create", Some(&root), json!({})))
+            .await
+            .unwrap();
+        let token = created.auth.unwrap()["client_token"].as_str().unwrap().to_string();
+        core.handle(api(
+            Operation::Update,
+            "sys/leaks/report",
+            None,
+            json!({"secrets": [token, "unknown-secret-value"]}),
+        ))
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while seen.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "one event for the one record, after a retry: {seen:?}");
+        let (sig, body) = &seen[0];
+        assert_eq!(sig, &notify_signature("hook-key", body.as_bytes()));
+        assert!(
+            !body.contains(&token) && !body.contains("unknown-secret-value"),
+            "{body}"
+        );
+        let event: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            (event["event"].as_str(), event["record"]["kind"].as_str()),
+            (Some("leak"), Some("token"))
+        );
     }
 
     #[test]

@@ -31,7 +31,15 @@ pub(super) async fn handle(c: &SysCall<'_>, rest: &str, fx: &mut Effects) -> Res
             }
             Ok(Reply::data(json!({ "keys": keys })))
         }
-        ("leaks/config", Read) => Ok(Reply::data(serde_json::to_value(c.core.leaks.config(c.st)?)?)),
+        ("leaks/config", Read) => {
+            let cfg = c.core.leaks.config(c.st)?;
+            let mut v = serde_json::to_value(&cfg)?;
+            if let Value::Object(m) = &mut v {
+                m.remove("notify_secret");
+                m.insert("notify_secret_set".into(), Value::Bool(cfg.notify_secret.is_some()));
+            }
+            Ok(Reply::data(v))
+        }
         ("leaks/config", Update | Create) => write_config(c, fx),
         (id, Read) if id.strip_prefix("leaks/").is_some_and(|i| !i.contains('/')) => {
             let id = id.trim_start_matches("leaks/");
@@ -143,6 +151,7 @@ async fn act_on_all(
 ) -> Result<Vec<(String, bool)>, VaultError> {
     let mut out = Vec::with_capacity(req.secrets.len());
     let mut done = std::collections::HashMap::new();
+    let mut recorded = Vec::new();
     for item in &req.secrets {
         let id = record_id(c.st, item.secret())?;
         if let Some(known) = done.get(&id) {
@@ -161,12 +170,18 @@ async fn act_on_all(
             };
             tracing::info!(id = %rec.id, kind = ?rec.kind, action = ?rec.action, "leak reported");
             fx.put_json(key, &rec)?;
+            recorded.push(rec);
             true
         } else {
             false
         };
         done.insert(id.clone(), known);
         out.push((id, known));
+    }
+    if !recorded.is_empty() {
+        let cfg = c.core.leaks.config(c.st)?;
+        // Only once the records are committed: an event never announces what did not happen.
+        fx.after(move || crate::leaks::notify(&cfg, recorded));
     }
     Ok(out)
 }
@@ -317,6 +332,9 @@ fn write_config(c: &SysCall<'_>, fx: &mut Effects) -> Result<Reply, VaultError> 
         } else {
             Some(url("notify_url", u)?)
         };
+    }
+    if let Some(k) = f.string("notify_secret")? {
+        cfg.notify_secret = (!k.is_empty()).then_some(k);
     }
     for (field, slot) in [
         ("rate_burst", &mut cfg.rate_burst),
