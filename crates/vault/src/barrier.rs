@@ -115,8 +115,9 @@ pub struct Barrier {
     root: Aes256Gcm,
     keyring: RwLock<Keyring>,
     cache: ReadCache,
-    /// The key of [`Barrier::keyed_hash`], loaded (or created) on first use.
-    index_key: std::sync::Mutex<Option<Arc<Zeroizing<Vec<u8>>>>>,
+    /// The key of [`Barrier::keyed_hash`], loaded (or created) on first use, under `index_key_init`.
+    index_key: std::sync::OnceLock<Zeroizing<Vec<u8>>>,
+    index_key_init: std::sync::Mutex<()>,
 }
 
 /// Where the key of [`Barrier::keyed_hash`] lives.
@@ -215,6 +216,7 @@ impl Barrier {
             keyring: RwLock::new(Keyring { terms, active: 1 }),
             cache: ReadCache::new(READ_CACHE_ENTRIES),
             index_key: Default::default(),
+            index_key_init: Default::default(),
         };
         b.persist_keyring()?;
         Ok(b)
@@ -247,6 +249,7 @@ impl Barrier {
             }),
             cache: ReadCache::new(READ_CACHE_ENTRIES),
             index_key: Default::default(),
+            index_key_init: Default::default(),
         })
     }
 
@@ -329,29 +332,30 @@ impl Barrier {
 
     /// HMAC-SHA256 of `value` (lowercase hex) under a key that lives in the barrier: an index can find a value by
     /// it without storing the value, and nobody without the key can test a guess against the index. The key is
-    /// created on first use; under a lock, so two first users cannot create two keys.
+    /// created on first use, under a lock, so two first users cannot create two keys; later calls take no lock.
     pub fn keyed_hash(&self, value: &[u8]) -> Result<String, VaultError> {
         use hmac::{Hmac, Mac};
-        let key = {
-            let mut slot = self.index_key.lock().unwrap_or_else(|e| e.into_inner());
-            match slot.as_ref() {
-                Some(k) => k.clone(),
-                None => {
-                    let k = match self.get(INDEX_KEY_PATH)? {
-                        Some(k) => k,
-                        None => {
-                            let k = new_key();
-                            self.put(INDEX_KEY_PATH, &k)?;
-                            k
-                        }
-                    };
-                    let k = Arc::new(k);
-                    *slot = Some(k.clone());
-                    k
+        let key = match self.index_key.get() {
+            Some(k) => k,
+            None => {
+                let _init = self.index_key_init.lock().unwrap_or_else(|e| e.into_inner());
+                match self.index_key.get() {
+                    Some(k) => k,
+                    None => {
+                        let k = match self.get(INDEX_KEY_PATH)? {
+                            Some(k) => k,
+                            None => {
+                                let k = new_key();
+                                self.put(INDEX_KEY_PATH, &k)?;
+                                k
+                            }
+                        };
+                        self.index_key.get_or_init(|| k)
+                    }
                 }
             }
         };
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&key)
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
             .map_err(|_| VaultError::Internal("the index key is unusable".into()))?;
         mac.update(value);
         Ok(crate::audit::hash::prefixed_hex("", &mac.finalize().into_bytes()))
