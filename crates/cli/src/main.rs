@@ -45,6 +45,8 @@ struct Cli {
 enum Command {
     /// Scan files, directories, stdin (`-`) or git history for secrets.
     Scan(cmd::scan::ScanArgs),
+    /// Send the secrets of a saved JSON report to a leakstop service, which revokes what it issued.
+    Report(cmd::report::ReportArgs),
     /// List or check detection rules.
     #[command(subcommand)]
     Rules(cmd::rules::RulesCommand),
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Scan(a) => cmd::scan::run(a),
+        Command::Report(a) => cmd::report::run(a),
         Command::Rules(c) => cmd::rules::run(c),
         Command::Hook(c) => cmd::hook::run(c),
         Command::GithubAction(a) => cmd::action::run(a),

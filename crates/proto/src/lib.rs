@@ -2,6 +2,7 @@
 //! issues (so the scanner can recognise exactly what the service mints) and the Vault-compatible error body.
 #![forbid(unsafe_code)]
 
+pub mod leaks;
 pub mod token;
 
 use serde::{Deserialize, Serialize};

@@ -115,7 +115,13 @@ pub struct Barrier {
     root: Aes256Gcm,
     keyring: RwLock<Keyring>,
     cache: ReadCache,
+    /// The key of [`Barrier::keyed_hash`], loaded (or created) on first use, under `index_key_init`.
+    index_key: std::sync::OnceLock<Zeroizing<Vec<u8>>>,
+    index_key_init: std::sync::Mutex<()>,
 }
+
+/// Where the key of [`Barrier::keyed_hash`] lives.
+pub const INDEX_KEY_PATH: &str = "core/leak-index-key";
 
 /// Entries most recently read or written, as stored (encrypted: a hit is still decrypted and its AAD checked).
 /// The server is the storage's only writer, so every write passes here and keeps the cache exact; a write epoch
@@ -209,6 +215,8 @@ impl Barrier {
             root,
             keyring: RwLock::new(Keyring { terms, active: 1 }),
             cache: ReadCache::new(READ_CACHE_ENTRIES),
+            index_key: Default::default(),
+            index_key_init: Default::default(),
         };
         b.persist_keyring()?;
         Ok(b)
@@ -240,6 +248,8 @@ impl Barrier {
                 active: stored.active,
             }),
             cache: ReadCache::new(READ_CACHE_ENTRIES),
+            index_key: Default::default(),
+            index_key_init: Default::default(),
         })
     }
 
@@ -318,6 +328,37 @@ impl Barrier {
     pub fn without_cache(mut self) -> Barrier {
         self.cache = ReadCache::new(0);
         self
+    }
+
+    /// HMAC-SHA256 of `value` (lowercase hex) under a key that lives in the barrier: an index can find a value by
+    /// it without storing the value, and nobody without the key can test a guess against the index. The key is
+    /// created on first use, under a lock, so two first users cannot create two keys; later calls take no lock.
+    pub fn keyed_hash(&self, value: &[u8]) -> Result<String, VaultError> {
+        use hmac::{Hmac, Mac};
+        let key = match self.index_key.get() {
+            Some(k) => k,
+            None => {
+                let _init = self.index_key_init.lock().unwrap_or_else(|e| e.into_inner());
+                match self.index_key.get() {
+                    Some(k) => k,
+                    None => {
+                        let k = match self.get(INDEX_KEY_PATH)? {
+                            Some(k) => k,
+                            None => {
+                                let k = new_key();
+                                self.put(INDEX_KEY_PATH, &k)?;
+                                k
+                            }
+                        };
+                        self.index_key.get_or_init(|| k)
+                    }
+                }
+            }
+        };
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+            .map_err(|_| VaultError::Internal("the index key is unusable".into()))?;
+        mac.update(value);
+        Ok(crate::audit::hash::prefixed_hex("", &mac.finalize().into_bytes()))
     }
 
     pub fn get(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, VaultError> {
@@ -488,6 +529,11 @@ impl Store for BarrierView {
     /// Committed keys only (buffered writes of the same request are not listed).
     fn list<'a>(&'a self, prefix: &'a str) -> BackendFuture<'a, Vec<String>> {
         Box::pin(async move { self.barrier.list(&self.full(prefix)) })
+    }
+
+    /// One key for every mount: a reported value is looked up once, whichever mount holds it.
+    fn keyed_hash(&self, value: &[u8]) -> Result<String, VaultError> {
+        self.barrier.keyed_hash(value)
     }
 }
 

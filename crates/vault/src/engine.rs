@@ -84,6 +84,9 @@ pub struct NewLease {
     pub renewable: bool,
     /// What [`Backend::revoke`] needs later (never returned to clients).
     pub internal: Value,
+    /// The credential handed out, when a leak report of it should revoke the lease: the core indexes it by a
+    /// keyed hash (never in clear).
+    pub credential: Option<Zeroizing<String>>,
 }
 
 /// What an auth method's login asks for: the core mints the token, so no engine ever holds one.
@@ -171,12 +174,16 @@ pub trait Store: Send + Sync {
     fn delete<'a>(&'a self, key: &'a str) -> BackendFuture<'a, ()>;
     /// Committed keys directly under `prefix` (a trailing `/` marks a folder).
     fn list<'a>(&'a self, prefix: &'a str) -> BackendFuture<'a, Vec<String>>;
+    /// A keyed hash of `value` (hex), under a key the engine never sees: for indexes that find a value without
+    /// storing it (KV's index of stored strings, which leak reports search).
+    fn keyed_hash(&self, value: &[u8]) -> Result<String, VaultError>;
 }
 
 /// A store in memory, for engine tests: the same buffering contract as the barrier view, [`MemStore::commit`]
 /// standing in for the core's commit.
 #[derive(Default)]
 pub struct MemStore {
+    index_key: std::sync::OnceLock<[u8; 32]>,
     committed: Mutex<BTreeMap<String, Zeroizing<Vec<u8>>>>,
     pending: Mutex<Vec<BufferedOp>>,
 }
@@ -250,6 +257,23 @@ impl Store for MemStore {
             Ok(out)
         })
     }
+
+    fn keyed_hash(&self, value: &[u8]) -> Result<String, VaultError> {
+        use hmac::{Hmac, Mac};
+        let key = self.index_key.get_or_init(rand::random);
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+            .map_err(|_| VaultError::Internal("the index key is unusable".into()))?;
+        mac.update(value);
+        Ok(hex::encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// Where an engine stores a value a leak report named: a path relative to the mount (`data/app` for KV v2) and
+/// the version holding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMatch {
+    pub path: String,
+    pub version: u64,
 }
 
 /// A secrets engine or auth method mounted at a path.
@@ -285,6 +309,18 @@ pub trait Backend: Send + Sync {
     /// audited): such requests may run while their request audit line is still being flushed.
     fn effects_buffered(&self) -> bool {
         false
+    }
+
+    /// Where this engine stores `value`, for a leak report: each place found is marked as leaked in the engine's
+    /// own metadata (a write through `store`, committed with the report) and returned. Engines that store no
+    /// user values find nothing.
+    fn find_leaked<'a>(
+        &'a self,
+        _value: &'a str,
+        _now: SystemTime,
+        _store: &'a dyn Store,
+    ) -> BackendFuture<'a, Vec<StoredMatch>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 
     /// Top-level request fields whose values the audit log must HMAC (all strings are HMACed anyway).

@@ -30,6 +30,13 @@ pub enum VaultError {
     /// 502: a service this one depends on (an OIDC issuer, the GitHub API) failed or could not be reached.
     #[error("{0}")]
     Upstream(String),
+    /// 401: a request that authenticates by signature (GitHub's partner endpoint) whose signature is missing or
+    /// does not verify.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 429: too many leak reports from one client address; `Retry-After` says when to come back.
+    #[error("too many leak reports from this address: retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     /// An integrity failure of a stored entry (tampered or corrupted): never served as data.
     #[error("integrity check failed for stored entry `{0}`: the storage was modified or corrupted outside leakstop")]
     Integrity(String),
@@ -51,6 +58,8 @@ impl VaultError {
             VaultError::NotInitialized => 503,
             VaultError::Internal(_) | VaultError::Integrity(_) => 500,
             VaultError::Upstream(_) => 502,
+            VaultError::RateLimited { .. } => 429,
+            VaultError::Unauthorized(_) => 401,
         }
     }
 

@@ -96,7 +96,11 @@ fn json_response(status: u16, body: &Value) -> Response {
 }
 
 fn error_response(e: &VaultError) -> Response {
-    json_response(e.status(), &json!({ "errors": e.messages() }))
+    let mut r = json_response(e.status(), &json!({ "errors": e.messages() }));
+    if let VaultError::RateLimited { retry_after } = e {
+        r.headers_mut().insert(header::RETRY_AFTER, (*retry_after).into());
+    }
+    r
 }
 
 fn operation(method: &Method, query: &HashMap<String, String>) -> Option<Operation> {
@@ -247,9 +251,19 @@ async fn handle(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let data = match parse_body(&body) {
-        Ok(d) => d,
-        Err(e) => return error_response(&e),
+    let data = if path == crate::leaks::partner::PATH {
+        // GitHub signs the raw body: the core gets it as sent, with the signature headers.
+        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        crate::leaks::partner::request_data(
+            h("github-public-key-signature"),
+            h("github-public-key-identifier"),
+            &body,
+        )
+    } else {
+        match parse_body(&body) {
+            Ok(d) => d,
+            Err(e) => return error_response(&e),
+        }
     };
     drop(body);
     let req = ApiRequest {

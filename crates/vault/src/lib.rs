@@ -19,6 +19,7 @@ pub mod engines;
 mod error;
 pub mod fields;
 pub mod http;
+pub mod leaks;
 pub mod leases;
 pub mod pipeline;
 pub mod policy;

@@ -156,6 +156,12 @@ impl Core {
             }
         }
         let st = self.unsealed()?;
+        if path.as_deref().is_ok_and(|p| is_open_system(p, req.op)) {
+            // Before anything is read or logged: a flood of reports costs one map lookup each.
+            let cfg = self.leaks.config(&st)?;
+            let addr = req.remote_addr.as_deref().unwrap_or_default();
+            self.leaks.admit(addr, &cfg, std::time::Instant::now())?;
+        }
         let now = SystemTime::now();
         let mut audit = AuditEntry::new(EntryKind::Request, now, &uuid(), req.op.as_str(), &req.path);
         audit.remote_address = req.remote_addr.take();
@@ -187,7 +193,11 @@ impl Core {
 
     async fn run(self: &Arc<Self>, st: &Arc<Unsealed>, cx: &mut Context) -> Result<Outcome, VaultError> {
         let target = self.target(st, &cx.path);
-        let open = matches!(&target, Target::Engine { mount, rest, .. } if declares_open(mount, rest));
+        let open = match &target {
+            Target::Engine { mount, rest, .. } => declares_open(mount, rest),
+            Target::System => is_open_system(&cx.path, cx.op),
+            Target::Nowhere => false,
+        };
         if !open {
             let caller = self.authenticate(st, cx)?;
             cx.audit.auth = Some(audit_auth(Some(&caller.0), &caller.1, cx.unix));
@@ -361,6 +371,10 @@ impl Core {
                 token_hash: cx.caller.as_ref().map(|(_, e)| e.hash.clone()),
             };
             crate::leases::stage(&lease, &mut out.effects)?;
+            if let Some(c) = &new.credential {
+                out.effects
+                    .put(crate::leaks::lease_index_key(st, c)?, id.as_bytes().to_vec());
+            }
             reply.lease_id = id;
             reply.lease_duration = new.ttl;
             reply.renewable = new.renewable;
@@ -539,6 +553,13 @@ fn declares_open(mount: &Mount, rest: &str) -> bool {
         })
 }
 
+/// System paths served without a token: leak reports, where holding the secret is the authority to kill it (as
+/// with GitHub's credential revocation API), and GitHub's partner endpoint (authenticated by its signature). Audited, committed and rate limited like everything else.
+fn is_open_system(path: &str, op: Operation) -> bool {
+    (path == "sys/leaks/report" || path == crate::leaks::partner::PATH)
+        && matches!(op, Operation::Update | Operation::Create)
+}
+
 /// Paths any token may call whatever its policies; their handlers show only what the caller may see.
 fn is_self_service(path: &str) -> bool {
     path == "sys/internal/ui/mounts" || path.starts_with("sys/internal/ui/mounts/")
@@ -555,6 +576,7 @@ pub(crate) fn needs_sudo(path: &str) -> bool {
         "sys/raw",
         "sys/remount",
         "sys/config",
+        "sys/leaks/config",
         "sys/leases/revoke-prefix",
         "sys/leases/revoke-force",
         "sys/leases/lookup",

@@ -61,6 +61,10 @@ struct ScanInputs {
     /// Remote to fetch missing commits from.
     #[arg(long, default_value = "origin")]
     remote: String,
+    /// A leakstop service to send each finding's secret to, so it revokes what it issued before the job ends
+    /// (https://, or http:// to loopback). Empty: no report.
+    #[arg(long, env = "INPUT_REPORT_TO")]
+    report_to: Option<String>,
 }
 
 pub fn run(args: ActionArgs) -> anyhow::Result<ExitCode> {
@@ -100,6 +104,12 @@ fn export(name: &str, as_output: bool) -> anyhow::Result<ExitCode> {
 
 fn scan(inputs: ScanInputs) -> anyhow::Result<ExitCode> {
     let fail_on: FailOn = inputs.fail_on.parse().map_err(anyhow::Error::msg)?;
+    let report_to = inputs
+        .report_to
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| super::report::endpoint(u.trim()))
+        .transpose()?;
     let workspace = inputs.workspace.clone().unwrap_or_else(|| PathBuf::from("."));
     let event_name = inputs.event_name.clone().context(
         "GITHUB_EVENT_NAME is not set: run inside a GitHub Actions job, or pass --event-name and --event-path",
@@ -175,6 +185,11 @@ fn scan(inputs: ScanInputs) -> anyhow::Result<ExitCode> {
         findings.len(),
         sarif_path.display()
     );
+    if let Some(url) = &report_to
+        && let Err(e) = super::report::send(url, super::report::from_findings(&findings), false)
+    {
+        eprintln!("leakstop: error: the findings were not reported: {e:#}");
+    }
     match fail_on {
         FailOn::None => Ok(ExitCode::SUCCESS),
         FailOn::New | FailOn::Any => Ok(ExitCode::from(1)),

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod hook;
 pub mod login;
 pub mod operator;
+pub mod report;
 pub mod rules;
 pub mod scan;
 pub mod server;

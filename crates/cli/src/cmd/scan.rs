@@ -93,6 +93,10 @@ pub struct ScanArgs {
     /// Report only findings of at least this confidence (default: the config's `[scan] min_confidence`, else all).
     #[arg(long, value_name = "LEVEL", value_parser = ["low", "medium", "high"])]
     pub min_confidence: Option<String>,
+    /// After the scan, send each finding's secret (with where it was found) to this leakstop service, which
+    /// revokes the credentials it issued and flags the values it stores. https://, or http:// to loopback only.
+    #[arg(long, value_name = "URL")]
+    pub report_to: Option<String>,
 }
 
 impl ScanArgs {
@@ -131,6 +135,8 @@ struct Collected {
 
 pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    // A URL the secrets may not travel to is refused before anything is scanned.
+    let report_to = args.report_to.as_deref().map(super::report::endpoint).transpose()?;
     let setup = Setup::discover(&SetupRequest {
         start: discovery_start(&args),
         config: args.config.clone(),
@@ -159,7 +165,17 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let scanner = setup.scanner(opts)?;
 
     let mut collected = collect(&args, &scanner)?;
-    finish(&args, &scanner, &mut collected, started)
+    let code = finish(&args, &scanner, &mut collected, started)?;
+    if let Some(url) = report_to
+        && !collected.findings.is_empty()
+        && args.write_baseline.is_none()
+    {
+        // The scan's exit code (1: findings) stands whatever happens to the report.
+        if let Err(e) = super::report::send(&url, super::report::from_findings(&collected.findings), args.quiet) {
+            eprintln!("leakstop: error: the findings were not reported: {e:#}");
+        }
+    }
+    Ok(code)
 }
 
 /// Tells which files the scan uses (unless `quiet`) and what they could not express (always).

@@ -236,6 +236,8 @@ pub struct Core {
     pub options: CoreOptions,
     factories: RwLock<HashMap<String, BackendFactory>>,
     auth_factories: RwLock<HashMap<String, BackendFactory>>,
+    /// Leak reports' rate limiter and settings.
+    pub(crate) leaks: crate::leaks::LeakState,
 }
 
 pub fn uuid() -> String {
@@ -262,6 +264,7 @@ impl Core {
             options,
             factories: RwLock::default(),
             auth_factories: RwLock::default(),
+            leaks: Default::default(),
         });
         crate::engines::register_builtin(&core);
         core

@@ -7,7 +7,7 @@ pub mod auth;
 pub mod roles;
 pub mod secrets;
 #[cfg(test)]
-mod toy;
+pub(crate) mod toy;
 
 use std::sync::Arc;
 

@@ -1,12 +1,13 @@
 //! `sys/*`: the system endpoints, with the request and response shapes Vault clients (hvac, the bao/vault CLI)
 //! expect, one module per group: [`seal`] (init, unseal, seal, health, key rotation), [`mounts`] (secrets engines
-//! and auth methods), [`policies`] (ACL policies and capabilities), [`audit`] (devices, hashes, the chain key) and
-//! [`leases`]. The token store's endpoints (`auth/token/*`) live beside it in [`crate::token::endpoints`].
+//! and auth methods), [`policies`] (ACL policies and capabilities), [`audit`] (devices, hashes, the chain key) [`leases`] and
+//! [`leaks`] (leak reports and their records). The token store's endpoints (`auth/token/*`) live beside it in [`crate::token::endpoints`].
 //!
 //! Every handler stages its writes in the request's [`Effects`]; the pipeline commits them once the response is
 //! audited.
 
 mod audit;
+mod leaks;
 mod leases;
 mod mounts;
 mod policies;
@@ -52,6 +53,7 @@ impl Core {
             "policy" | "policies" | "capabilities" | "capabilities-self" => policies::handle(&call, rest, fx),
             "audit" | "audit-hash" | "audit-chain" => audit::handle(&call, rest, fx).await,
             "leases" | "revoke" => leases::handle(&call, rest).await,
+            "leaks" => leaks::handle(&call, rest, fx).await,
             "rotate" | "key-status" | "seal" => seal::handle(&call, rest),
             _ => Err(VaultError::UnsupportedPath),
         }

@@ -197,6 +197,7 @@ impl GithubBackend {
                 ttl,
                 renewable: false,
                 internal: json!({ "token": token, "installation_id": installation_id }),
+                credential: Some(zeroize::Zeroizing::new(token.to_string())),
             }),
             ..Default::default()
         })

@@ -41,6 +41,8 @@ impl Backend for ToyBackend {
                         ttl: 60,
                         renewable: false,
                         internal: json!({ "ticket": name }),
+                        // The ticket is the credential: a leak report of it revokes the lease.
+                        credential: Some(zeroize::Zeroizing::new(name.to_string())),
                     }),
                     ..Default::default()
                 }),

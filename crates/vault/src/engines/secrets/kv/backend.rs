@@ -70,6 +70,20 @@ impl Backend for KvBackend {
         path.split_once('/').map(|(_, r)| r).unwrap_or(path)
     }
 
+    fn find_leaked<'a>(
+        &'a self,
+        value: &'a str,
+        now: std::time::SystemTime,
+        store: &'a dyn Store,
+    ) -> BackendFuture<'a, Vec<crate::engine::StoredMatch>> {
+        Box::pin(async move {
+            if self.v1 {
+                return Ok(Vec::new());
+            }
+            Ok(engine::find_leaked(store, value, super::model::to_nanos(now)).await?)
+        })
+    }
+
     fn effects_buffered(&self) -> bool {
         true
     }

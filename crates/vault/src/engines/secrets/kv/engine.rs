@@ -8,6 +8,13 @@
 //! - `version/<path>/<n>`: the data of version `n`. The number is the last segment and holds no `/`, so two
 //!   secrets never share a key.
 //!
+//! - `leak-index/<keyed hash>/<escaped path>@<n>`: an empty entry per string value (of at least
+//!   [`MIN_INDEXED`] characters) of version `n`, so a leak report finds where a value is stored without the value
+//!   being stored anywhere but in its version. The hash key lives in the barrier ([`Store::keyed_hash`]). Kept on
+//!   every write, prune, destroy and metadata delete; a soft-deleted version keeps its entries (its data can
+//!   still be undeleted, so a leak of it still matters).
+//! - `leaked/<path>`: the versions reported leaked and when ([`Leaked`]), shown as `leaked` in the metadata.
+//!
 //! Writes are buffered in the view and committed by the core in one transaction once the response is audited,
 //! under the core's per-secret write lock, which also serializes the read-modify-write of a secret's record. Every
 //! request checks what it can before it buffers a write, because the core commits whatever was buffered.
@@ -23,6 +30,98 @@ use crate::engine::Store;
 use crate::{LogicalRequest, LogicalResponse, Operation};
 
 const CONFIG_KEY: &str = "config";
+
+/// Shorter strings (`true`, `admin`, port numbers) are not secrets anyone could usefully report.
+pub const MIN_INDEXED: usize = 8;
+
+/// Versions of one secret reported leaked → when (nanoseconds).
+type Leaked = std::collections::BTreeMap<u64, model::Nanos>;
+
+fn leaked_key(path: &str) -> String {
+    format!("leaked/{path}")
+}
+
+fn index_key(hash: &str, path: &str, version: u64) -> String {
+    format!("leak-index/{hash}/{}@{version}", crate::leases::escape(path))
+}
+
+/// Every string of a version's data (at any depth) worth indexing, once each.
+fn indexed_strings(data: &Map<String, Value>) -> std::collections::BTreeSet<&str> {
+    fn walk<'a>(v: &'a Value, out: &mut std::collections::BTreeSet<&'a str>) {
+        match v {
+            Value::String(s) if s.chars().count() >= MIN_INDEXED => {
+                out.insert(s);
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(m) => m.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    data.values().for_each(|v| walk(v, &mut out));
+    out
+}
+
+/// Add (or remove) the index entries of one version's data.
+async fn index_version(
+    store: &dyn Store,
+    path: &str,
+    version: u64,
+    data: &Map<String, Value>,
+    add: bool,
+) -> Result<(), KvError> {
+    for s in indexed_strings(data) {
+        let key = index_key(&store.keyed_hash(s.as_bytes())?, path, version);
+        if add {
+            store.put(&key, b"").await?;
+        } else {
+            store.delete(&key).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The places of a KV v2 mount holding `value` (live or soft-deleted versions), each marked leaked in its
+/// secret's `leaked/` record.
+pub async fn find_leaked(
+    store: &dyn Store,
+    value: &str,
+    now: model::Nanos,
+) -> Result<Vec<crate::engine::StoredMatch>, KvError> {
+    let hash = store.keyed_hash(value.as_bytes())?;
+    let mut found = Vec::new();
+    for entry in store.list(&format!("leak-index/{hash}/")).await? {
+        let Some((escaped, version)) = entry.rsplit_once('@') else {
+            continue;
+        };
+        let (path, Ok(version)) = (crate::leases::unescape(escaped), version.parse::<u64>()) else {
+            continue;
+        };
+        // The index follows every destroy; checking the record as well costs one read per match.
+        let Some(rec) = load(store, &path).await? else { continue };
+        if rec.versions.get(&version).is_none_or(|v| v.destroyed) {
+            continue;
+        }
+        let key = leaked_key(&path);
+        let mut leaked: Leaked = match get(store, &key).await? {
+            Some(b) => decode(&key, &b)?,
+            None => Leaked::new(),
+        };
+        if let std::collections::btree_map::Entry::Vacant(e) = leaked.entry(version) {
+            e.insert(now);
+            let bytes = serde_json::to_vec(&leaked).map_err(|e| KvError::Corrupt {
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
+            store.put(&key, &bytes).await?;
+        }
+        found.push(crate::engine::StoredMatch {
+            path: format!("data/{path}"),
+            version,
+        });
+    }
+    Ok(found)
+}
 
 /// A version's data when a v1 mount has no config to say otherwise.
 const V1_LIMIT: u64 = model::DEFAULT_MAX_VERSION_BYTES;
@@ -125,7 +224,12 @@ async fn read_data(
 /// Delete the data records of versions that were pruned or destroyed (absent ones are no error).
 async fn drop_data(store: &dyn Store, path: &str, versions: &[u64]) -> Result<(), KvError> {
     for v in versions {
-        store.delete(&version_key(path, *v)).await?;
+        let key = version_key(path, *v);
+        if let Some(bytes) = get(store, &key).await? {
+            let data: Map<String, Value> = decode(&key, &bytes)?;
+            index_version(store, path, *v, &data, false).await?;
+        }
+        store.delete(&key).await?;
     }
     Ok(())
 }
@@ -195,10 +299,18 @@ pub async fn handle(store: &dyn Store, req: &LogicalRequest) -> Result<LogicalRe
         }
         ("metadata", Read) => {
             valid_path(rest, "metadata/")?;
-            match load(store, rest).await? {
-                Some(rec) => Ok(LogicalResponse::data(rec.metadata_json())),
-                None => Err(KvError::NotFound),
+            let rec = load(store, rest).await?.ok_or(KvError::NotFound)?;
+            let mut meta = rec.metadata_json();
+            let key = leaked_key(rest);
+            if let (Some(b), Value::Object(m)) = (get(store, &key).await?, &mut meta) {
+                let leaked: Leaked = decode(&key, &b)?;
+                let list: Vec<Value> = leaked
+                    .iter()
+                    .map(|(v, at)| json!({"version": v, "reported_at": model::format_time(*at)}))
+                    .collect();
+                m.insert("leaked".into(), Value::Array(list));
             }
+            Ok(LogicalResponse::data(meta))
         }
         ("metadata", Create | Update | Patch) => {
             valid_path(rest, "metadata/")?;
@@ -218,6 +330,7 @@ pub async fn handle(store: &dyn Store, req: &LogicalRequest) -> Result<LogicalRe
                 let versions: Vec<u64> = rec.versions.keys().copied().collect();
                 drop_data(store, rest, &versions).await?;
                 store.delete(&meta_key(rest)).await?;
+                store.delete(&leaked_key(rest)).await?;
             }
             Ok(LogicalResponse::no_content())
         }
@@ -297,6 +410,7 @@ async fn write(
     let bytes = model::encode_data(&data, cfg.version_limit())?;
     let (version, dropped) = rec.add_version(w.cas, &cfg, now)?;
     store.put(&version_key(path, version), &bytes).await?;
+    index_version(store, path, version, &data, true).await?;
     drop_data(store, path, &dropped).await?;
     save(store, path, &mut rec).await?;
     Ok(LogicalResponse::data(rec.version_metadata(version)))
@@ -496,6 +610,18 @@ mod tests {
             r
         }
 
+        /// Where a leak report of `value` points (`path@version`, sorted), committing the flags it sets.
+        async fn find(&self, value: &str) -> Vec<String> {
+            let view = BarrierView::new(self.barrier.clone(), PREFIX);
+            let r = find_leaked(&view, value, model::to_nanos(SystemTime::now()))
+                .await
+                .unwrap();
+            self.barrier.commit(&view.take_pending()).unwrap();
+            let mut paths: Vec<String> = r.into_iter().map(|s| format!("{}@{}", s.path, s.version)).collect();
+            paths.sort();
+            paths
+        }
+
         async fn ok(&self, op: Operation, path: &str, body: Value) -> Value {
             let r = self.call(op, path, body).await.unwrap();
             r.data.unwrap_or(Value::Null)
@@ -572,6 +698,52 @@ mod tests {
             Some(KvError::Unsupported)
         );
         bad(m.call(Operation::Create, "data/a/../b", json!({"data": {}})).await);
+    }
+
+    #[tokio::test]
+    async fn a_reported_value_is_found_flagged_and_forgotten_once_destroyed() {
+        let m = Mount::new();
+        let value = "correct-horse-battery-staple";
+        m.ok(
+            Operation::Update,
+            "data/app/db",
+            json!({"data": {"password": value, "port": "5432"}}),
+        )
+        .await;
+        m.ok(
+            Operation::Update,
+            "data/other",
+            json!({"data": {"nested": {"k": [value]}}}),
+        )
+        .await;
+        assert_eq!(m.find(value).await, ["data/app/db@1", "data/other@1"]);
+        assert!(m.find("5432").await.is_empty(), "short strings are not indexed");
+        assert!(m.find("not-stored-anywhere").await.is_empty());
+        let meta = m.ok(Operation::Read, "metadata/app/db", json!({})).await;
+        assert_eq!(meta["leaked"][0]["version"], 1, "{meta}");
+        assert!(
+            !m.keys().iter().any(|k| k.contains(value)),
+            "the index holds no value in clear"
+        );
+        // A new version with another value: the old version still holds the leaked one until destroyed.
+        m.ok(
+            Operation::Update,
+            "data/app/db",
+            json!({"data": {"password": "a-fresh-rotated-value"}}),
+        )
+        .await;
+        assert_eq!(m.find(value).await, ["data/app/db@1", "data/other@1"]);
+        m.call(Operation::Update, "destroy/app/db", json!({"versions": [1]}))
+            .await
+            .unwrap();
+        m.call(Operation::Delete, "metadata/other", json!({})).await.unwrap();
+        assert!(m.find(value).await.is_empty());
+        assert_eq!(m.find("a-fresh-rotated-value").await, ["data/app/db@2"]);
+        assert!(
+            !m.keys().iter().any(|k| k.starts_with("leaked/other")),
+            "{:?}",
+            m.keys()
+        );
     }
 
     #[tokio::test]
