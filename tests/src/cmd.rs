@@ -26,6 +26,7 @@ where
         "VAULT_ADDR",
         "VAULT_TOKEN",
         "LEAKSTOP_LOG",
+        "GITHUB_REPOSITORY",
     ] {
         cmd.env_remove(var);
     }

@@ -13,6 +13,7 @@ mod git_scan;
 mod hook_native;
 mod jwt_auth;
 mod kv_storage;
+mod leak_loop;
 mod listener_limits;
 mod rules_cli;
 mod scan_archives_cli;

@@ -5,31 +5,20 @@
 //! the same answer for known and unknown secrets, idempotence, clear 4xx for malformed bodies, and 429 with
 //! `Retry-After` for one address while another is still served.
 
-mod kvsupport;
-
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kvsupport::Server;
+use leakstop_tests::cmd;
+use leakstop_tests::server::Server;
 use leakstop_tests::gitcli::{commit_file, init_repo};
 use leakstop_tests::github::{APP_ID, GithubStandIn, OWNER};
 use serde_json::{Value, json};
 
 fn leakstop(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(leakstop_tests::leakstop_bin());
-    cmd.args(args)
-        .env_remove("VAULT_ADDR")
-        .env_remove("VAULT_TOKEN")
-        .env_remove("LEAKSTOP_TOKEN")
-        .env_remove("GITHUB_REPOSITORY")
-        .env("HOME", std::env::temp_dir());
-    cmd.envs(envs.iter().copied());
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = cmd::leakstop(args)
+        .env("HOME", std::env::temp_dir())
+        .envs(envs.iter().copied())
+        .run();
+    (run.code, run.stdout, run.stderr)
 }
 
 async fn report_as(http: &reqwest::Client, srv: &Server, body: Value) -> (u16, Option<String>, Value) {
@@ -76,7 +65,7 @@ async fn wait_revoked(gh: &GithubStandIn, token: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_credentials_are_revoked_or_flagged_by_scan_report_to() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = leakstop_tests::tempdir();
     let srv = Server::dev(dir.path()).await;
     let audit = dir.path().join("audit.log");
     srv.enable_file_audit("file", &audit).await;
@@ -221,7 +210,7 @@ async fn committed_credentials_are_revoked_or_flagged_by_scan_report_to() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_answer_alike_are_idempotent_refuse_bad_bodies_and_are_rate_limited_per_address() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = leakstop_tests::tempdir();
     let srv = Server::dev(dir.path()).await;
     let http = reqwest::Client::new();
 
