@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use leakstop_vault::server::{DevOptions, ServerConfig, run as run_config, run_dev};
+use leakstop_server::{DevOptions, ServerConfig, run as run_config, run_dev};
 
 const EXIT_CODES: &str = "\
 Prints `leakstop server listening on URL` to stderr once it listens (dev mode: the root token first).

@@ -41,8 +41,8 @@ use leakstop_storage::StorageConfig;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::core::{Core, CoreOptions};
 use crate::http::HttpLimits;
+use leakstop_vault::core::{Core, CoreOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -73,7 +73,7 @@ fn default_listen() -> String {
 }
 
 fn default_deadline() -> u64 {
-    crate::audit::DEFAULT_DEADLINE.as_millis() as u64
+    leakstop_vault::audit::DEFAULT_DEADLINE.as_millis() as u64
 }
 
 fn default_max_request() -> usize {
@@ -164,7 +164,7 @@ struct Listen {
 /// What a config asks for, checked before anything is created.
 struct Checked {
     listen: Listen,
-    audit_devices: Vec<crate::audit::DeviceConfig>,
+    audit_devices: Vec<leakstop_vault::audit::DeviceConfig>,
 }
 
 /// Every check that needs no storage and no HSM: TLS files, plain HTTP off loopback, audit devices. A config
@@ -196,7 +196,7 @@ fn check(cfg: &ServerConfig) -> Result<Checked, ServerError> {
         body.insert("type".into(), a.kind.clone().into());
         body.insert("options".into(), serde_json::json!({ "file_path": a.file_path }));
         audit_devices.push(
-            crate::audit::DeviceConfig::from_request(&a.path, &body)
+            leakstop_vault::audit::DeviceConfig::from_request(&a.path, &body)
                 .map_err(|e| ServerError::Core(format!("[[audit]] {}: {e}", a.path)))?,
         );
     }
@@ -524,7 +524,7 @@ fn spawn_expiry(core: Arc<Core>) {
                 continue;
             }
             match core
-                .sweep_expired(crate::engine::unix_seconds(std::time::SystemTime::now()))
+                .sweep_expired(leakstop_vault::engine::unix_seconds(std::time::SystemTime::now()))
                 .await
             {
                 Ok((0, 0)) => {}

@@ -7,6 +7,11 @@
 //!
 //! The server's error bodies stay Vault's (clients parse them); [`leakstop_wording`] turns them into leakstop's
 //! words for the CLI.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
 
 use std::time::Duration;
 
