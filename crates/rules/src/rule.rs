@@ -253,16 +253,7 @@ impl Rule {
     }
 }
 
-/// The first 4 characters of a secret of 20 or more, then stars (as reports redact it); only stars if shorter.
-pub fn redacted(secret: &[u8]) -> String {
-    let s = String::from_utf8_lossy(secret);
-    if s.chars().count() >= 20 {
-        let head: String = s.chars().take(4).collect();
-        format!("{head}*****")
-    } else {
-        "*****".to_string()
-    }
-}
+pub use leakstop_proto::secret::redacted;
 
 /// Content-only allow decision (no path or commit known): regex targets `match`/`line` handled here.
 fn allows_content(list: &Allowlist, secret: &[u8], matched: &[u8], line: &[u8]) -> bool {

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use leakstop_proto::Secret;
 use leakstop_seal::{KeySeal, Pin, PinSource, Pkcs11Seal, Seal, SealConfig};
 use leakstop_storage::StorageConfig;
 use serde::Deserialize;
@@ -151,7 +152,8 @@ impl ServerConfig {
 /// Options of `leakstop server --dev`.
 #[derive(Debug, Clone)]
 pub struct DevOptions {
-    pub root_token_id: Option<String>,
+    /// `--dev-root-token-id`: a token, so redacted in `Debug`.
+    pub root_token_id: Option<Secret>,
     pub listen_address: String,
 }
 
@@ -294,7 +296,7 @@ pub async fn run_dev(opts: DevOptions) -> Result<(), ServerError> {
         .set_api_file_dirs(&[std::env::temp_dir()])
         .map_err(ServerError::Core)?;
     let (_, root) = core
-        .init(1, 1, opts.root_token_id.clone())
+        .init(1, 1, opts.root_token_id.as_ref().map(Secret::expose_str))
         .await
         .map_err(|e| ServerError::Core(e.to_string()))?;
     let mut kv = std::collections::BTreeMap::new();

@@ -45,7 +45,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     }
     let start = if args.dev {
         Start::Dev(DevOptions {
-            root_token_id: args.dev_root_token_id,
+            root_token_id: args.dev_root_token_id.map(leakstop_proto::Secret::from),
             listen_address: args.dev_listen_address.unwrap_or_else(|| "127.0.0.1:8200".into()),
         })
     } else {
