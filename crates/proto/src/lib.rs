@@ -1,17 +1,16 @@
 //! Wire-level facts shared by the service, the CLI, the scanner and the tests: the credential format leakstop
-//! issues (so the scanner can recognise exactly what the service mints) and the Vault-compatible error body.
+//! issues (so the scanner can recognise exactly what the service mints), the typed Vault-compatible bodies
+//! ([`api`]) and the redacting [`Secret`] that holds tokens and findings.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod leaks;
+pub mod secret;
 pub mod token;
 
-use serde::{Deserialize, Serialize};
+pub use secret::Secret;
 
-/// Vault's error body: `{"errors": ["..."]}` (an empty list for a plain 404).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub errors: Vec<String>,
-}
+pub use api::{Auth, Envelope, ErrorBody, Health, InitRequest, InitResponse, SealStatus};
 
 /// Header carrying the client token (Vault's name, which every Vault client sends).
 pub const TOKEN_HEADER: &str = "X-Vault-Token";

@@ -394,7 +394,7 @@ fn secret_literal_prefix(src: &str) -> (usize, bool) {
         }
         let literal = if c == '\\' {
             match chars.next() {
-                Some(e) if matches!(e, '-' | '.' | '_' | '/' | ':' | '+' | '$' | '@' | '#') => true,
+                Some('-' | '.' | '_' | '/' | ':' | '+' | '$' | '@' | '#') => true,
                 _ => break,
             }
         } else {
@@ -412,16 +412,7 @@ fn secret_literal_prefix(src: &str) -> (usize, bool) {
     (n, last == '_')
 }
 
-/// The first 4 characters of a secret of 20 or more, then stars (as reports redact it); only stars if shorter.
-pub fn redacted(secret: &[u8]) -> String {
-    let s = String::from_utf8_lossy(secret);
-    if s.chars().count() >= 20 {
-        let head: String = s.chars().take(4).collect();
-        format!("{head}*****")
-    } else {
-        "*****".to_string()
-    }
-}
+pub use leakstop_proto::secret::redacted;
 
 /// Content-only allow decision (no path or commit known): regex targets `match`/`line` handled here.
 fn allows_content(list: &Allowlist, secret: &[u8], matched: &[u8], line: &[u8]) -> bool {

@@ -1,6 +1,6 @@
 //! The credential service: a Vault-compatible HTTP API over a sealed, encrypted store.
 //!
-//! Request path: [`http`] (Vault's envelopes and status codes) → [`pipeline`] (canonical path, route, token,
+//! Request path: `leakstop_server::http` (Vault's envelopes and status codes) → [`pipeline`] (canonical path, route, token,
 //! policy, audit, commit) →
 //! an engine ([`engines`]) → [`barrier`] (AES-256-GCM with the storage path as AAD, keyring under the root key) →
 //! `leakstop_storage`. The root key is wrapped by a `leakstop_seal` seal (PKCS#11 HSM, Shamir shares or dev).
@@ -12,18 +12,15 @@
 
 pub mod audit;
 pub mod barrier;
-pub mod client;
 pub mod core;
 pub mod engine;
 pub mod engines;
 mod error;
 pub mod fields;
-pub mod http;
 pub mod leaks;
 pub mod leases;
 pub mod pipeline;
 pub mod policy;
-pub mod server;
 mod sys;
 pub mod token;
 

@@ -8,9 +8,9 @@
 use std::time::{Duration, Instant};
 
 use leakstop_tests::cmd;
-use leakstop_tests::server::Server;
 use leakstop_tests::gitcli::{commit_file, init_repo};
 use leakstop_tests::github::{APP_ID, GithubStandIn, OWNER};
+use leakstop_tests::server::Server;
 use serde_json::{Value, json};
 
 fn leakstop(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use leakstop_client::{self as client, Client};
 use leakstop_vault::audit::chain::{ChainKey, Pins, Verdict, verify};
-use leakstop_vault::client::{self, Client};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AuditCommand {

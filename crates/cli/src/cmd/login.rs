@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use leakstop_vault::client::{self, Client};
+use leakstop_client::{self as client, Client};
 use serde_json::{Value, json};
 
 const LOGIN_HELP: &str = "Prints the token on stdout and nothing else.\n\n\

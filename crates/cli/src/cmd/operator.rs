@@ -2,7 +2,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use leakstop_vault::client::{self, Client};
+use leakstop_client::{self as client, Client};
 use serde_json::{Value, json};
 
 const EXIT_CODES: &str = "Exit codes: 0 success; 2 error (server unreachable, request refused, bad input).";

@@ -11,9 +11,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use leakstop_client::{self as client, Client};
 use leakstop_proto::leaks::{ReportAnswer, ReportRequest, ReportedSecret, Source};
 use leakstop_scan::Finding;
-use leakstop_vault::client::{self, Client};
 use serde_json::Value;
 
 /// Secrets per request: well within the service's default cap and its body limit for requests without a token.

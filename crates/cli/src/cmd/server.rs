@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use leakstop_vault::server::{DevOptions, ServerConfig, run as run_config, run_dev};
+use leakstop_server::{DevOptions, ServerConfig, run as run_config, run_dev};
 
 const EXIT_CODES: &str = "\
 Prints `leakstop server listening on URL` to stderr once it listens (dev mode: the root token first).
@@ -45,7 +45,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     }
     let start = if args.dev {
         Start::Dev(DevOptions {
-            root_token_id: args.dev_root_token_id,
+            root_token_id: args.dev_root_token_id.map(leakstop_proto::Secret::from),
             listen_address: args.dev_listen_address.unwrap_or_else(|| "127.0.0.1:8200".into()),
         })
     } else {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::engine::unix_seconds;
+use leakstop_vault::engine::unix_seconds;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
 
-use crate::core::{ApiRequest, Core, Reply, uuid};
-use crate::{Operation, VaultError};
+use leakstop_vault::core::{ApiRequest, Core, Reply, uuid};
+use leakstop_vault::{Operation, VaultError};
 
 /// Vault's default request size limit (32 MiB).
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 << 20;
@@ -251,10 +251,10 @@ async fn handle(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let data = if path == crate::leaks::partner::PATH {
+    let data = if path == leakstop_vault::leaks::partner::PATH {
         // GitHub signs the raw body: the core gets it as sent, with the signature headers.
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-        crate::leaks::partner::request_data(
+        leakstop_vault::leaks::partner::request_data(
             h("github-public-key-signature"),
             h("github-public-key-identifier"),
             &body,
@@ -330,7 +330,7 @@ mod tests {
     async fn core() -> Arc<Core> {
         let storage = leakstop_storage::StorageConfig::Memory.open().unwrap();
         let seal = Arc::new(leakstop_seal::KeySeal::random_dev());
-        let core = Core::new(storage, Some(seal), crate::core::CoreOptions::default());
+        let core = Core::new(storage, Some(seal), leakstop_vault::CoreOptions::default());
         core.init(1, 1, Some("root".into())).await.unwrap();
         let kv = [("version".to_string(), "2".to_string())].into_iter().collect();
         core.mount(false, "secret", "kv", "", kv).unwrap();

@@ -7,9 +7,15 @@
 //!
 //! The server's error bodies stay Vault's (clients parse them); [`leakstop_wording`] turns them into leakstop's
 //! words for the CLI.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
 
 use std::time::Duration;
 
+use leakstop_proto::Secret;
 use serde_json::Value;
 
 /// Help text naming where the CLI finds its token, for `--help` and for messages.
@@ -180,7 +186,7 @@ pub fn leakstop_wording(raw: &str) -> Vec<String> {
 
 pub struct Client {
     pub addr: String,
-    token: Option<String>,
+    token: Option<Secret>,
     http: reqwest::Client,
 }
 
@@ -197,7 +203,7 @@ impl Client {
             .map_err(|e| ClientError::Invalid(format!("cannot set up the HTTP client: {e}")))?;
         Ok(Client {
             addr,
-            token: token.map(|t| t.value.clone()),
+            token: token.map(|t| Secret::from(t.value.as_str())),
             http,
         })
     }
@@ -213,7 +219,7 @@ impl Client {
         let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
         let mut req = self.http.request(m, &url);
         if let Some(t) = &self.token {
-            req = req.header(leakstop_proto::TOKEN_HEADER, t);
+            req = req.header(leakstop_proto::TOKEN_HEADER, t.expose());
         }
         if let Some(b) = body {
             req = req.json(b);

@@ -36,13 +36,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use leakstop_proto::Secret;
 use leakstop_seal::{KeySeal, Pin, PinSource, Pkcs11Seal, Seal, SealConfig};
 use leakstop_storage::StorageConfig;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::core::{Core, CoreOptions};
 use crate::http::HttpLimits;
+use leakstop_vault::core::{Core, CoreOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -73,7 +74,7 @@ fn default_listen() -> String {
 }
 
 fn default_deadline() -> u64 {
-    crate::audit::DEFAULT_DEADLINE.as_millis() as u64
+    leakstop_vault::audit::DEFAULT_DEADLINE.as_millis() as u64
 }
 
 fn default_max_request() -> usize {
@@ -151,7 +152,8 @@ impl ServerConfig {
 /// Options of `leakstop server --dev`.
 #[derive(Debug, Clone)]
 pub struct DevOptions {
-    pub root_token_id: Option<String>,
+    /// `--dev-root-token-id`: a token, so redacted in `Debug`.
+    pub root_token_id: Option<Secret>,
     pub listen_address: String,
 }
 
@@ -164,7 +166,7 @@ struct Listen {
 /// What a config asks for, checked before anything is created.
 struct Checked {
     listen: Listen,
-    audit_devices: Vec<crate::audit::DeviceConfig>,
+    audit_devices: Vec<leakstop_vault::audit::DeviceConfig>,
 }
 
 /// Every check that needs no storage and no HSM: TLS files, plain HTTP off loopback, audit devices. A config
@@ -196,7 +198,7 @@ fn check(cfg: &ServerConfig) -> Result<Checked, ServerError> {
         body.insert("type".into(), a.kind.clone().into());
         body.insert("options".into(), serde_json::json!({ "file_path": a.file_path }));
         audit_devices.push(
-            crate::audit::DeviceConfig::from_request(&a.path, &body)
+            leakstop_vault::audit::DeviceConfig::from_request(&a.path, &body)
                 .map_err(|e| ServerError::Core(format!("[[audit]] {}: {e}", a.path)))?,
         );
     }
@@ -294,7 +296,7 @@ pub async fn run_dev(opts: DevOptions) -> Result<(), ServerError> {
         .set_api_file_dirs(&[std::env::temp_dir()])
         .map_err(ServerError::Core)?;
     let (_, root) = core
-        .init(1, 1, opts.root_token_id.clone())
+        .init(1, 1, opts.root_token_id.as_ref().map(Secret::expose_str))
         .await
         .map_err(|e| ServerError::Core(e.to_string()))?;
     let mut kv = std::collections::BTreeMap::new();
@@ -524,7 +526,7 @@ fn spawn_expiry(core: Arc<Core>) {
                 continue;
             }
             match core
-                .sweep_expired(crate::engine::unix_seconds(std::time::SystemTime::now()))
+                .sweep_expired(leakstop_vault::engine::unix_seconds(std::time::SystemTime::now()))
                 .await
             {
                 Ok((0, 0)) => {}
