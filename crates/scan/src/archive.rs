@@ -188,8 +188,11 @@ impl Scanner {
         Ok(w.finish())
     }
 
-    /// Scans a notebook's cells (source and text outputs) as files of their own, `nb.ipynb!/cell-3` and
-    /// `nb.ipynb!/cell-3/output-1`, lines counted within the cell. `None` when `data` is not a notebook's JSON.
+    /// Scans a notebook's cells (source and text outputs) decoded from their JSON strings, so escaped quotes and
+    /// per-line strings do not hide an assignment. Findings are placed back at their line and column in the
+    /// notebook file (where an editor, a review comment or a baseline points); a line that cannot be found there
+    /// is named by its cell (`nb.ipynb!/cell-3`, `nb.ipynb!/cell-3/output-1`, lines counted within the cell).
+    /// `None` when `data` is not a notebook's JSON.
     pub fn scan_notebook(&self, data: &[u8], display: &str) -> Option<Outcome> {
         let mut out = Outcome::default();
         self.notebook_into(data, display, &mut out).then_some(out)
@@ -202,13 +205,18 @@ impl Scanner {
         let Some(cells) = nb.get("cells").and_then(|c| c.as_array()) else {
             return false;
         };
+        let raw = String::from_utf8_lossy(data);
+        let mut places = NotebookPlaces::new(&raw);
+        out.files += 1;
+        out.bytes += data.len() as u64;
         let mut scan = |text: String, name: String| {
             if text.is_empty() {
                 return;
             }
-            out.files += 1;
-            out.bytes += text.len() as u64;
-            out.findings.extend(self.scan_blob(text.as_bytes(), &name));
+            for mut f in self.scan_blob(text.as_bytes(), &name) {
+                places.place(&mut f, &text, path);
+                out.findings.push(f);
+            }
         };
         for (i, cell) in cells.iter().enumerate() {
             let cell_path = format!("{path}!/cell-{}", i + 1);
@@ -239,6 +247,70 @@ impl Scanner {
             }
         }
         true
+    }
+}
+
+/// Finds where a decoded cell line sits in the notebook's JSON text. Jupyter writes each line of a cell as one
+/// JSON string, so the line's escaped form appears in the file; an occurrence already given to another cell line
+/// is not reused, so a value repeated in two cells lands on both of its lines.
+struct NotebookPlaces<'a> {
+    raw: &'a str,
+    claimed: HashMap<(String, u32), usize>,
+    used: std::collections::HashSet<usize>,
+}
+
+impl<'a> NotebookPlaces<'a> {
+    fn new(raw: &'a str) -> Self {
+        NotebookPlaces {
+            raw,
+            claimed: HashMap::new(),
+            used: Default::default(),
+        }
+    }
+
+    /// Byte offset in the file of the escaped text of line `n` (1-based) of the cell text `text` named `cell`.
+    fn offset(&mut self, cell: &str, text: &str, n: u32) -> Option<usize> {
+        if let Some(&at) = self.claimed.get(&(cell.to_string(), n)) {
+            return Some(at);
+        }
+        let line = text.split_inclusive('\n').nth(n.checked_sub(1)? as usize)?;
+        let quoted = serde_json::to_string(line.trim_end_matches('\n')).ok()?;
+        let escaped = quoted.get(1..quoted.len() - 1).filter(|e| !e.is_empty())?;
+        let mut from = 0;
+        let at = loop {
+            let at = from + self.raw.get(from..)?.find(escaped)?;
+            if !self.used.contains(&at) {
+                break at;
+            }
+            from = at + 1;
+        };
+        self.used.insert(at);
+        self.claimed.insert((cell.to_string(), n), at);
+        Some(at)
+    }
+
+    /// The file's (line, column) of character `column` (1-based) of cell line `n`.
+    fn position(&mut self, cell: &str, text: &str, n: u32, column: u32) -> Option<(u32, u32)> {
+        let at = self.offset(cell, text, n)?;
+        let before = self.raw.get(..at)?;
+        let line = before.bytes().filter(|&b| b == b'\n').count() as u32 + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let decoded = text.split_inclusive('\n').nth(n.checked_sub(1)? as usize)?;
+        let prefix: String = decoded.chars().take(column.saturating_sub(1) as usize).collect();
+        let quoted = serde_json::to_string(&prefix).ok()?;
+        let col = before.get(line_start..)?.chars().count() + quoted.chars().count() - 2 + 1;
+        Some((line, col as u32))
+    }
+
+    /// Moves a finding from its cell to the notebook file, when both its ends are found there.
+    fn place(&mut self, f: &mut Finding, text: &str, notebook: &str) {
+        let cell = f.path.clone();
+        let start = self.position(&cell, text, f.line, f.column);
+        let end = self.position(&cell, text, f.end_line, f.end_column);
+        if let (Some((line, column)), Some((end_line, end_column))) = (start, end) {
+            (f.line, f.column, f.end_line, f.end_column) = (line, column, end_line, end_column);
+            f.path = notebook.to_string();
+        }
     }
 }
 
@@ -861,14 +933,23 @@ negative_examples = ["k = acme_short"]
         let out = scanner(ArchiveOptions::default())
             .scan_notebook(&data, "nb.ipynb")
             .expect("a notebook");
+        // Both are reported at their line and column in the notebook file, where an editor shows them.
+        let text = String::from_utf8(data.clone()).expect("utf-8");
+        let at = |needle: &str| {
+            let (n, line) = (text.lines().enumerate())
+                .find(|(_, l)| l.contains(needle))
+                .expect("the value is in the file");
+            (n as u32 + 1, line.find(needle).expect("on its line") as u32 + 1)
+        };
         assert_eq!(
             paths(&out),
             vec![
-                ("nb.ipynb!/cell-2".to_string(), 2),
-                ("nb.ipynb!/cell-2/output-1".to_string(), 2)
+                ("nb.ipynb".to_string(), at(KEY).0),
+                ("nb.ipynb".to_string(), at(KEY2).0)
             ]
         );
-        assert_eq!(out.findings[0].column, 23);
+        assert_eq!(out.findings[0].column, at(KEY).1);
+        assert_eq!(out.findings[1].column, at(KEY2).1);
         assert!(
             scanner(ArchiveOptions::default())
                 .scan_notebook(b"{\"a\": 1}", "x.ipynb")
