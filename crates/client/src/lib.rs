@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use leakstop_proto::Secret;
+use leakstop_proto::{ErrorBody, Secret};
 use serde_json::Value;
 
 /// Help text naming where the CLI finds its token, for `--help` and for messages.
@@ -230,16 +230,13 @@ impl Client {
         })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        let value: Option<Value> = serde_json::from_str(&text).ok();
         if !(200..300).contains(&status) {
-            let message = value
-                .as_ref()
-                .and_then(|v| v.get("errors"))
-                .and_then(Value::as_array)
+            let message = serde_json::from_str::<ErrorBody>(&text)
+                .ok()
                 .map(|e| {
-                    e.iter()
-                        .filter_map(Value::as_str)
-                        .flat_map(leakstop_wording)
+                    e.errors
+                        .iter()
+                        .flat_map(|m| leakstop_wording(m))
                         .collect::<Vec<_>>()
                         .join("; ")
                 })
@@ -263,7 +260,7 @@ impl Client {
                 message,
             });
         }
-        Ok(value)
+        Ok(serde_json::from_str(&text).ok())
     }
 }
 

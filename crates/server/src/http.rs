@@ -16,8 +16,9 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http_body_util::BodyExt;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use leakstop_proto::{Envelope, ErrorBody};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use leakstop_vault::core::{ApiRequest, Core, Reply, uuid};
@@ -90,13 +91,19 @@ pub fn router(core: Arc<Core>, max_request_size: usize, limits: &HttpLimits) -> 
         .with_state(Arc::new(http))
 }
 
-fn json_response(status: u16, body: &Value) -> Response {
+fn json_response(status: u16, body: &impl Serialize) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    match serde_json::to_string(body) {
+        Ok(text) => (status, [(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode a response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 fn error_response(e: &VaultError) -> Response {
-    let mut r = json_response(e.status(), &json!({ "errors": e.messages() }));
+    let mut r = json_response(e.status(), &ErrorBody { errors: e.messages() });
     if let VaultError::RateLimited { retry_after } = e {
         r.headers_mut().insert(header::RETRY_AFTER, (*retry_after).into());
     }
@@ -128,7 +135,7 @@ fn token_from(headers: &HeaderMap) -> Option<String> {
 
 /// A refusal made here, before the core sees the request.
 fn refuse(status: StatusCode, msg: String) -> Response {
-    json_response(status.as_u16(), &json!({ "errors": [msg] }))
+    json_response(status.as_u16(), &ErrorBody { errors: vec![msg] })
 }
 
 /// Whether the request carries a token the token store accepts. Only the cheap early decision of how much body to
@@ -198,6 +205,9 @@ async fn read_body(
     }
 }
 
+/// One request, in a span carrying its id (which the envelope returns and the audit lines record). `skip_all`: the
+/// headers hold the token and the body may hold secrets.
+#[tracing::instrument(name = "http", skip_all, fields(request_id = tracing::field::Empty))]
 async fn handle(
     State(http): State<Arc<Http>>,
     extensions: axum::http::Extensions,
@@ -207,6 +217,8 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let request_id = uuid();
+    tracing::Span::current().record("request_id", request_id.as_str());
     let Some(op) = operation(&method, &query) else {
         return error_response(&VaultError::UnsupportedOperation);
     };
@@ -275,9 +287,10 @@ async fn handle(
         remote_addr: extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(a)| a.ip().to_string()),
+        request_id: request_id.clone(),
     };
     match core.handle(req).await {
-        Ok(reply) => reply_response(reply),
+        Ok(reply) => reply_response(reply, request_id),
         Err(e) => {
             if e.status() >= 500 {
                 tracing::warn!(error = %e, "request failed");
@@ -299,24 +312,24 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, VaultError> {
     }
 }
 
-fn reply_response(r: Reply) -> Response {
+fn reply_response(r: Reply, request_id: String) -> Response {
     if let Some(raw) = r.raw {
         return json_response(r.status.unwrap_or(200), &raw);
     }
     if r.status == Some(204) || (r.data.is_none() && r.auth.is_none() && r.warnings.is_empty() && r.status.is_none()) {
         return StatusCode::NO_CONTENT.into_response();
     }
-    let body = json!({
-        "request_id": uuid(),
-        "lease_id": r.lease_id,
-        "renewable": r.renewable,
-        "lease_duration": r.lease_duration,
-        "data": r.data,
-        "wrap_info": null,
-        "warnings": if r.warnings.is_empty() { Value::Null } else { json!(r.warnings) },
-        "auth": r.auth,
-        "mount_type": r.mount_type,
-    });
+    let body = Envelope {
+        request_id,
+        lease_id: r.lease_id,
+        renewable: r.renewable,
+        lease_duration: r.lease_duration,
+        data: r.data,
+        wrap_info: None,
+        warnings: (!r.warnings.is_empty()).then_some(r.warnings),
+        auth: r.auth,
+        mount_type: r.mount_type,
+    };
     json_response(r.status.unwrap_or(200), &body)
 }
 
@@ -372,5 +385,9 @@ mod tests {
         }
         let (status, body) = send(&router, Some("root"), streamed(1 << 20)).await;
         assert_eq!(status, 200, "a valid token may send a large body: {body}");
+        // Each answer names its request, so a client's report can be found in the server's log and audit lines.
+        let (_, again) = send(&router, Some("root"), streamed(1 << 10)).await;
+        let ids = [&body["request_id"], &again["request_id"]].map(|v| v.as_str().unwrap_or_default().to_string());
+        assert!(ids[0].len() == 36 && ids[1].len() == 36 && ids[0] != ids[1], "{ids:?}");
     }
 }

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use leakstop_proto::Auth;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::OwnedMutexGuard;
@@ -29,7 +30,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{AuditAuth, AuditEntry, EntryKind};
 use crate::barrier::BufferedOp;
-use crate::core::{ApiRequest, Core, Mount, MountEntry, Reply, Unsealed, audit_auth, uuid};
+use crate::core::{ApiRequest, Core, Mount, MountEntry, Reply, Unsealed, audit_auth};
 use crate::engine::{LogicalResponse, LoginSpec, unix_seconds};
 use crate::leases::Lease;
 use crate::token::{SYSTEM_MAX_TTL, TokenEntry, TokenRequest, UseClaim};
@@ -163,7 +164,7 @@ impl Core {
             self.leaks.admit(addr, &cfg, std::time::Instant::now())?;
         }
         let now = SystemTime::now();
-        let mut audit = AuditEntry::new(EntryKind::Request, now, &uuid(), req.op.as_str(), &req.path);
+        let mut audit = AuditEntry::new(EntryKind::Request, now, &req.request_id, req.op.as_str(), &req.path);
         audit.remote_address = req.remote_addr.take();
         audit.request_data = (!req.data.is_empty()).then(|| Value::Object(req.data.clone()));
         // A refused request changes nothing: its lines need not be fsynced before the answer.
@@ -384,7 +385,7 @@ impl Core {
                 return Err(VaultError::Internal("a secrets engine answered with a login".into()));
             }
             let (token, entry, ops) = self.finish_login(st, &mount.entry, spec, cx.unix)?;
-            reply.auth = Some(entry.auth_json(&token, cx.unix));
+            reply.auth = Some(entry.auth(&token, cx.unix));
             out.effects.extend(ops);
             out.new_token = Some(entry);
         }
@@ -526,16 +527,11 @@ fn audit_unavailable(e: crate::audit::AuditError) -> VaultError {
     VaultError::AuditUnavailable(e.to_string())
 }
 
-fn response_auth(a: &Value) -> Option<AuditAuth> {
-    let t = a.get("client_token").and_then(Value::as_str)?;
+fn response_auth(a: &Auth) -> Option<AuditAuth> {
     Some(AuditAuth {
-        client_token: Some(t.to_string()),
-        accessor: a.get("accessor").and_then(Value::as_str).map(String::from),
-        policies: a
-            .get("policies")
-            .and_then(Value::as_array)
-            .map(|p| p.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-            .unwrap_or_default(),
+        client_token: Some(a.client_token.expose_str()),
+        accessor: Some(a.accessor.clone()),
+        policies: a.policies.clone(),
         token_type: "service".into(),
         ..Default::default()
     })
@@ -643,6 +639,7 @@ mod tests {
             query: HashMap::new(),
             token: Some(token.into()),
             remote_addr: None,
+            request_id: "test".into(),
         }
     }
 

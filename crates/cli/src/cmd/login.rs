@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use leakstop_client::{self as client, Client};
+use leakstop_proto::Envelope;
 use serde_json::{Value, json};
 
 const LOGIN_HELP: &str = "Prints the token on stdout and nothing else.\n\n\
@@ -126,10 +127,13 @@ pub fn run_login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         if args.json {
             println!("{}", serde_json::to_string_pretty(&v["auth"])?);
         } else {
-            let t = v["auth"]["client_token"]
-                .as_str()
+            let answer: Envelope = serde_json::from_value(v).context("the login answer is not Vault's envelope")?;
+            let t = answer
+                .auth
+                .map(|a| a.client_token)
+                .filter(|t| !t.is_empty())
                 .context("the login answer has no auth.client_token")?;
-            println!("{t}");
+            println!("{}", t.expose_str());
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use leakstop_client::{self as client, Client};
+use leakstop_proto::{InitRequest, InitResponse};
 use serde_json::{Value, json};
 
 const EXIT_CODES: &str = "Exit codes: 0 success; 2 error (server unreachable, request refused, bad input).";
@@ -94,27 +95,23 @@ fn print_status(v: &Value) {
 }
 
 async fn init(c: &Client, key_shares: u8, key_threshold: u8) -> anyhow::Result<()> {
+    let request = InitRequest {
+        secret_shares: key_shares.into(),
+        secret_threshold: key_threshold.into(),
+    };
     let v = c
-        .call(
-            "PUT",
-            "sys/init",
-            Some(&json!({"secret_shares": key_shares, "secret_threshold": key_threshold})),
-        )
+        .call("PUT", "sys/init", Some(&serde_json::to_value(request)?))
         .await?
         .context("empty answer to sys/init")?;
-    let keys: Vec<&str> = v["keys_base64"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let answer: InitResponse = serde_json::from_value(v).context("the answer to sys/init is not Vault's")?;
+    let keys = &answer.keys_base64;
     for (i, k) in keys.iter().enumerate() {
         println!("Unseal Key {}: {k}", i + 1);
     }
     println!(
         "{}Initial Root Token: {}",
         if keys.is_empty() { "" } else { "\n" },
-        v["root_token"].as_str().unwrap_or_default()
+        answer.root_token.expose_str()
     );
     if keys.is_empty() {
         // An auto seal (PKCS#11) unseals the server itself: there are no unseal keys to hand out.

@@ -8,6 +8,7 @@ mod seal;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
+use leakstop_proto::Auth;
 use leakstop_seal::{Seal, SealKind, Zeroizing};
 use leakstop_storage::Storage;
 use serde::{Deserialize, Serialize};
@@ -180,14 +181,17 @@ pub struct ApiRequest {
     pub query: HashMap<String, String>,
     pub token: Option<String>,
     pub remote_addr: Option<String>,
+    /// Set by the HTTP edge; returned in the envelope and written to the audit lines, so a client's answer, the
+    /// server's trace span and the audit log can be matched.
+    pub request_id: String,
 }
 
-/// What the HTTP layer turns into a response.
-#[derive(Debug, Default)]
+/// What the HTTP layer turns into a response. Its `Debug` shows neither the data nor the token.
+#[derive(Default)]
 pub struct Reply {
     pub status: Option<u16>,
     pub data: Option<Value>,
-    pub auth: Option<Value>,
+    pub auth: Option<Auth>,
     pub lease_id: String,
     pub lease_duration: u64,
     pub renewable: bool,
@@ -195,6 +199,18 @@ pub struct Reply {
     pub mount_type: String,
     /// A body sent as is instead of the envelope (sys/seal-status, sys/health, sys/init...).
     pub raw: Option<Value>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("data", &self.data.as_ref().map(|_| "<redacted>"))
+            .field("auth", &self.auth)
+            .field("lease_id", &self.lease_id)
+            .field("raw", &self.raw.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Reply {

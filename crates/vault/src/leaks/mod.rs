@@ -213,6 +213,7 @@ mod tests {
             query: Default::default(),
             token: token.map(String::from),
             remote_addr: Some("192.0.2.1".into()),
+            request_id: "test".into(),
         }
     }
 
@@ -251,7 +252,7 @@ mod tests {
             )
             .await
             .unwrap();
-            r.auth.unwrap()["client_token"].as_str().unwrap().to_string()
+            r.auth.unwrap().client_token.expose_str()
         };
         let leaked = mk(None).await;
         let child = mk(Some(leaked.clone())).await;
@@ -411,7 +412,7 @@ mod tests {
             .handle(api(Operation::Update, "auth/token/create", Some(&root), json!({})))
             .await
             .unwrap();
-        let token = created.auth.unwrap()["client_token"].as_str().unwrap().to_string();
+        let token = created.auth.unwrap().client_token.expose_str();
         let body = json!([
             {"token": token, "type": "leakstop_token", "url": "https://github.com/o/r/blob/abc/a.env", "source": "content"},
             {"token": "lkss_notoursnotoursnotoursnotoursnotours0000000", "type": "leakstop_token", "url": "https://x", "source": "content"},
@@ -556,7 +557,7 @@ mod tests {
             .handle(api(Operation::Update, "auth/token/create", Some(&root), json!({})))
             .await
             .unwrap();
-        let token = created.auth.unwrap()["client_token"].as_str().unwrap().to_string();
+        let token = created.auth.unwrap().client_token.expose_str();
         core.handle(api(
             Operation::Update,
             "sys/leaks/report",

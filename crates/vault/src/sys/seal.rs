@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use leakstop_proto::{Health, InitResponse, SealStatus};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::SysCall;
@@ -15,35 +17,35 @@ use crate::{Operation, VaultError};
 
 impl Core {
     /// `sys/seal-status` body.
-    pub fn seal_status(&self) -> Result<Value, VaultError> {
+    pub fn seal_status(&self) -> Result<SealStatus, VaultError> {
         let cfg = self.seal_config()?;
         let (t, n) = cfg
             .as_ref()
             .map(|c| (c.secret_threshold.max(1), c.secret_shares.max(1)))
             .unwrap_or((0, 0));
-        Ok(json!({
-            "type": self.seal_kind().as_str(),
-            "initialized": cfg.is_some(),
-            "sealed": self.is_sealed(),
-            "t": t,
-            "n": n,
-            "progress": self.unseal_progress(),
-            "nonce": "",
-            "version": VERSION,
-            "build_date": "",
-            "migration": false,
-            "cluster_name": self.options.cluster_name,
-            "cluster_id": "",
-            "recovery_seal": self.seal_kind() == leakstop_seal::SealKind::Pkcs11,
-            "storage_type": self.options.storage_type,
-        }))
+        Ok(SealStatus {
+            seal_type: self.seal_kind().as_str().into(),
+            initialized: cfg.is_some(),
+            sealed: self.is_sealed(),
+            t: t.into(),
+            n: n.into(),
+            progress: self.unseal_progress() as u64,
+            nonce: String::new(),
+            version: VERSION.into(),
+            build_date: String::new(),
+            migration: false,
+            cluster_name: self.options.cluster_name.clone(),
+            cluster_id: String::new(),
+            recovery_seal: self.seal_kind() == leakstop_seal::SealKind::Pkcs11,
+            storage_type: self.options.storage_type.clone(),
+        })
     }
 
     /// Endpoints that work without a token and while sealed.
     pub(crate) async fn unauthenticated(self: &Arc<Self>, req: &ApiRequest) -> Option<Result<Reply, VaultError>> {
         let op = req.op;
         Some(match (req.path.as_str(), op) {
-            ("sys/seal-status", Operation::Read) => self.seal_status().map(Reply::raw),
+            ("sys/seal-status", Operation::Read) => self.seal_status().and_then(raw),
             ("sys/health", Operation::Read) => self.health(),
             ("sys/init", Operation::Read) => self.is_initialized().map(|i| Reply::raw(json!({ "initialized": i }))),
             ("sys/init", Operation::Update | Operation::Create) => self.init_endpoint(&req.data).await,
@@ -66,15 +68,19 @@ impl Core {
         } else {
             200
         };
-        Ok(Reply::raw_status(
-            status,
-            json!({
-                "initialized": init, "sealed": sealed, "standby": false, "performance_standby": false,
-                "replication_performance_mode": "disabled", "replication_dr_mode": "disabled",
-                "server_time_utc": unix_seconds(std::time::SystemTime::now()), "version": VERSION,
-                "cluster_name": self.options.cluster_name, "cluster_id": "",
-            }),
-        ))
+        let health = Health {
+            initialized: init,
+            sealed,
+            standby: false,
+            performance_standby: false,
+            replication_performance_mode: "disabled".into(),
+            replication_dr_mode: "disabled".into(),
+            server_time_utc: unix_seconds(std::time::SystemTime::now()),
+            version: VERSION.into(),
+            cluster_name: self.options.cluster_name.clone(),
+            cluster_id: String::new(),
+        };
+        Ok(Reply::raw_status(status, to_value(&health)?))
     }
 
     async fn init_endpoint(self: &Arc<Self>, data: &Map<String, Value>) -> Result<Reply, VaultError> {
@@ -87,20 +93,20 @@ impl Core {
             ));
         }
         let (keys, root) = self.init(shares as u8, threshold as u8, None).await?;
-        Ok(Reply::raw(json!({
-            "keys": keys.iter().map(hex::encode).collect::<Vec<_>>(),
-            "keys_base64": keys.iter().map(|k| B64.encode(k)).collect::<Vec<_>>(),
-            "recovery_keys": [],
-            "recovery_keys_base64": [],
-            "root_token": root,
-        })))
+        raw(InitResponse {
+            keys: keys.iter().map(hex::encode).collect(),
+            keys_base64: keys.iter().map(|k| B64.encode(k)).collect(),
+            recovery_keys: Vec::new(),
+            recovery_keys_base64: Vec::new(),
+            root_token: root.into(),
+        })
     }
 
     async fn unseal_endpoint(self: &Arc<Self>, data: &Map<String, Value>) -> Result<Reply, VaultError> {
         let mut f = Fields::new(data);
         if f.bool("reset").unwrap_or(None).unwrap_or(false) {
             self.reset_unseal();
-            return self.seal_status().map(Reply::raw);
+            return self.seal_status().and_then(raw);
         }
         let key = f
             .text("key")?
@@ -111,8 +117,17 @@ impl Core {
             )
         })?);
         self.submit_unseal_key(share).await?;
-        self.seal_status().map(Reply::raw)
+        self.seal_status().and_then(raw)
     }
+}
+
+/// A typed body as Vault's raw (unenveloped) answer.
+fn raw(body: impl Serialize) -> Result<Reply, VaultError> {
+    to_value(&body).map(Reply::raw)
+}
+
+fn to_value(body: &impl Serialize) -> Result<Value, VaultError> {
+    serde_json::to_value(body).map_err(|e| VaultError::Internal(format!("cannot encode a response: {e}")))
 }
 
 /// `sys/seal`, `sys/rotate`, `sys/key-status`.

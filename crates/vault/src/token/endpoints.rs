@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{SYSTEM_MAX_TTL, TokenEntry, TokenRequest};
 use crate::core::{Core, Reply, Unsealed};
@@ -53,7 +53,7 @@ pub(crate) async fn handle(c: &SysCall<'_>, rest: &str, fx: &mut Effects) -> Res
         ("renew-self", Update | Create) => {
             let e = st.tokens.renew(&caller.hash, increment()?, now)?;
             Ok(Reply {
-                auth: Some(e.auth_json(caller_token, now)),
+                auth: Some(e.auth(caller_token, now)),
                 ..Default::default()
             })
         }
@@ -62,7 +62,7 @@ pub(crate) async fn handle(c: &SysCall<'_>, rest: &str, fx: &mut Effects) -> Res
             let e = lookup_token(t)?;
             let e = st.tokens.renew(&e.hash, increment()?, now)?;
             Ok(Reply {
-                auth: Some(e.auth_json(t, now)),
+                auth: Some(e.auth(t, now)),
                 ..Default::default()
             })
         }
@@ -72,12 +72,9 @@ pub(crate) async fn handle(c: &SysCall<'_>, rest: &str, fx: &mut Effects) -> Res
                 .lookup_accessor(accessor_arg()?, now)?
                 .ok_or_else(|| VaultError::bad("invalid accessor"))?;
             let e = st.tokens.renew(&e.hash, increment()?, now)?;
-            let mut auth = e.auth_json("", now);
-            if let Some(a) = auth.as_object_mut() {
-                a.insert("client_token".into(), json!(""));
-            }
+            // Renewing by accessor hands out no token.
             Ok(Reply {
-                auth: Some(auth),
+                auth: Some(e.auth("", now)),
                 ..Default::default()
             })
         }
@@ -221,7 +218,7 @@ impl Core {
         let (st2, installed) = (st.clone(), entry.clone());
         fx.after(move || st2.tokens.install(&installed));
         Ok(Reply {
-            auth: Some(entry.auth_json(&token, now)),
+            auth: Some(entry.auth(&token, now)),
             ..Default::default()
         })
     }

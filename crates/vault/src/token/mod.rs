@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use hmac::{Hmac, Mac};
+use leakstop_proto::Auth;
 use leakstop_proto::token::{Kind, accessor, mint};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -117,21 +118,21 @@ impl TokenEntry {
     }
 
     /// The `auth` block of a create or login response.
-    pub fn auth_json(&self, token: &str, now: i64) -> Value {
-        json!({
-            "client_token": token,
-            "accessor": self.accessor,
-            "policies": self.policies,
-            "token_policies": self.policies,
-            "metadata": if self.meta.is_empty() { Value::Null } else { json!(self.meta) },
-            "lease_duration": self.ttl(now),
-            "renewable": self.renewable,
-            "entity_id": "",
-            "token_type": "service",
-            "orphan": self.orphan(),
-            "mfa_requirement": null,
-            "num_uses": self.num_uses,
-        })
+    pub fn auth(&self, token: &str, now: i64) -> Auth {
+        Auth {
+            client_token: token.into(),
+            accessor: self.accessor.clone(),
+            policies: self.policies.clone(),
+            token_policies: self.policies.clone(),
+            metadata: (!self.meta.is_empty()).then(|| self.meta.clone()),
+            lease_duration: self.ttl(now),
+            renewable: self.renewable,
+            entity_id: String::new(),
+            token_type: "service".into(),
+            orphan: self.orphan(),
+            mfa_requirement: None,
+            num_uses: self.num_uses,
+        }
     }
 }
 

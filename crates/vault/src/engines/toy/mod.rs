@@ -85,6 +85,7 @@ mod tests {
             query: HashMap::new(),
             token: Some(token.into()),
             remote_addr: None,
+            request_id: "test".into(),
         }
     }
 
@@ -126,7 +127,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let child = child.auth.unwrap()["client_token"].as_str().unwrap().to_string();
+        let child = child.auth.unwrap().client_token.expose_str();
         let r = call(Operation::Update, "play/ticket/t1", &child, json!({}))
             .await
             .unwrap();
