@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use sha1::{Digest as _, Sha1};
 
+use crate::oid::ObjectId;
 use crate::pack::{PackError, PackErrorKind, bad};
 
 /// `\377tOc`, then version 2.
@@ -26,7 +27,7 @@ const PACK_TRAILER: u64 = 20;
 pub(crate) struct PackIndex {
     pub(crate) pack: PathBuf,
     /// Object id and pack offset of every entry, in id order.
-    pub(crate) entries: Vec<([u8; 20], u64)>,
+    pub(crate) entries: Vec<(ObjectId, u64)>,
 }
 
 impl PackIndex {
@@ -70,7 +71,7 @@ pub(crate) fn check_all(git_dir: &Path) -> Result<(Vec<PackIndex>, bool), PackEr
 }
 
 /// The entries of a version-2 index, after checking its checksum and layout.
-fn parse(idx: &[u8]) -> Result<Vec<([u8; 20], u64)>, PackError> {
+fn parse(idx: &[u8]) -> Result<Vec<(ObjectId, u64)>, PackError> {
     if idx.len() < 8 + FANOUT + 40 {
         return Err(bad(format!("too short for a pack index ({} bytes)", idx.len())));
     }
@@ -101,18 +102,18 @@ fn parse(idx: &[u8]) -> Result<Vec<([u8; 20], u64)>, PackError> {
     }
     let n_large = (idx.len() - large - 40) / 8;
     let mut entries = Vec::with_capacity(n);
-    let mut prev: Option<&[u8]> = None;
+    let mut prev: Option<ObjectId> = None;
     for i in 0..n {
-        let id: [u8; 20] = idx[ids + i * 20..ids + i * 20 + 20].try_into().expect("20 bytes");
-        if prev.is_some_and(|p| p >= &id[..]) {
+        let id = ObjectId::from_slice(&idx[ids + i * 20..]).expect("20 bytes");
+        if prev.is_some_and(|p| p >= id) {
             return Err(bad(format!("object ids out of order (entry {i})")));
         }
         // The fan-out table counts the ids up to each first byte.
-        let b = usize::from(id[0]);
+        let b = usize::from(id.as_bytes()[0]);
         if i >= fanout(b) || (b > 0 && i < fanout(b - 1)) {
             return Err(bad(format!("fan-out table disagrees with the ids (entry {i})")));
         }
-        prev = Some(&idx[ids + i * 20..ids + i * 20 + 20]);
+        prev = Some(id);
         let o = be32(idx, offsets + i * 4);
         let off = if o & 0x8000_0000 == 0 {
             u64::from(o)
@@ -129,7 +130,7 @@ fn parse(idx: &[u8]) -> Result<Vec<([u8; 20], u64)>, PackError> {
 }
 
 /// Checks the pack against its index: header, object count, trailing checksum, and every offset inside it.
-fn check_pack(pack: &Path, count: u64, checksum: &[u8], entries: &[([u8; 20], u64)]) -> Result<(), PackError> {
+fn check_pack(pack: &Path, count: u64, checksum: &[u8], entries: &[(ObjectId, u64)]) -> Result<(), PackError> {
     let file = File::open(pack).map_err(PackError::unreadable)?;
     let len = file.metadata().map_err(PackError::unreadable)?.len();
     if len < PACK_HEADER + PACK_TRAILER {
@@ -159,7 +160,7 @@ fn check_pack(pack: &Path, count: u64, checksum: &[u8], entries: &[([u8; 20], u6
         return Err(bad(format!(
             "no entry can start at offset {off}, where the index puts object {} (entries lie between {PACK_HEADER} and \
              {end})",
-            crate::pack::hex(id)
+            id
         )));
     }
     Ok(())
@@ -174,16 +175,16 @@ mod tests {
     use super::*;
 
     /// A version-2 index of `objs` (id, offset), with a valid checksum and `pack_sum` as the pack's.
-    pub(crate) fn index(objs: &[([u8; 20], u64)], pack_sum: &[u8; 20]) -> Vec<u8> {
+    pub(crate) fn index(objs: &[(ObjectId, u64)], pack_sum: &[u8; 20]) -> Vec<u8> {
         let mut objs = objs.to_vec();
         objs.sort();
         let mut v = MAGIC_V2.to_vec();
         for b in 0..256usize {
-            let n = objs.iter().filter(|(id, _)| usize::from(id[0]) <= b).count() as u32;
+            let n = objs.iter().filter(|(id, _)| usize::from(id.as_bytes()[0]) <= b).count() as u32;
             v.extend_from_slice(&n.to_be_bytes());
         }
         for (id, _) in &objs {
-            v.extend_from_slice(id);
+            v.extend_from_slice(id.as_bytes());
         }
         v.extend(std::iter::repeat_n(0, objs.len() * 4));
         let mut large = Vec::new();
@@ -203,10 +204,10 @@ mod tests {
     }
 
     /// An id starting with byte `first`, ending with `last`.
-    fn id(first: u8, last: u8) -> [u8; 20] {
+    fn id(first: u8, last: u8) -> ObjectId {
         let mut id = [first; 20];
         id[19] = last;
-        id
+        ObjectId::new(id)
     }
 
     #[test]
@@ -218,7 +219,7 @@ mod tests {
         let sum = [7u8; 20];
         bytes.extend_from_slice(&sum);
         std::fs::write(&pack, &bytes).unwrap();
-        let write_idx = |objs: &[([u8; 20], u64)], sum: &[u8; 20]| {
+        let write_idx = |objs: &[(ObjectId, u64)], sum: &[u8; 20]| {
             std::fs::write(pack.with_extension("idx"), index(objs, sum)).unwrap();
         };
         let problem = || match PackIndex::load(&pack) {

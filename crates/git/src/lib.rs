@@ -30,6 +30,7 @@ mod index;
 mod inflate;
 mod map;
 mod occurrences;
+mod oid;
 mod pack;
 mod repo;
 #[cfg(test)]

@@ -21,11 +21,11 @@
 //! Anything it does not model (a commit libgit2 would parse differently or refuse, a grafts file: the caller
 //! checks) returns `None`, and the caller uses libgit2's own walk: the same order, or libgit2's own error.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use crate::pack::IdHash;
+use crate::oid::{IdMap, ObjectId};
 
-type Id = [u8; 20];
+type Id = ObjectId;
 
 /// Commits oldest first (libgit2's `TOPOLOGICAL | REVERSE` order), each with its root tree and its first
 /// parent's (the walk diffs trees against that version).
@@ -45,7 +45,7 @@ struct Node {
 
 struct Walk<'a, R> {
     nodes: Vec<Node>,
-    by_id: HashMap<Id, u32, std::hash::BuildHasherDefault<IdHash>>,
+    by_id: IdMap<u32>,
     parents: Vec<u32>,
     shallow: &'a HashSet<Id>,
     read: R,
@@ -61,7 +61,7 @@ where
 {
     let mut w = Walk {
         nodes: Vec::new(),
-        by_id: HashMap::default(),
+        by_id: IdMap::default(),
         parents: Vec::new(),
         shallow,
         read,
@@ -144,7 +144,7 @@ impl<R: FnMut(&Id, &mut Vec<u8>) -> bool> Walk<'_, R> {
         let n = self.nodes.len() as u32;
         self.nodes.push(Node {
             id: *id,
-            tree: [0; 20],
+            tree: ObjectId::default(),
             first: 0,
             count: 0,
             parsed: false,
@@ -207,11 +207,7 @@ fn id_line(rest: &mut &[u8], header: &[u8]) -> Option<Id> {
     if hex[40] != b'\n' {
         return None;
     }
-    let mut id = [0u8; 20];
-    for (i, pair) in hex[..40].chunks_exact(2).enumerate() {
-        let digit = |c: u8| (c as char).to_digit(16);
-        id[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
-    }
+    let id = ObjectId::from_hex(&hex[..40])?;
     *rest = &rest[header.len() + 41..];
     Some(id)
 }
@@ -250,8 +246,8 @@ mod tests {
             "B".repeat(40)
         );
         let (tree, parents) = parse_commit(ok.as_bytes()).unwrap();
-        assert_eq!(tree[..2], [0x4b, 0x82]);
-        assert_eq!(parents, vec![[0xaa; 20], [0xbb; 20]]);
+        assert_eq!(tree.as_bytes()[..2], [0x4b, 0x82]);
+        assert_eq!(parents, vec![ObjectId::new([0xaa; 20]), ObjectId::new([0xbb; 20])]);
         for bad in [
             format!("tree {t}\ncommitter C <c@x> 17x0 +0000\n"),
             format!("tree {t}\ncommitter C c@x 1700 +0000\n"),
@@ -338,12 +334,12 @@ mod tests {
                 .collect();
             let shallow: HashSet<Id> = crate::repo::shallow_commits(&repo)
                 .iter()
-                .map(|c| c.as_bytes().try_into().unwrap())
+                .map(|c| ObjectId::from(*c))
                 .collect();
-            let tips: Vec<Id> = tips.iter().map(|t| t.as_bytes().try_into().unwrap()).collect();
+            let tips: Vec<Id> = tips.iter().map(|t| ObjectId::from(*t)).collect();
             let odb = repo.odb().unwrap();
             let ours = order(&tips, &shallow, |id, buf| {
-                odb.read(Oid::from_bytes(id).unwrap())
+                odb.read(id.to_git2())
                     .map(|o| {
                         buf.clear();
                         buf.extend_from_slice(o.data());
@@ -351,20 +347,20 @@ mod tests {
                     .is_ok()
             })
             .expect("every commit parses");
-            let ids: Vec<Oid> = ours.commits.iter().map(|(c, ..)| Oid::from_bytes(c).unwrap()).collect();
+            let ids: Vec<Oid> = ours.commits.iter().map(|(c, ..)| c.to_git2()).collect();
             assert_eq!(ids, libgit2, "case {case}: {n} commits");
             for (c, t, parent) in &ours.commits {
-                let commit = repo.find_commit(Oid::from_bytes(c).unwrap()).unwrap();
-                assert_eq!(commit.tree_id().as_bytes(), t);
+                let commit = repo.find_commit(c.to_git2()).unwrap();
+                assert_eq!(ObjectId::from(commit.tree_id()), *t);
                 let first = commit.parents().next().filter(|_| !shallow.contains(c));
-                assert_eq!(first.map(|p| p.tree_id()), parent.map(|p| Oid::from_bytes(&p).unwrap()));
+                assert_eq!(first.map(|p| p.tree_id()), parent.map(|p| p.to_git2()));
             }
         }
     }
 
     #[test]
     fn a_missing_commit_gives_no_order() {
-        let tip = [7u8; 20];
+        let tip = ObjectId::new([7u8; 20]);
         assert!(order(&[tip], &HashSet::new(), |_, _| false).is_none());
     }
 }
