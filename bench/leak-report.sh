@@ -56,11 +56,19 @@ def call(method, path, body=None, token="root", source="127.0.0.1"):
     headers = {"Content-Type": "application/json"}
     if token:
         headers["X-Vault-Token"] = token
-    c = conn(source)
-    c.request(method, "/v1/" + path, body=json.dumps(body) if body is not None else None, headers=headers)
-    r = c.getresponse()
-    data = r.read()
-    return r.status, (json.loads(data) if data else None)
+    for attempt in (0, 1):
+        c = conn(source)
+        try:
+            c.request(method, "/v1/" + path, body=json.dumps(body) if body is not None else None, headers=headers)
+            r = c.getresponse()
+            data = r.read()
+            return r.status, (json.loads(data) if data else None)
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closes keep-alive connections left idle (its listener's idle timeout): open a new one.
+            c.close()
+            setattr(local, "c" + source, None)
+            if attempt:
+                raise
 
 for _ in range(300):
     try:
