@@ -65,8 +65,56 @@ pub fn accessor() -> String {
     format!("lksa.{}", random_base62(24))
 }
 
+/// An unseal key share (or recovery key) as an `lksu_` credential: `lksu_` + the share in lowercase hex + the
+/// 6-character base62 CRC32 of everything before it. A share is longer than a token's random part, so this form
+/// is longer than [`LEN`]; the checksum covers the share, so a scanner finds a leaked share exactly and
+/// `sys/unseal` tells a mistyped share from one of another server.
+pub fn share_credential(share: &[u8]) -> String {
+    let mut t = String::with_capacity(5 + 2 * share.len() + 6);
+    t.push_str("lksu_");
+    t.push_str(&hex::encode(share));
+    let sum = base62_6(crc32(t.as_bytes()));
+    t.push_str(std::str::from_utf8(&sum).unwrap_or_default());
+    t
+}
+
+/// Shortest share in [`share_credential`] form, in hex digits (a 16-byte secret plus the share's 2-byte header).
+const MIN_SHARE_HEX: usize = 34;
+
+/// Why an `lksu_` value is not a share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareError {
+    /// Not `lksu_` + hex + 6 checksum characters.
+    Malformed,
+    /// Well formed, but the checksum does not match: a character was changed.
+    Checksum,
+}
+
+/// The share inside an `lksu_` share credential.
+pub fn share_from_credential(credential: &str) -> Result<Vec<u8>, ShareError> {
+    let body = credential.strip_prefix("lksu_").ok_or(ShareError::Malformed)?;
+    let split = body.len().checked_sub(6).ok_or(ShareError::Malformed)?;
+    let (hex_part, sum) = body.split_at(split);
+    if hex_part.len() < MIN_SHARE_HEX
+        || hex_part.len() % 2 != 0
+        || !hex_part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        || !sum.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(ShareError::Malformed);
+    }
+    let head = &credential[..credential.len() - 6];
+    if base62_6(crc32(head.as_bytes())).as_slice() != sum.as_bytes() {
+        return Err(ShareError::Checksum);
+    }
+    hex::decode(hex_part).map_err(|_| ShareError::Malformed)
+}
+
 /// The kind of a well-formed credential with a valid checksum; `None` for anything else.
 pub fn parse(token: &[u8]) -> Option<Kind> {
+    if token.len() > LEN && token.starts_with(b"lksu_") {
+        let share = std::str::from_utf8(token).ok()?;
+        return share_from_credential(share).ok().map(|_| Kind::Unseal);
+    }
     if token.len() != LEN || !token.starts_with(b"lks") || token[4] != b'_' {
         return None;
     }
@@ -113,6 +161,25 @@ mod tests {
             assert_eq!(parse(&bad), None);
         }
         assert_ne!(mint(Kind::Service), mint(Kind::Service));
+    }
+
+    #[test]
+    fn unseal_shares_round_trip_and_a_mistyped_one_is_named() {
+        let share: Vec<u8> = (0..33u8).map(|i| i.wrapping_mul(97)).collect();
+        let c = share_credential(&share);
+        assert!(c.starts_with("lksu_") && c.len() == 5 + 66 + 6, "{c}");
+        assert_eq!(share_from_credential(&c), Ok(share));
+        assert_eq!(parse(c.as_bytes()), Some(Kind::Unseal));
+        let mut typo = c.clone().into_bytes();
+        typo[9] = if typo[9] == b'a' { b'b' } else { b'a' };
+        let typo = String::from_utf8(typo).expect("ascii");
+        assert_eq!(share_from_credential(&typo), Err(ShareError::Checksum));
+        assert_eq!(parse(typo.as_bytes()), None);
+        assert_eq!(share_from_credential("lksu_abc"), Err(ShareError::Malformed));
+        assert_eq!(
+            share_from_credential(&c.replace("lksu_", "lkss_")),
+            Err(ShareError::Malformed)
+        );
     }
 
     #[test]

@@ -195,6 +195,17 @@ async fn shamir_needs_threshold_shares_to_unseal() {
         root.starts_with("lkss_"),
         "root tokens are scannable leakstop tokens: {root}"
     );
+    // The shares are scannable too: pasted anywhere, the scanner finds every one of them.
+    let pasted: String = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("Unseal Key {}: {k}\n", i + 1))
+        .collect();
+    let scan = leakstop(["scan", "-", "-f", "json"]).stdin(pasted).run();
+    assert_eq!(scan.code, 1, "{}", scan.stderr);
+    let found: Vec<serde_json::Value> = serde_json::from_str(&scan.stdout).unwrap();
+    assert_eq!(found.len(), 5, "{}", scan.stdout);
+    assert!(found.iter().all(|f| f["rule_id"] == "leakstop-token"));
 
     for (i, k) in keys.iter().take(2).enumerate() {
         let (_, st) = srv.call("PUT", "sys/unseal", Some(json!({"key": k}))).await;
@@ -203,9 +214,26 @@ async fn shamir_needs_threshold_shares_to_unseal() {
     }
     let (status, _) = srv.call_as(&root, "GET", "sys/mounts", None).await;
     assert_eq!(status, 503, "sealed servers refuse requests");
-    // A share of the wrong length (here cut short) is refused alone: the two shares entered so far stay.
+    // A share cut short, or with a character changed, is refused alone: the two shares entered so far stay.
     let (status, body) = srv
         .call("PUT", "sys/unseal", Some(json!({"key": &keys[3][..40]})))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("not a whole `lksu_` share"), "{body}");
+    let mut typo = keys[3].clone().into_bytes();
+    typo[20] = if typo[20] == b'0' { b'1' } else { b'0' };
+    let (status, body) = srv
+        .call(
+            "PUT",
+            "sys/unseal",
+            Some(json!({"key": String::from_utf8(typo).unwrap()})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("checksum does not match"), "{body}");
+    // Shares in Vault's hex form (servers initialised before `lksu_`) still work; a wrong length is named.
+    let (status, body) = srv
+        .call("PUT", "sys/unseal", Some(json!({"key": "ab".repeat(20)})))
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use leakstop_proto::token::share_credential;
 use leakstop_seal::{KeySeal, Seal, SealKind, Zeroizing};
 
 use super::*;
@@ -89,6 +90,11 @@ impl Core {
             },
             now,
         )?;
+        // Keyed hashes of the shares, so a reported share is recognised (and flagged) without keeping it.
+        for share in &key_shares {
+            let hash = barrier.keyed_hash(share_credential(share).as_bytes())?;
+            barrier.put(&format!("{}{hash}", crate::leaks::UNSEAL_SHARE_INDEX), b"")?;
+        }
         self.storage.put(ROOT_KEY_PATH, &wrapped)?;
         // Written last: a crash before this point leaves an uninitialized server, not a half-initialized one.
         self.storage.put(SEAL_CONFIG_PATH, &serde_json::to_vec(&cfg)?)?;

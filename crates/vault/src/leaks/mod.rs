@@ -33,6 +33,8 @@ pub(crate) const CONFIG_PATH: &str = "sys/leaks/config";
 pub(crate) const RECORDS: &str = "sys/leaks/record/";
 /// Keyed hash of a leased credential → its lease id.
 pub(crate) const LEASE_INDEX: &str = "sys/leaks/lease-index/";
+/// Keyed hashes of the unseal key shares handed out at init (`lksu_` form), one key each.
+pub(crate) const UNSEAL_SHARE_INDEX: &str = "sys/leaks/unseal-index/";
 
 /// The longest secret a report may carry (bytes).
 pub const MAX_SECRET_LEN: usize = 4096;
@@ -215,6 +217,81 @@ mod tests {
             remote_addr: Some("192.0.2.1".into()),
             request_id: "test".into(),
         }
+    }
+
+    #[tokio::test]
+    async fn unseal_shares_are_lksu_credentials_and_a_reported_one_is_flagged() {
+        let core = Core::new(
+            Arc::new(leakstop_storage::MemoryStorage::new()),
+            None,
+            CoreOptions::default(),
+        );
+        let call = |op, path: &str, token: Option<&str>, data| core.handle(api(op, path, token, data));
+        let init = call(
+            Operation::Update,
+            "sys/init",
+            None,
+            json!({"secret_shares": 3, "secret_threshold": 2}),
+        )
+        .await
+        .unwrap()
+        .raw
+        .unwrap();
+        let shares: Vec<String> = serde_json::from_value(init["keys"].clone()).unwrap();
+        assert_eq!(init["keys_base64"], init["keys"]);
+        for s in &shares {
+            assert_eq!(
+                leakstop_proto::token::parse(s.as_bytes()),
+                Some(leakstop_proto::token::Kind::Unseal),
+                "{s}"
+            );
+        }
+        // A share with one character changed is named as mistyped, not as the wrong key.
+        let mut typo = shares[0].clone().into_bytes();
+        typo[12] = if typo[12] == b'0' { b'1' } else { b'0' };
+        let e = call(
+            Operation::Update,
+            "sys/unseal",
+            None,
+            json!({"key": String::from_utf8(typo).unwrap()}),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("checksum"), "{e}");
+        for s in &shares[..2] {
+            call(Operation::Update, "sys/unseal", None, json!({"key": s}))
+                .await
+                .unwrap();
+        }
+        assert!(!core.is_sealed());
+        let root = init["root_token"].as_str().unwrap().to_string();
+
+        // A share of this server is flagged as unseal material; another server's share is unknown. Same answer.
+        let other = leakstop_proto::token::share_credential(&[7u8; 33]);
+        let report = |secrets: Value| call(Operation::Update, "sys/leaks/report", None, json!({"secrets": secrets}));
+        let a = report(json!([shares[2]])).await.unwrap();
+        let b = report(json!([other])).await.unwrap();
+        assert_eq!((a.status, a.data.is_some()), (b.status, b.data.is_some()));
+        let list = call(Operation::List, "sys/leaks", Some(&root), json!({}))
+            .await
+            .unwrap();
+        let ids: Vec<String> = serde_json::from_value(list.data.unwrap()["keys"].clone()).unwrap();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        let rec = call(
+            Operation::Read,
+            &format!("sys/leaks/{}", ids[0]),
+            Some(&root),
+            json!({}),
+        )
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+        assert_eq!(
+            (rec["kind"].as_str(), rec["action"].as_str()),
+            (Some("unseal"), Some("flagged"))
+        );
+        assert!(!rec.to_string().contains(&shares[2]));
     }
 
     #[tokio::test]

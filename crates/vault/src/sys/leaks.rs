@@ -11,7 +11,7 @@ use super::SysCall;
 use super::seal::rfc3339;
 use crate::core::Reply;
 use crate::fields::Fields;
-use crate::leaks::{CONFIG_PATH, LEASE_INDEX, MAX_SECRET_LEN, RECORDS, record_id};
+use crate::leaks::{CONFIG_PATH, LEASE_INDEX, MAX_SECRET_LEN, RECORDS, UNSEAL_SHARE_INDEX, record_id};
 use crate::pipeline::Effects;
 use crate::{Operation, VaultError};
 
@@ -271,6 +271,15 @@ async fn act(c: &SysCall<'_>, secret: &str, id: String, fx: &mut Effects) -> Res
         if let Some(e) = c.st.tokens.lookup(secret, now)? {
             c.core.revoke_token_tree(c.st, &e.hash).await?;
             return Ok(Some(record(LeakKind::Token, LeakAction::Revoked, e.path.clone())));
+        }
+        return Ok(None);
+    }
+    // An unseal key share of this server: it cannot be revoked by itself (a rekey replaces every share), so it is
+    // flagged where operators look.
+    if parse(secret.as_bytes()) == Some(Kind::Unseal) {
+        let index = format!("{UNSEAL_SHARE_INDEX}{}", c.st.barrier.keyed_hash(secret.as_bytes())?);
+        if c.st.barrier.get(&index)?.is_some() {
+            return Ok(Some(record(LeakKind::Unseal, LeakAction::Flagged, "sys/unseal".into())));
         }
         return Ok(None);
     }

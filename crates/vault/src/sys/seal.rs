@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use leakstop_proto::token::{ShareError, share_credential, share_from_credential};
 use leakstop_proto::{Health, InitResponse, SealStatus};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -94,8 +95,10 @@ impl Core {
         }
         let (keys, root) = self.init(shares as u8, threshold as u8, None).await?;
         raw(InitResponse {
-            keys: keys.iter().map(hex::encode).collect(),
-            keys_base64: keys.iter().map(|k| B64.encode(k)).collect(),
+            // Both fields carry the `lksu_` form (Vault's hex and base64 would be invisible to a scanner); clients
+            // hand them back to `sys/unseal` as they are.
+            keys: keys.iter().map(|k| share_credential(k)).collect(),
+            keys_base64: keys.iter().map(|k| share_credential(k)).collect(),
             recovery_keys: Vec::new(),
             recovery_keys_base64: Vec::new(),
             root_token: root.into(),
@@ -111,11 +114,26 @@ impl Core {
         let key = f
             .text("key")?
             .ok_or_else(|| VaultError::bad("field `key` is required: one unseal key share (hex or base64)"))?;
-        let share = zeroize::Zeroizing::new(hex::decode(&key).or_else(|_| B64.decode(&key)).map_err(|_| {
-            VaultError::bad(
-                "the unseal key is neither hex nor base64: paste one share exactly as `operator init` printed it",
-            )
-        })?);
+        let share = if key.starts_with("lksu_") {
+            share_from_credential(&key).map_err(|e| match e {
+                ShareError::Checksum => VaultError::bad(
+                    "the unseal key's checksum does not match: a character was mistyped or lost; paste the share \
+                     exactly as `operator init` printed it",
+                ),
+                ShareError::Malformed => VaultError::bad(
+                    "the unseal key is not a whole `lksu_` share: paste the share exactly as `operator init` printed it",
+                ),
+            })?
+        } else {
+            // Hex or base64: shares of servers initialised before shares were `lksu_` credentials.
+            hex::decode(&key).or_else(|_| B64.decode(&key)).map_err(|_| {
+                VaultError::bad(
+                    "the unseal key is neither an `lksu_` share, hex nor base64: paste one share exactly as \
+                     `operator init` printed it",
+                )
+            })?
+        };
+        let share = zeroize::Zeroizing::new(share);
         self.submit_unseal_key(share).await?;
         self.seal_status().and_then(raw)
     }
