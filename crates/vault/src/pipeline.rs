@@ -568,6 +568,7 @@ pub(crate) fn needs_sudo(path: &str) -> bool {
         "sys/audit-hash",
         "sys/audit-chain",
         "sys/rotate",
+        "sys/rekey",
         "sys/seal",
         "sys/raw",
         "sys/remount",

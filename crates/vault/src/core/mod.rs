@@ -5,6 +5,8 @@
 mod mounts;
 mod seal;
 
+pub use seal::{RekeyStatus, RekeyStep};
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -248,6 +250,8 @@ pub struct Core {
     auto_seal: Option<Arc<dyn Seal>>,
     state: RwLock<Option<Arc<Unsealed>>>,
     unseal_shares: Mutex<Zeroizing<Vec<Vec<u8>>>>,
+    /// The rekey in progress (`sys/rekey/*`), if any.
+    rekey: Mutex<Option<seal::Rekey>>,
     pub audit: AuditBroker,
     pub options: CoreOptions,
     factories: RwLock<HashMap<String, BackendFactory>>,
@@ -276,6 +280,7 @@ impl Core {
             auto_seal: seal,
             state: RwLock::new(None),
             unseal_shares: Mutex::default(),
+            rekey: Mutex::default(),
             audit: AuditBroker::new(options.audit_deadline),
             options,
             factories: RwLock::default(),

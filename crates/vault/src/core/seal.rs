@@ -9,9 +9,42 @@ use leakstop_seal::{KeySeal, Seal, SealKind, Zeroizing};
 use super::*;
 use crate::VaultError;
 use crate::audit::{DeviceConfig, HmacKey};
-use crate::barrier::Barrier;
+use crate::barrier::{Barrier, BufferedOp};
 use crate::policy::{DEFAULT_POLICY, Policy};
 use crate::token::{TokenRequest, TokenStore};
+
+/// A rekey in progress: the new share count and threshold, and the current shares entered so far.
+pub(crate) struct Rekey {
+    nonce: String,
+    shares: u8,
+    threshold: u8,
+    entered: Zeroizing<Vec<Vec<u8>>>,
+}
+
+/// Where a rekey stands (`sys/rekey/init`, `sys/rekey/update`), in Vault's field names.
+#[derive(Debug, Clone, Serialize)]
+pub struct RekeyStatus {
+    pub started: bool,
+    pub nonce: String,
+    /// The new threshold and share count.
+    pub t: u8,
+    pub n: u8,
+    /// Current shares entered, of `required`.
+    pub progress: usize,
+    pub required: u8,
+    pub pgp_fingerprints: Option<Vec<String>>,
+    pub backup: bool,
+    pub verification_required: bool,
+}
+
+/// What one `sys/rekey/update` did: more shares needed, or the new shares (shown once).
+pub enum RekeyStep {
+    Progress(RekeyStatus),
+    Done {
+        nonce: String,
+        shares: Vec<Zeroizing<Vec<u8>>>,
+    },
+}
 
 impl Core {
     pub fn seal_config(&self) -> Result<Option<SealConfigRecord>, VaultError> {
@@ -151,6 +184,149 @@ impl Core {
             ),
             e => e,
         })
+    }
+
+    /// `sys/rekey/init`: start replacing every unseal key share with `shares` new ones, `threshold` of them needed.
+    /// The data is not re-encrypted: only the root key is wrapped again, under a new unseal key.
+    pub fn rekey_start(&self, shares: u8, threshold: u8) -> Result<RekeyStatus, VaultError> {
+        self.rekeyable()?;
+        if shares == 0 || threshold == 0 || threshold > shares {
+            return Err(VaultError::bad(format!(
+                "invalid rekey: secret_threshold ({threshold}) must be between 1 and secret_shares ({shares})"
+            )));
+        }
+        let mut rekey = self.rekey.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = rekey.as_ref() {
+            return Err(VaultError::bad(format!(
+                "a rekey is already in progress (nonce {}): finish it with sys/rekey/update or cancel it with \
+                 DELETE sys/rekey/init",
+                r.nonce
+            )));
+        }
+        *rekey = Some(Rekey {
+            nonce: uuid(),
+            shares,
+            threshold,
+            entered: Zeroizing::default(),
+        });
+        drop(rekey);
+        self.rekey_status()
+    }
+
+    pub fn rekey_status(&self) -> Result<RekeyStatus, VaultError> {
+        let required = self.seal_config()?.map_or(0, |c| c.secret_threshold);
+        let rekey = self.rekey.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(match rekey.as_ref() {
+            Some(r) => RekeyStatus {
+                started: true,
+                nonce: r.nonce.clone(),
+                t: r.threshold,
+                n: r.shares,
+                progress: r.entered.len(),
+                required,
+                pgp_fingerprints: None,
+                backup: false,
+                verification_required: false,
+            },
+            None => RekeyStatus {
+                started: false,
+                nonce: String::new(),
+                t: 0,
+                n: 0,
+                progress: 0,
+                required,
+                pgp_fingerprints: None,
+                backup: false,
+                verification_required: false,
+            },
+        })
+    }
+
+    /// `DELETE sys/rekey/init`: forget the rekey and the shares entered for it.
+    pub fn rekey_cancel(&self) {
+        *self.rekey.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// `sys/rekey/update`: one current share. With the threshold reached, the root key is wrapped under a new
+    /// unseal key, and the new shares replace the old ones in one storage transaction with the new seal
+    /// configuration (a crash leaves either the old shares working or the new ones, never neither).
+    pub fn rekey_update(&self, share: Zeroizing<Vec<u8>>, nonce: &str) -> Result<RekeyStep, VaultError> {
+        let st = self.rekeyable()?;
+        let cfg = self.seal_config()?.ok_or(VaultError::NotInitialized)?;
+        let mut guard = self.rekey.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(rekey) = guard.as_mut() else {
+            return Err(VaultError::bad(
+                "no rekey is in progress: start one with sys/rekey/init",
+            ));
+        };
+        if nonce != rekey.nonce {
+            return Err(VaultError::bad(
+                "the nonce does not match the rekey in progress: read it from GET sys/rekey/init",
+            ));
+        }
+        leakstop_seal::shamir::check_unseal_share(&share, cfg.secret_threshold)
+            .map_err(|e| VaultError::BadRequest(e.to_string()))?;
+        if !rekey.entered.contains(&*share) {
+            rekey.entered.push(share.to_vec());
+        }
+        if rekey.entered.len() < cfg.secret_threshold as usize {
+            drop(guard);
+            return self.rekey_status().map(RekeyStep::Progress);
+        }
+        let entered = std::mem::take(&mut rekey.entered);
+        let (n, t, nonce) = (rekey.shares, rekey.threshold, rekey.nonce.clone());
+        let wrong = || {
+            VaultError::bad(
+                "the unseal keys entered did not decrypt the root key: they belong to another init, or one is \
+                 mistyped; enter the shares again",
+            )
+        };
+        let current = KeySeal::from_shares(&entered).map_err(|_| wrong())?;
+        let wrapped = self.storage.get(ROOT_KEY_PATH)?.ok_or(VaultError::NotInitialized)?;
+        let root_key = current.unwrap_root_key(&wrapped).map_err(|_| wrong())?;
+        let unseal_key = leakstop_seal::generate_key();
+        let parts =
+            leakstop_seal::shamir::split(&unseal_key, n, t).map_err(|e| VaultError::BadRequest(e.to_string()))?;
+        let seal = KeySeal::new(unseal_key).map_err(|e| VaultError::Internal(e.to_string()))?;
+        let rewrapped = seal
+            .wrap_root_key(&root_key)
+            .map_err(|e| VaultError::Internal(e.to_string()))?;
+        let new_cfg = SealConfigRecord {
+            kind: SealKind::Shamir,
+            secret_shares: n,
+            secret_threshold: t,
+        };
+        self.storage.transaction(&[
+            leakstop_storage::TxnOp::Put(ROOT_KEY_PATH.into(), rewrapped),
+            leakstop_storage::TxnOp::Put(SEAL_CONFIG_PATH.into(), serde_json::to_vec(&new_cfg)?),
+        ])?;
+        *guard = None;
+        drop(guard);
+        // The leak index follows: reported old shares are no longer this server's.
+        let index = crate::leaks::UNSEAL_SHARE_INDEX;
+        let mut ops: Vec<BufferedOp> = st
+            .barrier
+            .list(index)?
+            .into_iter()
+            .map(|k| BufferedOp::Delete(format!("{index}{k}")))
+            .collect();
+        for part in &parts {
+            let hash = st.barrier.keyed_hash(share_credential(part).as_bytes())?;
+            ops.push(BufferedOp::Put(format!("{index}{hash}"), Zeroizing::new(Vec::new())));
+        }
+        st.barrier.commit(&ops)?;
+        Ok(RekeyStep::Done { nonce, shares: parts })
+    }
+
+    /// Rekeying needs an unsealed server with Shamir shares.
+    fn rekeyable(&self) -> Result<Arc<Unsealed>, VaultError> {
+        if self.auto_seal.is_some() {
+            return Err(VaultError::bad(format!(
+                "this server is sealed by its {} seal, which has no unseal key shares to rekey",
+                self.seal_kind().as_str()
+            )));
+        }
+        self.unsealed()
     }
 
     pub fn reset_unseal(&self) {

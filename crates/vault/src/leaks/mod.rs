@@ -295,6 +295,172 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_rekey_replaces_every_share_and_only_the_new_ones_unseal_and_are_flagged() {
+        let core = Core::new(
+            Arc::new(leakstop_storage::MemoryStorage::new()),
+            None,
+            CoreOptions::default(),
+        );
+        let call = |op, path: &str, data| core.handle(api(op, path, None, data));
+        let init = call(
+            Operation::Update,
+            "sys/init",
+            json!({"secret_shares": 3, "secret_threshold": 2}),
+        )
+        .await
+        .unwrap()
+        .raw
+        .unwrap();
+        let old: Vec<String> = serde_json::from_value(init["keys"].clone()).unwrap();
+        let root = init["root_token"].as_str().unwrap().to_string();
+        for k in &old[..2] {
+            call(Operation::Update, "sys/unseal", json!({"key": k})).await.unwrap();
+        }
+        core.handle(api(
+            Operation::Update,
+            "sys/mounts/secret",
+            Some(&root),
+            json!({"type": "kv", "options": {"version": "2"}}),
+        ))
+        .await
+        .unwrap();
+        core.handle(api(
+            Operation::Update,
+            "secret/data/app",
+            Some(&root),
+            json!({"data": {"v": "kept"}}),
+        ))
+        .await
+        .unwrap();
+
+        // Without a token (or without sudo) nobody may start, watch or cancel a rekey.
+        let sudo = |op, path: &str, data| core.handle(api(op, path, Some(&root), data));
+        let limited = sudo(Operation::Update, "auth/token/create", json!({"policies": ["default"]}))
+            .await
+            .unwrap()
+            .auth
+            .unwrap()
+            .client_token
+            .expose_str();
+        for token in [None, Some(limited.as_str())] {
+            for (op, path) in [
+                (Operation::Update, "sys/rekey/init"),
+                (Operation::Read, "sys/rekey/init"),
+                (Operation::Delete, "sys/rekey/init"),
+                (Operation::Update, "sys/rekey/update"),
+            ] {
+                let body = json!({"secret_shares": 1, "secret_threshold": 1, "key": old[0], "nonce": "x"});
+                let e = core.handle(api(op, path, token, body)).await.unwrap_err();
+                assert_eq!(e.status(), 403, "{path} with {token:?}: {e}");
+            }
+        }
+
+        // No rekey yet, then one; a second start and a wrong nonce are refused with what to do.
+        let e = sudo(
+            Operation::Update,
+            "sys/rekey/update",
+            json!({"key": old[0], "nonce": "x"}),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("sys/rekey/init"), "{e}");
+        let started = sudo(
+            Operation::Update,
+            "sys/rekey/init",
+            json!({"secret_shares": 5, "secret_threshold": 3}),
+        )
+        .await
+        .unwrap()
+        .raw
+        .unwrap();
+        assert_eq!(
+            (
+                started["t"].as_u64(),
+                started["n"].as_u64(),
+                started["required"].as_u64()
+            ),
+            (Some(3), Some(5), Some(2))
+        );
+        let nonce = started["nonce"].as_str().unwrap().to_string();
+        let again = sudo(
+            Operation::Update,
+            "sys/rekey/init",
+            json!({"secret_shares": 2, "secret_threshold": 2}),
+        )
+        .await
+        .unwrap_err();
+        assert!(again.to_string().contains("already in progress"), "{again}");
+        let e = sudo(
+            Operation::Update,
+            "sys/rekey/update",
+            json!({"key": old[0], "nonce": "wrong"}),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("nonce"), "{e}");
+        let step = sudo(
+            Operation::Update,
+            "sys/rekey/update",
+            json!({"key": old[0], "nonce": nonce}),
+        )
+        .await
+        .unwrap()
+        .raw
+        .unwrap();
+        assert_eq!(step["progress"], 1);
+        let done = sudo(
+            Operation::Update,
+            "sys/rekey/update",
+            json!({"key": old[2], "nonce": nonce}),
+        )
+        .await
+        .unwrap()
+        .raw
+        .unwrap();
+        assert_eq!(done["complete"], true, "{done}");
+        let new: Vec<String> = serde_json::from_value(done["keys"].clone()).unwrap();
+        assert_eq!(new.len(), 5);
+        assert!(new.iter().all(|k| k.starts_with("lksu_") && !old.contains(k)));
+        assert_eq!(
+            sudo(Operation::Read, "sys/rekey/init", json!({}))
+                .await
+                .unwrap()
+                .raw
+                .unwrap()["started"],
+            false
+        );
+
+        // Sealed again: the old shares no longer open it, three new ones do, and the data is intact.
+        core.seal();
+        for k in &old[..2] {
+            let _ = call(Operation::Update, "sys/unseal", json!({"key": k})).await;
+        }
+        assert!(core.is_sealed(), "the old shares must not unseal");
+        call(Operation::Update, "sys/unseal", json!({"reset": true}))
+            .await
+            .unwrap();
+        for k in &new[1..4] {
+            call(Operation::Update, "sys/unseal", json!({"key": k})).await.unwrap();
+        }
+        assert!(!core.is_sealed());
+        let got = core
+            .handle(api(Operation::Read, "secret/data/app", Some(&root), json!({})))
+            .await
+            .unwrap();
+        assert_eq!(got.data.unwrap()["data"]["v"], "kept");
+
+        // A reported old share is no longer this server's; a new one is flagged.
+        let report = |k: &String| call(Operation::Update, "sys/leaks/report", json!({"secrets": [k]}));
+        report(&old[0]).await.unwrap();
+        report(&new[0]).await.unwrap();
+        let list = core
+            .handle(api(Operation::List, "sys/leaks", Some(&root), json!({})))
+            .await
+            .unwrap();
+        assert_eq!(list.data.unwrap()["keys"].as_array().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_report_revokes_tokens_and_leases_flags_kv_values_and_answers_alike() {
         let seal: Arc<dyn leakstop_seal::Seal> = Arc::new(leakstop_seal::KeySeal::random_dev());
         let core = Core::new(

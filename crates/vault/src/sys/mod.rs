@@ -54,7 +54,7 @@ impl Core {
             "audit" | "audit-hash" | "audit-chain" => audit::handle(&call, rest, fx).await,
             "leases" | "revoke" => leases::handle(&call, rest).await,
             "leaks" => leaks::handle(&call, rest, fx).await,
-            "rotate" | "key-status" | "seal" => seal::handle(&call, rest),
+            "rotate" | "key-status" | "seal" | "rekey" => seal::handle(&call, rest),
             _ => Err(VaultError::UnsupportedPath),
         }
     }

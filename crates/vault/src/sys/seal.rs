@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::SysCall;
-use crate::core::{ApiRequest, Core, Reply, VERSION};
+use crate::core::{ApiRequest, Core, RekeyStep, Reply, VERSION};
 use crate::engine::unix_seconds;
 use crate::fields::Fields;
 use crate::{Operation, VaultError};
@@ -105,6 +105,47 @@ impl Core {
         })
     }
 
+    pub(super) fn rekey_init_endpoint(&self, data: &Map<String, Value>) -> Result<Reply, VaultError> {
+        let mut f = Fields::new(data);
+        let (n, t) = (
+            share_count(&mut f, "secret_shares")?,
+            share_count(&mut f, "secret_threshold")?,
+        );
+        if f.bool("backup")?.unwrap_or(false) || f.list("pgp_keys")?.is_some_and(|k| !k.is_empty()) {
+            return Err(VaultError::bad(
+                "PGP-encrypted shares and backups are not supported: rekey without pgp_keys and backup",
+            ));
+        }
+        if f.bool("require_verification")?.unwrap_or(false) {
+            return Err(VaultError::bad(
+                "rekey verification is not supported: rekey with require_verification=false",
+            ));
+        }
+        self.rekey_start(n, t).and_then(raw)
+    }
+
+    pub(super) fn rekey_update_endpoint(&self, data: &Map<String, Value>) -> Result<Reply, VaultError> {
+        let mut f = Fields::new(data);
+        let key = f
+            .text("key")?
+            .ok_or_else(|| VaultError::bad("field `key` is required: one current unseal key share"))?;
+        let nonce = f
+            .text("nonce")?
+            .ok_or_else(|| VaultError::bad("field `nonce` is required: read it from GET sys/rekey/init"))?;
+        match self.rekey_update(decode_share(&key)?, &nonce)? {
+            RekeyStep::Progress(status) => raw(status),
+            RekeyStep::Done { nonce, shares } => raw(json!({
+                "complete": true,
+                "nonce": nonce,
+                "keys": shares.iter().map(|k| share_credential(k)).collect::<Vec<_>>(),
+                "keys_base64": shares.iter().map(|k| share_credential(k)).collect::<Vec<_>>(),
+                "pgp_fingerprints": null,
+                "backup": false,
+                "verification_required": false,
+            })),
+        }
+    }
+
     async fn unseal_endpoint(self: &Arc<Self>, data: &Map<String, Value>) -> Result<Reply, VaultError> {
         let mut f = Fields::new(data);
         if f.bool("reset").unwrap_or(None).unwrap_or(false) {
@@ -114,29 +155,42 @@ impl Core {
         let key = f
             .text("key")?
             .ok_or_else(|| VaultError::bad("field `key` is required: one unseal key share (hex or base64)"))?;
-        let share = if key.starts_with("lksu_") {
-            share_from_credential(&key).map_err(|e| match e {
-                ShareError::Checksum => VaultError::bad(
-                    "the unseal key's checksum does not match: a character was mistyped or lost; paste the share \
-                     exactly as `operator init` printed it",
-                ),
-                ShareError::Malformed => VaultError::bad(
-                    "the unseal key is not a whole `lksu_` share: paste the share exactly as `operator init` printed it",
-                ),
-            })?
-        } else {
-            // Hex or base64: shares of servers initialised before shares were `lksu_` credentials.
-            hex::decode(&key).or_else(|_| B64.decode(&key)).map_err(|_| {
-                VaultError::bad(
-                    "the unseal key is neither an `lksu_` share, hex nor base64: paste one share exactly as \
-                     `operator init` printed it",
-                )
-            })?
-        };
-        let share = zeroize::Zeroizing::new(share);
+        let share = decode_share(&key)?;
         self.submit_unseal_key(share).await?;
         self.seal_status().and_then(raw)
     }
+}
+
+/// One unseal key share as a user pastes it: `lksu_…` (checksum verified), or Vault's hex or base64.
+fn decode_share(key: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, VaultError> {
+    let share = if key.starts_with("lksu_") {
+        share_from_credential(key).map_err(|e| match e {
+            ShareError::Checksum => VaultError::bad(
+                "the unseal key's checksum does not match: a character was mistyped or lost; paste the share \
+             exactly as `operator init` printed it",
+            ),
+            ShareError::Malformed => VaultError::bad(
+                "the unseal key is not a whole `lksu_` share: paste the share exactly as `operator init` printed it",
+            ),
+        })?
+    } else {
+        // Hex or base64: shares of servers initialised before shares were `lksu_` credentials.
+        hex::decode(key).or_else(|_| B64.decode(key)).map_err(|_| {
+            VaultError::bad(
+                "the unseal key is neither an `lksu_` share, hex nor base64: paste one share exactly as \
+             `operator init` printed it",
+            )
+        })?
+    };
+    Ok(zeroize::Zeroizing::new(share))
+}
+
+/// `secret_shares` / `secret_threshold`: 1 to 255.
+fn share_count<'a>(f: &mut Fields<'a>, name: &'a str) -> Result<u8, VaultError> {
+    let n = f
+        .u64(name)?
+        .ok_or_else(|| VaultError::bad(format!("field `{name}` is required")))?;
+    u8::try_from(n).map_err(|_| VaultError::bad(format!("`{name}` must be at most 255")))
 }
 
 /// A typed body as Vault's raw (unenveloped) answer.
@@ -161,6 +215,15 @@ pub(super) fn handle(c: &SysCall<'_>, rest: &str) -> Result<Reply, VaultError> {
             c.st.barrier.rotate(c.lr.now_unix())?;
             Ok(Reply::empty())
         }
+        // Rekeying needs a sudo token as well as the shares: unlike Vault's open `sys/rekey/*`, nobody without a
+        // token can start, cancel or watch a rekey, and every step is audited.
+        ("rekey/init", Read) => c.core.rekey_status().and_then(raw),
+        ("rekey/init", Update | Create) => c.core.rekey_init_endpoint(&c.lr.data),
+        ("rekey/init", Delete) => {
+            c.core.rekey_cancel();
+            Ok(Reply::empty())
+        }
+        ("rekey/update", Update | Create) => c.core.rekey_update_endpoint(&c.lr.data),
         ("key-status", Read) => {
             let k = c.st.barrier.key_status();
             Ok(Reply::data(
