@@ -143,6 +143,18 @@ impl GithubStandIn {
     pub fn issued(&self) -> Vec<Issued> {
         self.state.issued.lock().unwrap().clone()
     }
+
+    /// Whether `token` is deleted here (`DELETE /installation/token`) within `within`, polling.
+    pub async fn wait_revoked(&self, token: &str, within: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if self.issued().iter().any(|i| i.token == token && i.revoked) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
 }
 
 async fn installation(

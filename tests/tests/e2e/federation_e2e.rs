@@ -3,7 +3,7 @@
 //! and obtains a GitHub installation token limited to one repository from the broker; revoking the lease (directly,
 //! through its token, or by expiry) reaches the GitHub stand-in.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use leakstop_tests::cmd;
 use leakstop_tests::github::{GithubStandIn, OWNER};
@@ -59,17 +59,6 @@ async fn setup(srv: &Server, issuer: &Issuer, gh: &GithubStandIn, ttl: &str) {
 fn leakstop(args: &[&str], envs: &[(String, String)]) -> (i32, String, String) {
     let out = cmd::leakstop(args).envs(envs.iter().map(|(k, v)| (k, v))).run();
     (out.code, out.stdout.trim().to_string(), out.stderr)
-}
-
-async fn wait_revoked(gh: &GithubStandIn, token: &str, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if gh.issued().iter().any(|i| i.token == token && i.revoked) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +128,7 @@ async fn a_ci_job_logs_in_with_oidc_reads_a_secret_and_gets_a_scoped_github_toke
     srv.ok("PUT", "sys/leases/revoke", Some(json!({"lease_id": lease_id})))
         .await;
     assert!(
-        wait_revoked(&gh, &second, Duration::from_secs(5)).await,
+        gh.wait_revoked(&second, Duration::from_secs(5)).await,
         "lease revocation reaches GitHub"
     );
     assert!(
@@ -151,7 +140,7 @@ async fn a_ci_job_logs_in_with_oidc_reads_a_secret_and_gets_a_scoped_github_toke
     let (status, _) = srv.call_as(&token, "POST", "auth/token/revoke-self", None).await;
     assert_eq!(status, 204);
     assert!(
-        wait_revoked(&gh, &gh_token, Duration::from_secs(5)).await,
+        gh.wait_revoked(&gh_token, Duration::from_secs(5)).await,
         "revoking the token revokes its GitHub token"
     );
 
@@ -166,7 +155,7 @@ async fn a_ci_job_logs_in_with_oidc_reads_a_secret_and_gets_a_scoped_github_toke
     assert_eq!(status, 200, "{minted}");
     let short = minted["data"]["token"].as_str().unwrap().to_string();
     assert!(
-        wait_revoked(&gh, &short, Duration::from_secs(10)).await,
+        gh.wait_revoked(&short, Duration::from_secs(10)).await,
         "an expired lease is revoked at GitHub"
     );
 }

@@ -5,7 +5,7 @@
 //! the same answer for known and unknown secrets, idempotence, clear 4xx for malformed bodies, and 429 with
 //! `Retry-After` for one address while another is still served.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use leakstop_tests::cmd;
 use leakstop_tests::gitcli::{commit_file, init_repo};
@@ -50,17 +50,6 @@ async fn records(srv: &Server) -> Vec<Value> {
         out.push(r["data"].clone());
     }
     out
-}
-
-async fn wait_revoked(gh: &GithubStandIn, token: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if gh.issued().iter().any(|i| i.token == token && i.revoked) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +169,10 @@ async fn committed_credentials_are_revoked_or_flagged_by_scan_report_to() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("revoked 1 leased credential"), "{err}");
-    assert!(wait_revoked(&gh, &ghs).await, "the GitHub stand-in deleted the token");
+    assert!(
+        gh.wait_revoked(&ghs, Duration::from_secs(5)).await,
+        "the GitHub stand-in deleted the token"
+    );
     let recs = records(&srv).await;
     let lease = recs.iter().find(|r| r["kind"] == "lease").expect("a lease record");
     assert_eq!(

@@ -123,11 +123,7 @@ impl Core {
             },
             now,
         )?;
-        // Keyed hashes of the shares, so a reported share is recognised (and flagged) without keeping it.
-        for share in &key_shares {
-            let hash = barrier.keyed_hash(share_credential(share).as_bytes())?;
-            barrier.put(&format!("{}{hash}", crate::leaks::UNSEAL_SHARE_INDEX), b"")?;
-        }
+        barrier.commit(&share_index(&barrier, &key_shares, Vec::new())?)?;
         self.storage.put(ROOT_KEY_PATH, &wrapped)?;
         // Written last: a crash before this point leaves an uninitialized server, not a half-initialized one.
         self.storage.put(SEAL_CONFIG_PATH, &serde_json::to_vec(&cfg)?)?;
@@ -304,17 +300,9 @@ impl Core {
         drop(guard);
         // The leak index follows: reported old shares are no longer this server's.
         let index = crate::leaks::UNSEAL_SHARE_INDEX;
-        let mut ops: Vec<BufferedOp> = st
-            .barrier
-            .list(index)?
-            .into_iter()
-            .map(|k| BufferedOp::Delete(format!("{index}{k}")))
-            .collect();
-        for part in &parts {
-            let hash = st.barrier.keyed_hash(share_credential(part).as_bytes())?;
-            ops.push(BufferedOp::Put(format!("{index}{hash}"), Zeroizing::new(Vec::new())));
-        }
-        st.barrier.commit(&ops)?;
+        let old = st.barrier.list(index)?;
+        let old = old.into_iter().map(|k| BufferedOp::Delete(format!("{index}{k}")));
+        st.barrier.commit(&share_index(&st.barrier, &parts, old.collect())?)?;
         Ok(RekeyStep::Done { nonce, shares: parts })
     }
 
@@ -404,4 +392,19 @@ impl Core {
         }
         Ok(state)
     }
+}
+
+/// `ops` plus the keyed hashes of `shares` (in `lksu_` form) under the leak index, so a reported share is recognised
+/// (and flagged) without the share being kept.
+fn share_index(
+    barrier: &Barrier,
+    shares: &[Zeroizing<Vec<u8>>],
+    mut ops: Vec<BufferedOp>,
+) -> Result<Vec<BufferedOp>, VaultError> {
+    for share in shares {
+        let hash = barrier.keyed_hash(share_credential(share).as_bytes())?;
+        let key = format!("{}{hash}", crate::leaks::UNSEAL_SHARE_INDEX);
+        ops.push(BufferedOp::Put(key, Zeroizing::new(Vec::new())));
+    }
+    Ok(ops)
 }

@@ -94,11 +94,12 @@ impl Core {
             ));
         }
         let (keys, root) = self.init(shares as u8, threshold as u8, None).await?;
+        let printed: Vec<String> = keys.iter().map(|k| share_credential(k)).collect();
         raw(InitResponse {
             // Both fields carry the `lksu_` form (Vault's hex and base64 would be invisible to a scanner); clients
             // hand them back to `sys/unseal` as they are.
-            keys: keys.iter().map(|k| share_credential(k)).collect(),
-            keys_base64: keys.iter().map(|k| share_credential(k)).collect(),
+            keys: printed.clone(),
+            keys_base64: printed,
             recovery_keys: Vec::new(),
             recovery_keys_base64: Vec::new(),
             root_token: root.into(),
@@ -134,15 +135,18 @@ impl Core {
             .ok_or_else(|| VaultError::bad("field `nonce` is required: read it from GET sys/rekey/init"))?;
         match self.rekey_update(decode_share(&key)?, &nonce)? {
             RekeyStep::Progress(status) => raw(status),
-            RekeyStep::Done { nonce, shares } => raw(json!({
+            RekeyStep::Done { nonce, shares } => {
+                let keys: Vec<String> = shares.iter().map(|k| share_credential(k)).collect();
+                raw(json!({
                 "complete": true,
                 "nonce": nonce,
-                "keys": shares.iter().map(|k| share_credential(k)).collect::<Vec<_>>(),
-                "keys_base64": shares.iter().map(|k| share_credential(k)).collect::<Vec<_>>(),
+                "keys": keys,
+                "keys_base64": keys,
                 "pgp_fingerprints": null,
                 "backup": false,
                 "verification_required": false,
-            })),
+                }))
+            }
         }
     }
 
