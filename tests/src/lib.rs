@@ -24,6 +24,7 @@ pub mod cmd;
 pub mod gitcli;
 pub mod github;
 pub mod oidc;
+pub mod postgres;
 pub mod secrets;
 pub mod server;
 

@@ -8,6 +8,7 @@ mod action_github;
 mod audit_log;
 mod audit_verify;
 mod confidence_cli;
+mod database;
 mod federation_e2e;
 mod git_scan;
 mod hook_native;

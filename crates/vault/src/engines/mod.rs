@@ -21,6 +21,10 @@ pub fn register_builtin(core: &Core) {
         Arc::new(|m: &MountEntry| Ok(secrets::kv::KvBackend::new(m) as Arc<dyn Backend>)),
     );
     core.register_engine(
+        "database",
+        Arc::new(|_: &MountEntry| Ok(secrets::database::DatabaseBackend::new() as Arc<dyn Backend>)),
+    );
+    core.register_engine(
         "github",
         Arc::new(|_: &MountEntry| Ok(secrets::github::GithubBackend::new() as Arc<dyn Backend>)),
     );

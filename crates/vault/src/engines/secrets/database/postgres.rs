@@ -1,0 +1,138 @@
+//! The PostgreSQL side: connecting with the stored connection, creating a user in one transaction, and revoking
+//! one so that nothing is left behind (sessions, owned objects, the role).
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use super::statements::{self, Vars, ident};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Stand-ins for the templates while the URL is parsed; the real user and password are set afterwards, so a
+/// password never needs URL-encoding and never appears in a parse error.
+const USER_MARK: &str = "leakstop-user-template";
+const PASS_MARK: &str = "leakstop-password-template";
+
+/// What a connection needs, borrowed from the stored config.
+pub struct Target<'a> {
+    pub connection_url: &'a str,
+    pub username: &'a str,
+    pub password: &'a str,
+}
+
+/// `e` as a caller may see it: PostgreSQL's own message (its code and text), with every `secret` cut out, since
+/// a server may echo part of a failing statement.
+pub fn describe(e: &tokio_postgres::Error, secrets: &[&str]) -> String {
+    let mut msg = match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => {
+            let mut text = e.to_string();
+            let mut cur = std::error::Error::source(e);
+            while let Some(inner) = cur {
+                text = format!("{text}: {inner}");
+                cur = inner.source();
+            }
+            text
+        }
+    };
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        msg = msg.replace(s, "<redacted>");
+    }
+    msg
+}
+
+/// The connection's `host:port`, to name it in errors.
+pub fn host_of(url: &str) -> String {
+    let Ok(cfg) = render_url(url).parse::<tokio_postgres::Config>() else {
+        return "the configured host".into();
+    };
+    let host = cfg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(s) => s.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+fn render_url(url: &str) -> String {
+    url.replace("{{username}}", USER_MARK)
+        .replace("{{password}}", PASS_MARK)
+}
+
+/// Open a connection (its driver task runs until the client is dropped).
+pub async fn connect(t: &Target<'_>) -> Result<Client, String> {
+    let mut cfg: tokio_postgres::Config =
+        render_url(t.connection_url)
+            .parse()
+            .map_err(|e: tokio_postgres::Error| {
+                format!(
+                    "connection_url is not a PostgreSQL URL or DSN: {}",
+                    describe(&e, &[t.password])
+                )
+            })?;
+    if t.connection_url.contains("{{username}}") {
+        cfg.user(t.username);
+    }
+    if t.connection_url.contains("{{password}}") {
+        cfg.password(t.password);
+    }
+    cfg.connect_timeout(CONNECT_TIMEOUT);
+    let (client, conn) = cfg.connect(NoTls).await.map_err(|e| describe(&e, &[t.password]))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Run `stmts` (templates filled from `vars`) in one transaction: all of them or none.
+pub async fn run_in_transaction(client: &mut Client, stmts: &[String], vars: &Vars<'_>) -> Result<(), String> {
+    let secrets: Vec<&str> = vars.password.into_iter().collect();
+    let tx = client.transaction().await.map_err(|e| describe(&e, &secrets))?;
+    for (i, stmt) in stmts.iter().enumerate() {
+        tx.batch_execute(&statements::render(stmt, vars))
+            .await
+            .map_err(|e| format!("statement {} failed: {}", i + 1, describe(&e, &secrets)))?;
+    }
+    tx.commit().await.map_err(|e| describe(&e, &secrets))
+}
+
+/// Remove `username` completely: no new logins, its sessions terminated, what it owns in the connection's
+/// database reassigned to `reassign_to` (or the connection's own user), its remaining privileges dropped, the
+/// role dropped. A role that does not exist is already revoked.
+pub async fn drop_user(client: &mut Client, username: &str, reassign_to: Option<&str>) -> Result<(), String> {
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", &[&username])
+        .await
+        .map_err(|e| describe(&e, &[]))?
+        .is_some();
+    if !exists {
+        return Ok(());
+    }
+    let user = ident(username);
+    client
+        .batch_execute(&format!("ALTER ROLE {user} NOLOGIN"))
+        .await
+        .map_err(|e| describe(&e, &[]))?;
+    client
+        .query(
+            "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
+             WHERE usename = $1 AND pid <> pg_catalog.pg_backend_pid()",
+            &[&username],
+        )
+        .await
+        .map_err(|e| format!("terminating the user's sessions failed: {}", describe(&e, &[])))?;
+    let target = reassign_to.map_or_else(|| "CURRENT_USER".to_string(), ident);
+    let tx = client.transaction().await.map_err(|e| describe(&e, &[]))?;
+    tx.batch_execute(&format!(
+        "REASSIGN OWNED BY {user} TO {target}; DROP OWNED BY {user}; DROP ROLE IF EXISTS {user}"
+    ))
+    .await
+    .map_err(|e| describe(&e, &[]))?;
+    tx.commit().await.map_err(|e| describe(&e, &[]))
+}
