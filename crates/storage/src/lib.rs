@@ -46,6 +46,20 @@ impl StorageConfig {
             StorageConfig::Memory => Arc::new(MemoryStorage::new()),
         })
     }
+
+    /// Open the configured backend with its leader lock when the backend is shared between nodes and HA is on.
+    pub fn open_ha(&self) -> Result<Opened, StorageError> {
+        Ok(Opened {
+            storage: self.open()?,
+            ha: None,
+        })
+    }
+}
+
+/// An opened backend and, for a shared backend with HA on, its leader lock.
+pub struct Opened {
+    pub storage: Arc<dyn Storage>,
+    pub ha: Option<Arc<dyn HaLock>>,
 }
 
 /// One step of an atomic [`Storage::transaction`].
@@ -112,6 +126,38 @@ macro_rules! forward_storage {
 }
 forward_storage!(Arc, Box);
 
+/// Who holds the active role of an HA cluster (`sys/leader`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeaderInfo {
+    /// The holder's node id (random per process start).
+    pub node_id: String,
+    /// The holder's `api_addr`, where standbys forward requests.
+    pub api_addr: String,
+    /// Unix seconds when the holder became active.
+    pub since: i64,
+    /// Incremented on every takeover; writes are fenced on it.
+    pub epoch: i64,
+}
+
+/// The leader lock of a storage backend that more than one server node can share (PostgreSQL). One node is
+/// active at a time. The backend fences every write on the lock: once [`HaLock::holds`] would answer `false`, a
+/// write through the shared storage fails with [`StorageError::NotLeader`] rather than landing, so a node that lost
+/// the lock can never write.
+///
+/// Calls block (network round trips); async callers use `spawn_blocking`.
+pub trait HaLock: Send + Sync {
+    /// Try once to become the active node. `Ok(true)` when this node now holds the lock (or already did).
+    fn try_acquire(&self, node_id: &str, api_addr: &str) -> Result<bool, StorageError>;
+    /// Whether this node still holds the lock, as last observed (cheap: no round trip).
+    fn holds(&self) -> bool;
+    /// Check with the database that the lock is still held (and update what [`HaLock::holds`] answers).
+    fn check(&self) -> Result<bool, StorageError>;
+    /// Give the lock up at once (graceful shutdown, step-down).
+    fn release(&self) -> Result<(), StorageError>;
+    /// The current active node, if any.
+    fn leader(&self) -> Result<Option<LeaderInfo>, StorageError>;
+}
+
 /// Storage errors. They name the file or key involved; they never contain values.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
@@ -135,6 +181,8 @@ pub enum StorageError {
     Commit { reason: String },
     #[error("invalid storage key `{key}`: {reason}")]
     InvalidKey { key: String, reason: String },
+    #[error("this node is not the active node (the HA lock is held elsewhere or was lost); the write was refused")]
+    NotLeader,
     #[error("the storage writer has stopped (an earlier fatal error or shutdown); restart the server")]
     WriterStopped,
 }
