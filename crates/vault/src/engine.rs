@@ -305,6 +305,13 @@ pub trait Backend: Send + Sync {
         Box::pin(async { Ok(()) })
     }
 
+    /// Extend the credential of `lease` until `new_expire` (unix seconds, already capped by the lease's max TTL)
+    /// when it is renewed. The default accepts: credentials whose validity the engine does not enforce itself
+    /// only live as long as their lease. An error leaves the lease's expiry unchanged.
+    fn renew<'a>(&'a self, _lease: &'a Lease, _new_expire: i64, _store: &'a dyn Store) -> BackendFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// True when every effect of a request is a write through the [`Store`] (buffered until the response is
     /// audited): such requests may run while their request audit line is still being flushed.
     fn effects_buffered(&self) -> bool {
