@@ -319,3 +319,67 @@ async fn reports_answer_alike_are_idempotent_refuse_bad_bodies_and_are_rate_limi
     let (status, _, _) = report_as(&elsewhere, &srv, json!({"secrets": ["from-another-address"]})).await;
     assert_eq!(status, 200, "another client address is still served");
 }
+
+/// GitHub's own documented sample (key identifier, P-256 public key, payload and signature, from the partner
+/// program's "implement signature verification" section): the HTTP edge must hand the core the body byte for
+/// byte, and the check must accept GitHub's DER encoding, or every real GitHub report would be refused.
+const GITHUB_SAMPLE_KEY_ID: &str = "90a421169f0a406205f1563a953312f0be898d3c7b6c06b681aa86a874555f4a";
+const GITHUB_SAMPLE_KEY: &str = "-----BEGIN PUBLIC KEY-----\n\
+    MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE9MJJHnMfn2+H4xL4YaPDA4RpJqUq\n\
+    kCmRCBnYERxZanmcpzQSXs1X/AljlKkbJ8qpVIW4clayyef9gWhFbNHWAA==\n\
+    -----END PUBLIC KEY-----\n";
+const GITHUB_SAMPLE_PAYLOAD: &str = r#"[{"token":"some_token","type":"some_type","url":"some_url"}]"#;
+const GITHUB_SAMPLE_SIGNATURE: &str =
+    "MEUCIQDKZokqnCjrRtw0tni+2Ltvl/uiMJ1EGumEsp1BsNr32AIgQY1YXD2nlj+XNfGK4rBfkMJ1JDOQcYXxa2sY8FNkrKc=";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn githubs_published_sample_report_verifies_and_a_changed_byte_does_not() {
+    // GitHub's key endpoint, serving the published key as `GET /meta/public_keys/secret_scanning` answers it.
+    let app = axum::Router::new().route(
+        "/meta/public_keys/secret_scanning",
+        axum::routing::get(|| async {
+            axum::Json(json!({"public_keys": [
+                {"key_identifier": GITHUB_SAMPLE_KEY_ID, "key": GITHUB_SAMPLE_KEY, "is_current": true}
+            ]}))
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let keys_url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+    let dir = leakstop_tests::tempdir();
+    let srv = Server::dev(dir.path()).await;
+    srv.ok("POST", "sys/leaks/config", Some(json!({"github_api_url": keys_url})))
+        .await;
+    let http = reqwest::Client::new();
+    let send = |body: &'static str| {
+        http.post(format!("{}/v1/sys/leaks/github", srv.addr))
+            .header("Content-Type", "application/json")
+            .header("GITHUB-PUBLIC-KEY-IDENTIFIER", GITHUB_SAMPLE_KEY_ID)
+            .header("GITHUB-PUBLIC-KEY-SIGNATURE", GITHUB_SAMPLE_SIGNATURE)
+            .body(body)
+            .send()
+    };
+
+    let resp = send(GITHUB_SAMPLE_PAYLOAD).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let feedback: Value = resp.json().await.unwrap();
+    assert_eq!(
+        feedback,
+        json!([{
+            // sha256("some_token"), the hash GitHub expects back instead of the token.
+            "token_hash": "9a45520a1213f15016d2d768b5fb3d904492a44ee274b44d4de8803e00fb536a",
+            "token_type": "some_type",
+            "label": "false_positive",
+        }]),
+        "GitHub's sample token is not one of ours"
+    );
+
+    // The same JSON re-serialised with one space: the signature no longer covers it.
+    let spaced = r#"[{"token": "some_token","type":"some_type","url":"some_url"}]"#;
+    let resp = send(spaced).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let err = resp.text().await.unwrap();
+    assert!(err.contains("does not verify"), "{err}");
+    assert!(!err.contains("some_token"), "the refusal quotes the token: {err}");
+}
