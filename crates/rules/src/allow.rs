@@ -1,5 +1,47 @@
+use std::sync::OnceLock;
+
 use regex::Regex;
 use regex::bytes::Regex as BytesRegex;
+
+/// An allowlist regex. The built-in rules' ones compile on first use, as their detection regexes do: a few hundred
+/// of them would otherwise be compiled on every start, which is most of what a pre-commit scan costs. Users' ones
+/// are compiled when loaded so a mistake is reported at once.
+#[derive(Debug, Clone)]
+pub struct AllowRegex {
+    source: String,
+    compiled: OnceLock<Option<BytesRegex>>,
+}
+
+impl AllowRegex {
+    /// A regex compiled on first use; `rules check` compiles every built-in one, so none is found invalid here.
+    pub(crate) fn lazy(source: String) -> AllowRegex {
+        AllowRegex {
+            source,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the regex matches; an invalid one (never in a validated set) matches nothing.
+    pub fn is_match(&self, haystack: &[u8]) -> bool {
+        self.compiled
+            .get_or_init(|| BytesRegex::new(&self.source).ok())
+            .as_ref()
+            .is_some_and(|r| r.is_match(haystack))
+    }
+}
+
+impl From<BytesRegex> for AllowRegex {
+    fn from(regex: BytesRegex) -> AllowRegex {
+        AllowRegex {
+            source: regex.as_str().to_string(),
+            compiled: OnceLock::from(Some(regex)),
+        }
+    }
+}
 
 /// What an allowlist's `regexes` are matched against (gitleaks' `regexTarget`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,7 +68,7 @@ pub enum AllowCondition {
 /// allowed by any of them is allowed.
 #[derive(Debug, Clone, Default)]
 pub struct Allowlist {
-    pub regexes: Vec<BytesRegex>,
+    pub regexes: Vec<AllowRegex>,
     /// Lowercase; a secret containing one is allowed.
     pub stopwords: Vec<String>,
     pub paths: Vec<Regex>,
@@ -154,7 +196,7 @@ mod tests {
     #[test]
     fn and_condition_needs_every_criterion() {
         let list = Allowlist {
-            regexes: vec![BytesRegex::new("^test").expect("valid")],
+            regexes: vec![BytesRegex::new("^test").expect("valid").into()],
             paths: vec![Regex::new(r"fixtures/").expect("valid")],
             condition: AllowCondition::And,
             ..Allowlist::default()
@@ -166,6 +208,21 @@ mod tests {
         assert!(!list.allows_secret(b"test123"));
         assert!(list.allows_finding(b"test123", b"", b"", "fixtures/a.txt", None));
         assert!(!list.allows_finding(b"prod123", b"", b"", "fixtures/a.txt", None));
+    }
+
+    #[test]
+    fn lazy_regexes_allow_as_compiled_ones_do() {
+        let list = Allowlist {
+            regexes: vec![AllowRegex::lazy("(?i)^example".into())],
+            ..Allowlist::default()
+        };
+        assert!(list.allows_secret(b"EXAMPLEkey123"));
+        assert!(!list.allows_secret(b"realkey123"));
+        let broken = Allowlist {
+            regexes: vec![AllowRegex::lazy("(unclosed".into())],
+            ..Allowlist::default()
+        };
+        assert!(!broken.allows_secret(b"(unclosed"), "an invalid regex allows nothing");
     }
 
     #[test]

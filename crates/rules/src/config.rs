@@ -195,7 +195,7 @@ pub fn from_leakstop_str(src: &str, origin: &str) -> Result<Config, RuleError> {
         }
     }
     if let Some(a) = raw.allowlist {
-        rules.global_allow = compile_allow(origin, "(global)", a, "allowlist")?;
+        rules.global_allow = compile_allow(origin, "(global)", a, "allowlist", false)?;
     }
     // A user rule may require a rule that was disabled or never existed: say so rather than silently never report.
     for r in rules.rules() {

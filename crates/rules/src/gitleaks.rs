@@ -335,7 +335,7 @@ fn import_allowlist(v: &Value, field: &str, rule: &str, cx: &mut Ctx<'_>) -> Res
                             crate::load::regex_error_summary(&e),
                         )
                     })?;
-                    list.regexes.push(re);
+                    list.regexes.push(re.into());
                 }
             }
             "paths" => {

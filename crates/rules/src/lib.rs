@@ -12,7 +12,7 @@ mod guard;
 mod load;
 mod rule;
 
-pub use allow::{AllowCondition, Allowlist, RegexTarget};
+pub use allow::{AllowCondition, AllowRegex, Allowlist, RegexTarget};
 pub use checks::Check;
 pub use error::RuleError;
 pub use guard::{is_placeholder, shannon_entropy};

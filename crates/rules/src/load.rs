@@ -7,7 +7,7 @@ use regex::Regex;
 use regex::bytes::Regex as BytesRegex;
 use serde::Deserialize;
 
-use crate::allow::Allowlist;
+use crate::allow::{AllowRegex, Allowlist};
 use crate::checks::{CHECK_NAMES, Check};
 use crate::error::RuleError;
 use crate::rule::{Confidence, Requires, Rule, RuleSet, Severity};
@@ -128,7 +128,15 @@ pub(crate) fn regex_error_summary(e: &regex::Error) -> String {
         .to_string()
 }
 
-pub(crate) fn compile_allow(origin: &str, rule: &str, raw: RawAllow, field: &str) -> Result<Allowlist, RuleError> {
+/// Builds a rule's or config's allowlist. With `lazy` (the built-in rules, validated by `rules check`) its regexes
+/// are kept as written and compiled on first use; otherwise each is compiled now so an error names it.
+pub(crate) fn compile_allow(
+    origin: &str,
+    rule: &str,
+    raw: RawAllow,
+    field: &str,
+    lazy: bool,
+) -> Result<Allowlist, RuleError> {
     if raw.examples.is_some() || raw.negative_examples.is_some() {
         return Err(RuleError::field(
             origin,
@@ -137,13 +145,17 @@ pub(crate) fn compile_allow(origin: &str, rule: &str, raw: RawAllow, field: &str
             "examples belong to a [[rule]], not to an allowlist",
         ));
     }
+    let regex = |r: &String, what: String| -> Result<AllowRegex, RuleError> {
+        if lazy {
+            return Ok(AllowRegex::lazy(r.clone()));
+        }
+        BytesRegex::new(r)
+            .map(AllowRegex::from)
+            .map_err(|e| RuleError::field(origin, rule, &what, regex_error_summary(&e)))
+    };
     let mut list = Allowlist::default();
     for (i, r) in raw.regexes.iter().enumerate() {
-        list.regexes.push(
-            BytesRegex::new(r).map_err(|e| {
-                RuleError::field(origin, rule, &format!("{field}.regexes[{i}]"), regex_error_summary(&e))
-            })?,
-        );
+        list.regexes.push(regex(r, format!("{field}.regexes[{i}]"))?);
     }
     for (i, p) in raw.paths.iter().enumerate() {
         list.paths.push(
@@ -163,14 +175,7 @@ pub(crate) fn compile_allow(origin: &str, rule: &str, raw: RawAllow, field: &str
             ..Allowlist::default()
         };
         for (i, r) in raw.match_regexes.iter().enumerate() {
-            by_match.regexes.push(BytesRegex::new(r).map_err(|e| {
-                RuleError::field(
-                    origin,
-                    rule,
-                    &format!("{field}.match_regexes[{i}]"),
-                    regex_error_summary(&e),
-                )
-            })?);
+            by_match.regexes.push(regex(r, format!("{field}.match_regexes[{i}]"))?);
         }
         list.more.push(by_match);
     }
@@ -337,7 +342,7 @@ pub(crate) fn rule_from_value(
     if let Some(mut a) = raw.allow {
         examples.extend(a.examples.take().unwrap_or_default());
         negative_examples.extend(a.negative_examples.take().unwrap_or_default());
-        match compile_allow(&at, &rule.id, a, "allow") {
+        match compile_allow(&at, &rule.id, a, "allow", !mode.strict()) {
             Ok(list) => rule.allow = list,
             Err(e) => errors.push(e),
         }
