@@ -149,6 +149,35 @@ impl Postgres {
         self.start_again();
     }
 
+    /// Turn TLS on with this certificate chain and key (PEM), reloading the running server.
+    pub fn enable_tls(&self, cert_pem: &Path, key_pem: &Path) {
+        for (from, name) in [(cert_pem, "server.crt"), (key_pem, "server.key")] {
+            let to = self.data.join(name);
+            std::fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+            let mut c = Command::new("chmod");
+            c.arg("600").arg(&to);
+            assert!(c.status().expect("run chmod").success());
+            if self.as_root {
+                assert!(
+                    Command::new("chown")
+                        .arg("postgres:")
+                        .arg(&to)
+                        .status()
+                        .expect("run chown")
+                        .success()
+                );
+            }
+        }
+        let conf = self.data.join("postgresql.auto.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap_or_default();
+        text.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).expect("write postgresql.auto.conf");
+        self.run(
+            "pg_ctl",
+            &["reload".into(), "-D".into(), self.data.display().to_string()],
+        );
+    }
+
     /// `postgresql://` URL of the superuser, for clients that take one.
     pub fn superuser_url(&self) -> String {
         format!(

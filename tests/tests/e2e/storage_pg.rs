@@ -235,3 +235,103 @@ fn after_a_postgresql_restart_the_lock_is_stood_down_and_taken_again() {
     a.put("k", b"3").unwrap();
     assert_eq!(a.get("k").unwrap().as_deref(), Some(&b"3"[..]));
 }
+
+/// `openssl` with `args` in `dir`, failing the test with its output.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (Debian package `openssl`)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_verify_full_connects_to_the_right_server_and_refuses_an_unknown_ca() {
+    let pg = Postgres::start();
+    let dir = leakstop_tests::tempdir();
+    let d = dir.path();
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ],
+        );
+    }
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(d.join("ext.cnf"), "subjectAltName = IP:127.0.0.1\n").unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ],
+    );
+    pg.enable_tls(&d.join("server.pem"), &d.join("server.key"));
+
+    let mut cfg = config(&pg, false);
+    cfg.max_connections = 1;
+    cfg.ssl_mode = Some(leakstop_storage::postgres::SslMode::VerifyFull);
+    cfg.ssl_root_cert = Some(d.join("ca.pem"));
+    let s = PostgresStorage::open(&cfg).unwrap();
+    s.put("over-tls", b"1").unwrap();
+    assert_eq!(s.get("over-tls").unwrap().as_deref(), Some(&b"1"[..]));
+    let encrypted = admin(
+        &pg,
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'leakstop'",
+    );
+    assert_eq!(encrypted, ["1"], "the storage connection is encrypted");
+
+    cfg.ssl_root_cert = Some(d.join("other-ca.pem"));
+    let err = PostgresStorage::open(&cfg).unwrap_err().to_string();
+    assert!(err.contains(&format!("127.0.0.1:{}", pg.port)), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}

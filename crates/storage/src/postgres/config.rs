@@ -393,3 +393,28 @@ mod tests {
         assert_eq!(cfg.resolve().unwrap().ssl_mode, SslMode::VerifyFull);
     }
 }
+
+#[cfg(test)]
+mod toml_tests {
+    use crate::StorageConfig;
+
+    #[test]
+    fn parses_with_defaults_and_refuses_unknown_keys() {
+        let cfg: StorageConfig = toml::from_str(
+            "type = \"postgresql\"\nconnection_url = \"postgresql://u:pw@h/db\"\nha_enabled = true\nssl_mode = \"verify-full\"\nssl_root_cert = \"/ca.pem\"",
+        )
+        .unwrap();
+        let StorageConfig::Postgresql(pg) = cfg else {
+            panic!("not postgresql")
+        };
+        assert_eq!(
+            (pg.table.as_str(), pg.ha_table.as_str()),
+            ("leakstop_store", "leakstop_ha")
+        );
+        assert_eq!(pg.max_connections, 8);
+        assert!(pg.ha_enabled && !pg.skip_create_table);
+        assert_eq!(pg.ssl_mode, Some(super::SslMode::VerifyFull));
+        let err = toml::from_str::<StorageConfig>("type = \"postgresql\"\ntabel = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("tabel"), "{err}");
+    }
+}
