@@ -19,6 +19,8 @@ pub struct Postgres {
     data: PathBuf,
     bin: PathBuf,
     as_root: bool,
+    /// The server options `start` used, so a stopped server can be started again the same way.
+    opts: String,
     pub port: u16,
 }
 
@@ -77,12 +79,18 @@ impl Postgres {
                 "chown to the `postgres` user failed: the Debian package `postgresql` creates that user"
             );
         }
+        let port = free_port();
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            data.display()
+        );
         let pg = Postgres {
             _dir: dir,
             data,
             bin,
             as_root,
-            port: free_port(),
+            opts,
+            port,
         };
         pg.run(
             "initdb",
@@ -99,25 +107,83 @@ impl Postgres {
                 "--no-sync".into(),
             ],
         );
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            pg.port,
-            pg.data.display()
-        );
-        pg.run(
+        pg.start_again();
+        pg
+    }
+
+    /// Start the (stopped) server on the same port, waiting until it accepts connections.
+    pub fn start_again(&self) {
+        self.run(
             "pg_ctl",
             &[
                 "start".into(),
                 "-w".into(),
                 "-D".into(),
-                pg.data.display().to_string(),
+                self.data.display().to_string(),
                 "-l".into(),
-                pg.data.join("server.log").display().to_string(),
+                self.data.join("server.log").display().to_string(),
                 "-o".into(),
-                opts,
+                self.opts.clone(),
             ],
         );
-        pg
+    }
+
+    /// Stop the server (`-m fast`: sessions are terminated, as in an operator's restart).
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "stop".into(),
+                "-m".into(),
+                "fast".into(),
+                "-w".into(),
+                "-D".into(),
+                self.data.display().to_string(),
+            ],
+        );
+    }
+
+    /// Stop and start again: every session ends, every advisory lock is released.
+    pub fn restart(&self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// Turn TLS on with this certificate chain and key (PEM), reloading the running server.
+    pub fn enable_tls(&self, cert_pem: &Path, key_pem: &Path) {
+        for (from, name) in [(cert_pem, "server.crt"), (key_pem, "server.key")] {
+            let to = self.data.join(name);
+            std::fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+            let mut c = Command::new("chmod");
+            c.arg("600").arg(&to);
+            assert!(c.status().expect("run chmod").success());
+            if self.as_root {
+                assert!(
+                    Command::new("chown")
+                        .arg("postgres:")
+                        .arg(&to)
+                        .status()
+                        .expect("run chown")
+                        .success()
+                );
+            }
+        }
+        let conf = self.data.join("postgresql.auto.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap_or_default();
+        text.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).expect("write postgresql.auto.conf");
+        self.run(
+            "pg_ctl",
+            &["reload".into(), "-D".into(), self.data.display().to_string()],
+        );
+    }
+
+    /// `postgresql://` URL of the superuser, for clients that take one.
+    pub fn superuser_url(&self) -> String {
+        format!(
+            "postgresql://{SUPERUSER}:{SUPERUSER_PASSWORD}@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
     }
 
     fn command(&self, tool: &str) -> Command {

@@ -245,6 +245,7 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
     let storage_type = match &cfg.storage {
         StorageConfig::Sqlite { .. } => "sqlite",
         StorageConfig::Memory => "inmem",
+        StorageConfig::Postgresql(_) => "postgresql",
     };
     let storage = cfg.storage.open()?;
     let core = Core::new(
