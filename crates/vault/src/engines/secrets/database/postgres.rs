@@ -214,16 +214,6 @@ impl Pools {
             p.permits.close();
         }
     }
-
-    /// How many connections of `name` are idle (for tests).
-    #[cfg(test)]
-    pub fn idle(&self, name: &str) -> usize {
-        self.by_name
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .map_or(0, |p| p.idle.lock().unwrap_or_else(|e| e.into_inner()).len())
-    }
 }
 
 /// Run `stmts` (templates filled from `vars`) in one transaction: all of them or none.
