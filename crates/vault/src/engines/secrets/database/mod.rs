@@ -38,6 +38,12 @@ const PLUGIN: &str = "postgresql-database-plugin";
 const DEFAULT_TTL: u64 = 3600;
 /// PostgreSQL truncates identifiers longer than this (NAMEDATALEN - 1).
 const MAX_USERNAME: usize = 63;
+/// Vault's default `max_open_connections`.
+const DEFAULT_MAX_OPEN: usize = 4;
+/// Vault's default renewal: move the user's `VALID UNTIL`, which PostgreSQL enforces at login.
+const DEFAULT_RENEW: &str = r#"ALTER ROLE "{{name}}" VALID UNTIL '{{expiration}}';"#;
+/// Vault's default root rotation.
+const DEFAULT_ROOT_ROTATION: &str = r#"ALTER USER "{{username}}" WITH PASSWORD '{{password}}';"#;
 
 /// A stored connection. No `Debug`: it holds the connection's password.
 #[derive(Clone, Serialize, Deserialize)]
@@ -53,6 +59,15 @@ struct Connection {
     reassign_owned_to: Option<String>,
     #[serde(default)]
     root_rotation_statements: Vec<String>,
+    #[serde(default = "default_max_open")]
+    max_open_connections: usize,
+    /// `scram-sha-256`: passwords reach the server as SCRAM verifiers, never in clear.
+    #[serde(default)]
+    scram: bool,
+}
+
+fn default_max_open() -> usize {
+    DEFAULT_MAX_OPEN
 }
 
 impl Connection {
@@ -62,6 +77,16 @@ impl Connection {
             username: &self.username,
             password: &self.password,
         }
+    }
+
+    /// What `{{password}}` becomes in a statement: the password, or its SCRAM-SHA-256 verifier (computed here, so
+    /// the clear password is in no statement, server log or `pg_stat_activity`).
+    fn password_sql(&self, password: &str) -> Zeroizing<String> {
+        Zeroizing::new(if self.scram {
+            postgres_protocol::password::scram_sha_256(password.as_bytes())
+        } else {
+            password.to_string()
+        })
     }
 
     fn allows(&self, role: &str) -> bool {
@@ -96,6 +121,9 @@ struct Issued {
     username: String,
     #[serde(default)]
     revocation_statements: Vec<String>,
+    /// The role's renewal statements at issue time (renewal works after the role is deleted).
+    #[serde(default)]
+    renew_statements: Vec<String>,
 }
 
 fn config_key(name: &str) -> String {
@@ -159,11 +187,40 @@ fn expiration(unix: i64) -> Result<String, VaultError> {
         .ok_or_else(|| VaultError::Internal("the lease expiry is out of range".into()))
 }
 
-pub struct DatabaseBackend;
+pub struct DatabaseBackend {
+    pools: postgres::Pools,
+}
+
+/// A connection by name: the stored one, or the one a deleted connection left for its leases.
+async fn connection_for_lease(store: &dyn Store, name: &str) -> Result<Connection, VaultError> {
+    match load(store, &config_key(name)).await? {
+        Some(c) => Ok(c),
+        None => load(store, &retired_key(name)).await?.ok_or_else(|| {
+            Upstream(format!(
+                "connection {name:?} is gone: write database/config/{name} again so its leases can be revoked"
+            ))
+        }),
+    }
+}
 
 impl DatabaseBackend {
     pub fn new() -> Arc<DatabaseBackend> {
-        Arc::new(DatabaseBackend)
+        Arc::new(DatabaseBackend {
+            pools: postgres::Pools::default(),
+        })
+    }
+
+    /// A pooled connection to `conn` (stored as `name`); `purpose` says why, for the error.
+    async fn client(&self, name: &str, conn: &Connection, purpose: &str) -> Result<postgres::Pooled, VaultError> {
+        self.pools
+            .get(name, &conn.target(), conn.max_open_connections)
+            .await
+            .map_err(|e| {
+                Upstream(format!(
+                    "could not connect to the database at {} {purpose}: {e}",
+                    postgres::host_of(&conn.connection_url)
+                ))
+            })
     }
 
     #[tracing::instrument(name = "database.config", skip_all)]
@@ -209,6 +266,23 @@ impl DatabaseBackend {
         let root_rotation_statements = statements_field(&mut f, "root_rotation_statements")?
             .or_else(|| old.as_ref().map(|o| o.root_rotation_statements.clone()))
             .unwrap_or_default();
+        let max_open_connections = match f.u64("max_open_connections")? {
+            Some(0) => DEFAULT_MAX_OPEN,
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => old.as_ref().map_or(DEFAULT_MAX_OPEN, |o| o.max_open_connections),
+        };
+        let scram = match f.text("password_authentication")?.as_deref() {
+            None => old.as_ref().is_some_and(|o| o.scram),
+            Some("password") => false,
+            Some("scram-sha-256") => true,
+            Some(other) => {
+                return Err(VaultError::bad(format!(
+                    "password_authentication {other:?} is not supported: use \"password\" or \"scram-sha-256\""
+                )));
+            }
+        };
+        // Vault's pool tuning: accepted for compatibility, the pool here keeps idle connections until reset.
+        f.accept(&["max_idle_connections", "max_connection_lifetime"]);
         f.finish()?;
         if connection_url.contains("{{username}}") && username.is_empty() {
             return Err(VaultError::bad(
@@ -233,6 +307,8 @@ impl DatabaseBackend {
             verify_connection,
             reassign_owned_to,
             root_rotation_statements,
+            max_open_connections,
+            scram,
         };
         if verify_connection {
             let client = postgres::connect(&conn.target()).await.map_err(|e| {
@@ -250,6 +326,7 @@ impl DatabaseBackend {
                 ))
             })?;
         }
+        self.pools.reset(name);
         store.put(&config_key(name), &serde_json::to_vec(&conn)?).await
     }
 
@@ -266,6 +343,8 @@ impl DatabaseBackend {
             "verify_connection": c.verify_connection,
             "reassign_owned_to": c.reassign_owned_to,
             "root_credentials_rotate_statements": c.root_rotation_statements,
+            "max_open_connections": c.max_open_connections,
+            "password_authentication": if c.scram { "scram-sha-256" } else { "password" },
             "password_policy": "",
         })))
     }
@@ -275,6 +354,7 @@ impl DatabaseBackend {
             // Leases issued through it still need it to be revoked.
             store.put(&retired_key(name), &b).await?;
             store.delete(&config_key(name)).await?;
+            self.pools.reset(name);
         }
         Ok(LogicalResponse::no_content())
     }
@@ -386,12 +466,11 @@ impl DatabaseBackend {
         let user = username(role_name, now);
         let password = Zeroizing::new(leakstop_proto::token::mint(leakstop_proto::token::Kind::Dynamic));
         let host = postgres::host_of(&conn.connection_url);
-        let mut client = postgres::connect(&conn.target())
-            .await
-            .map_err(|e| Upstream(format!("could not connect to the database at {host}: {e}")))?;
+        let mut client = self.client(&role.db_name, &conn, "to create a user").await?;
+        let password_sql = conn.password_sql(&password);
         let vars = Vars {
             username: &user,
-            password: Some(&password),
+            password: Some(&password_sql),
             expiration: Some(&expires),
         };
         postgres::run_in_transaction(&mut client, &role.creation_statements, &vars)
@@ -405,6 +484,7 @@ impl DatabaseBackend {
             connection: role.db_name.clone(),
             username: user.clone(),
             revocation_statements: role.revocation_statements.clone(),
+            renew_statements: role.renew_statements.clone(),
         };
         Ok(LogicalResponse {
             data: Some(json!({ "username": user, "password": password.as_str() })),
@@ -420,21 +500,9 @@ impl DatabaseBackend {
 
     #[tracing::instrument(name = "database.revoke", skip_all)]
     async fn revoke_issued(&self, issued: &Issued, store: &dyn Store) -> Result<(), VaultError> {
-        let conn: Connection = match load(store, &config_key(&issued.connection)).await? {
-            Some(c) => c,
-            None => load(store, &retired_key(&issued.connection)).await?.ok_or_else(|| {
-                Upstream(format!(
-                    "connection {:?} is gone: write database/config/{} again so the lease can be revoked",
-                    issued.connection, issued.connection
-                ))
-            })?,
-        };
+        let conn = connection_for_lease(store, &issued.connection).await?;
         let host = postgres::host_of(&conn.connection_url);
-        let mut client = postgres::connect(&conn.target()).await.map_err(|e| {
-            Upstream(format!(
-                "could not connect to the database at {host} to revoke a user: {e}"
-            ))
-        })?;
+        let mut client = self.client(&issued.connection, &conn, "to revoke a user").await?;
         let result = if issued.revocation_statements.is_empty() {
             postgres::drop_user(&mut client, &issued.username, conn.reassign_owned_to.as_deref()).await
         } else {
@@ -452,6 +520,80 @@ impl DatabaseBackend {
             ))
         })
     }
+
+    /// Move the user's validity to `new_expire`: the statements the role had when the user was issued, or
+    /// `ALTER ROLE ... VALID UNTIL`.
+    #[tracing::instrument(name = "database.renew", skip_all)]
+    async fn renew_issued(&self, issued: &Issued, new_expire: i64, store: &dyn Store) -> Result<(), VaultError> {
+        let conn = connection_for_lease(store, &issued.connection).await?;
+        let host = postgres::host_of(&conn.connection_url);
+        let mut client = self.client(&issued.connection, &conn, "to renew a user").await?;
+        let expires = expiration(new_expire)?;
+        let default = [DEFAULT_RENEW.to_string()];
+        let stmts = if issued.renew_statements.is_empty() {
+            &default[..]
+        } else {
+            &issued.renew_statements[..]
+        };
+        let vars = Vars {
+            username: &issued.username,
+            password: None,
+            expiration: Some(&expires),
+        };
+        postgres::run_in_transaction(&mut client, stmts, &vars)
+            .await
+            .map_err(|e| {
+                Upstream(format!(
+                    "renewing database user {} at {host} failed (the lease keeps its expiry): {e}",
+                    issued.username
+                ))
+            })
+    }
+
+    /// A new root password, set by the connection's rotation statements and stored; the old one stops working.
+    #[tracing::instrument(name = "database.rotate_root", skip_all)]
+    async fn rotate_root(&self, name: &str, store: &dyn Store) -> Result<(), VaultError> {
+        let mut conn: Connection = load(store, &config_key(name)).await?.ok_or_else(|| {
+            BadRequest(format!(
+                "unknown connection {name:?}: write database/config/{name} first"
+            ))
+        })?;
+        if conn.username.is_empty() || conn.password.is_empty() {
+            return Err(BadRequest(format!(
+                "connection {name:?} has no `username` and `password` to rotate: its connection_url must use \
+                 {{{{username}}}} and {{{{password}}}} with those fields set"
+            )));
+        }
+        let host = postgres::host_of(&conn.connection_url);
+        let new = Zeroizing::new(leakstop_proto::token::mint(leakstop_proto::token::Kind::Dynamic));
+        let new_sql = conn.password_sql(&new);
+        let default = [DEFAULT_ROOT_ROTATION.to_string()];
+        let stmts = if conn.root_rotation_statements.is_empty() {
+            &default[..]
+        } else {
+            &conn.root_rotation_statements[..]
+        };
+        let vars = Vars {
+            username: &conn.username,
+            password: Some(&new_sql),
+            expiration: None,
+        };
+        {
+            let mut client = self.client(name, &conn, "to rotate its root password").await?;
+            postgres::run_in_transaction(&mut client, stmts, &vars)
+                .await
+                .map_err(|e| {
+                    Upstream(format!(
+                        "rotating the root password of connection {name:?} at {host} failed and was rolled back \
+                         (the old password still works): {e}"
+                    ))
+                })?;
+        }
+        conn.password = new.to_string();
+        // Connections opened with the old password are not reused.
+        self.pools.reset(name);
+        store.put(&config_key(name), &serde_json::to_vec(&conn)?).await
+    }
 }
 
 impl Backend for DatabaseBackend {
@@ -462,6 +604,20 @@ impl Backend for DatabaseBackend {
             let (section, name) = path.split_once('/').unwrap_or((path, ""));
             match (section, name, req.op) {
                 ("config", "", List | Read) => LogicalResponse::keys(store.list("config/").await?),
+                ("reset" | "rotate-root", n, Create | Update) if !n.is_empty() => {
+                    checked("connection", n)?;
+                    if section == "reset" {
+                        if store.get(&config_key(n)).await?.is_none() {
+                            return Err(BadRequest(format!(
+                                "unknown connection {n:?}: write database/config/{n} first"
+                            )));
+                        }
+                        self.pools.reset(n);
+                    } else {
+                        self.rotate_root(n, store).await?;
+                    }
+                    Ok(LogicalResponse::no_content())
+                }
                 ("roles", "", List | Read) => LogicalResponse::keys(store.list("role/").await?),
                 ("config" | "roles" | "creds", n, _) if !n.is_empty() => {
                     checked(if section == "config" { "connection" } else { "role" }, n)?;
@@ -509,6 +665,14 @@ impl Backend for DatabaseBackend {
         })
     }
 
+    fn renew<'a>(&'a self, lease: &'a Lease, new_expire: i64, store: &'a dyn Store) -> BackendFuture<'a, ()> {
+        Box::pin(async move {
+            let issued: Issued = serde_json::from_value(lease.internal.clone())
+                .map_err(|e| VaultError::Internal(format!("database lease {}: unreadable record: {e}", lease.id)))?;
+            self.renew_issued(&issued, new_expire, store).await
+        })
+    }
+
     fn sensitive_fields(&self) -> &'static [&'static str] {
         &["password", "connection_url"]
     }
@@ -550,6 +714,8 @@ mod tests {
             verify_connection: true,
             reassign_owned_to: None,
             root_rotation_statements: vec![],
+            max_open_connections: DEFAULT_MAX_OPEN,
+            scram: false,
         };
         assert!(c.allows("ci-deploy") && c.allows("exact") && !c.allows("other"));
         c.allowed_roles = vec![];

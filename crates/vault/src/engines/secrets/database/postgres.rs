@@ -1,9 +1,13 @@
 //! The PostgreSQL side: connecting with the stored connection, creating a user in one transaction, and revoking
 //! one so that nothing is left behind (sessions, owned objects, the role).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, NoTls};
+use zeroize::Zeroizing;
 
 use super::statements::{self, Vars, ident};
 
@@ -88,6 +92,128 @@ pub async fn connect(t: &Target<'_>) -> Result<Client, String> {
         }
     });
     Ok(client)
+}
+
+/// The open connections of one stored connection: at most `max_open` in use at a time (Vault's
+/// `max_open_connections`), idle ones kept for the next request.
+struct Pool {
+    connection_url: String,
+    username: String,
+    password: Zeroizing<String>,
+    max_open: usize,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<Client>>,
+}
+
+impl Pool {
+    fn serves(&self, t: &Target<'_>, max_open: usize) -> bool {
+        self.connection_url == t.connection_url
+            && self.username == t.username
+            && self.password.as_str() == t.password
+            && self.max_open == max_open
+    }
+}
+
+/// The pools of every stored connection, by name. A pool whose connection changed (its URL, user, password or
+/// limit) is replaced on next use, so a rotated root password or a new URL takes effect without a restart.
+#[derive(Default)]
+pub struct Pools {
+    by_name: Mutex<HashMap<String, Arc<Pool>>>,
+}
+
+/// A connection taken from a pool; it goes back when dropped, unless the server closed it.
+pub struct Pooled {
+    client: Option<Client>,
+    pool: Arc<Pool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        // Only `drop` takes the client out.
+        self.client
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("a pooled client is present until dropped"))
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("a pooled client is present until dropped"))
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take()
+            && !c.is_closed()
+        {
+            self.pool.idle.lock().unwrap_or_else(|e| e.into_inner()).push(c);
+        }
+    }
+}
+
+impl Pools {
+    /// A connection for `name`, waiting while `max_open` are in use.
+    pub async fn get(&self, name: &str, t: &Target<'_>, max_open: usize) -> Result<Pooled, String> {
+        let max_open = max_open.max(1);
+        let pool = {
+            let mut map = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(name) {
+                Some(p) if p.serves(t, max_open) => p.clone(),
+                _ => {
+                    let p = Arc::new(Pool {
+                        connection_url: t.connection_url.to_string(),
+                        username: t.username.to_string(),
+                        password: Zeroizing::new(t.password.to_string()),
+                        max_open,
+                        permits: Arc::new(Semaphore::new(max_open)),
+                        idle: Mutex::new(Vec::new()),
+                    });
+                    map.insert(name.to_string(), p.clone());
+                    p
+                }
+            }
+        };
+        let permit = pool
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| "the connection pool was closed".to_string())?;
+        let idle = {
+            let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let mut found = None;
+            while let Some(c) = idle.pop() {
+                if !c.is_closed() {
+                    found = Some(c);
+                    break;
+                }
+            }
+            found
+        };
+        let client = match idle {
+            Some(c) => c,
+            None => connect(t).await?,
+        };
+        Ok(Pooled {
+            client: Some(client),
+            pool,
+            _permit: permit,
+        })
+    }
+
+    /// Close the idle connections of `name` and forget its pool (connections in use close when returned).
+    pub fn reset(&self, name: &str) {
+        let removed = self.by_name.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        if let Some(p) = removed {
+            p.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            p.permits.close();
+        }
+    }
 }
 
 /// Run `stmts` (templates filled from `vars`) in one transaction: all of them or none.
