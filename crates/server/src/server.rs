@@ -10,6 +10,7 @@
 //! max_request_size = 33554432
 //! audit_deadline_ms = 2000              # a request whose audit line is not durable by then gets 503
 //! audit_file_dir = "/var/log/leakstop"  # where `sys/audit` may put file devices (default: the [[audit]] dirs)
+//! lease_irrevocable_after_s = 3600      # failing revocations are flagged irrevocable after this (still retried)
 //!
 //! [http]                                # listener limits (these are the defaults); see `serve` for their order
 //! header_timeout_ms = 10000             # request head and TLS handshake; also the keep-alive idle timeout
@@ -99,6 +100,9 @@ pub struct ServerConfig {
     pub audit_deadline_ms: u64,
     #[serde(default)]
     pub cluster_name: Option<String>,
+    /// Seconds of failing revocation after which a lease is reported irrevocable (it is still retried).
+    #[serde(default = "default_irrevocable_after")]
+    pub lease_irrevocable_after_s: u64,
     pub storage: StorageConfig,
     pub seal: Option<SealConfig>,
     /// File audit devices: `[[audit]]` with `path`, `file_path` (and `type = "file"`).
@@ -120,6 +124,10 @@ pub struct AuditToml {
     #[serde(rename = "type", default = "default_audit_type")]
     pub kind: String,
     pub file_path: String,
+}
+
+fn default_irrevocable_after() -> u64 {
+    leakstop_vault::leases::DEFAULT_IRREVOCABLE_AFTER
 }
 
 fn default_audit_path() -> String {
@@ -256,6 +264,7 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
             storage_type: storage_type.into(),
             cluster_name: cfg.cluster_name.clone().unwrap_or_else(|| "leakstop-cluster".into()),
             audit_deadline: Duration::from_millis(cfg.audit_deadline_ms),
+            lease_irrevocable_after: cfg.lease_irrevocable_after_s,
         },
     );
     core.audit
@@ -518,7 +527,26 @@ async fn shutdown_signal() {
 }
 
 /// Expired tokens are refused on sight; this sweep also removes the ones nobody presents again.
+/// Leases come off their due queue every quarter second (cheap when nothing is due), so one is revoked within a
+/// second of its expiry, and right after unseal for those that expired while the server was down.
 fn spawn_expiry(core: Arc<Core>) {
+    let leases = core.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if leases.is_sealed() {
+                continue;
+            }
+            let now = leakstop_vault::engine::unix_seconds(std::time::SystemTime::now());
+            match leases.revoke_due_leases(now).await {
+                Ok((0, 0)) => {}
+                Ok((revoked, failed)) => tracing::info!(revoked, failed, "due leases processed"),
+                Err(e) => tracing::warn!(error = %e, "lease expiry pass failed; retried next pass"),
+            }
+        }
+    });
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(*EXPIRY_SWEEP);
         loop {

@@ -81,6 +81,8 @@ pub fn unix_seconds(t: SystemTime) -> i64 {
 #[derive(Clone)]
 pub struct NewLease {
     pub ttl: u64,
+    /// No renewal extends the lease past issue time + this (0: the mount's max lease TTL, else 32 days).
+    pub max_ttl: u64,
     pub renewable: bool,
     /// What [`Backend::revoke`] needs later (never returned to clients).
     pub internal: Value,

@@ -363,6 +363,12 @@ impl Core {
                 rest.trim_end_matches('/'),
                 hex::encode(rand::random::<[u8; 12]>())
             );
+            // The engine's max TTL, else the mount's, else the system's; never below the TTL just granted.
+            let max_ttl = [new.max_ttl, mount.entry.max_lease_ttl, crate::leases::DEFAULT_MAX_TTL]
+                .into_iter()
+                .find(|t| *t > 0)
+                .unwrap_or(crate::leases::DEFAULT_MAX_TTL)
+                .max(new.ttl);
             let lease = Lease {
                 id: id.clone(),
                 mount: mount.entry.path.clone(),
@@ -370,8 +376,13 @@ impl Core {
                 expire_time: cx.unix.saturating_add_unsigned(new.ttl),
                 renewable: new.renewable,
                 token_hash: cx.caller.as_ref().map(|(_, e)| e.hash.clone()),
+                issue_time: cx.unix,
+                ttl: new.ttl,
+                max_expire: Some(cx.unix.saturating_add_unsigned(max_ttl)),
+                last_renewal: None,
+                retry: None,
             };
-            crate::leases::stage(&lease, &mut out.effects)?;
+            crate::leases::stage(st, &lease, &mut out.effects)?;
             if let Some(c) = &new.credential {
                 out.effects
                     .put(crate::leaks::lease_index_key(st, c)?, id.as_bytes().to_vec());
@@ -465,7 +476,7 @@ impl Core {
             (Err(e), _) | (Ok(()), Err(e)) => Err(e),
         };
         if let Some(hash) = &cx.last_use
-            && let Err(e) = self.revoke_token_tree(st, hash).await
+            && let Err(e) = self.revoke_token_tree(st, hash, cx.unix).await
         {
             // The entry is marked used up, so it authenticates nothing; the expiry sweep retries the revocation.
             tracing::warn!(error = %e, "revoking a used-up token failed; the expiry sweep retries");
@@ -577,11 +588,18 @@ pub(crate) fn needs_sudo(path: &str) -> bool {
         "sys/leases/revoke-prefix",
         "sys/leases/revoke-force",
         "sys/leases/lookup",
+        "sys/leases/tidy",
+        "sys/leases/count",
+        "sys/leases/abandoned",
+        "sys/revoke-prefix",
+        "sys/revoke-force",
         "auth/token/revoke-orphan",
         "auth/token/accessors",
     ];
     // Enabling, disabling and tuning auth methods: `sys/auth/<path>` (listing `sys/auth` is not protected).
+    // `sys/leases` itself is the irrevocable listing; renew and revoke under it are not protected.
     path.starts_with("sys/auth/")
+        || path == "sys/leases"
         || EXACT_OR_UNDER.iter().any(|p| {
             path.strip_prefix(p)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))

@@ -76,6 +76,8 @@ pub type BackendFactory = Arc<dyn Fn(&MountEntry) -> Result<Arc<dyn Backend>, Va
 pub struct Unsealed {
     pub barrier: Arc<Barrier>,
     pub tokens: TokenStore,
+    /// The lease expiry queue and per-lease locks (rebuilt from the lease records at unseal).
+    pub leases: crate::leases::LeaseManager,
     pub mounts: RwLock<Vec<Mount>>,
     pub auth: RwLock<Vec<Mount>>,
     policies: RwLock<HashMap<String, Arc<Policy>>>,
@@ -161,6 +163,8 @@ pub struct CoreOptions {
     pub audit_deadline: std::time::Duration,
     /// Audit devices declared in the config file, enabled at every unseal (in addition to those enabled via API).
     pub audit_devices: Vec<DeviceConfig>,
+    /// Seconds of failing revocation after which a lease is reported irrevocable (it is still retried).
+    pub lease_irrevocable_after: u64,
 }
 
 impl Default for CoreOptions {
@@ -170,6 +174,7 @@ impl Default for CoreOptions {
             cluster_name: "leakstop-cluster".into(),
             audit_deadline: crate::audit::DEFAULT_DEADLINE,
             audit_devices: Vec::new(),
+            lease_irrevocable_after: crate::leases::DEFAULT_IRREVOCABLE_AFTER,
         }
     }
 }
@@ -321,8 +326,9 @@ impl Core {
         self.state.read().unwrap_or_else(|e| e.into_inner()).is_none()
     }
 
-    /// Revoke every token and lease whose time is up, and tokens whose last use was claimed by a request that
-    /// never finished. Returns how many tokens and leases were revoked.
+    /// Revoke every token whose time is up (and tokens whose last use was claimed by a request that never
+    /// finished), then every lease that is due ([`Core::revoke_due_leases`]). Returns how many tokens and leases
+    /// were revoked.
     pub async fn sweep_expired(&self, now: i64) -> Result<(usize, usize), VaultError> {
         let st = self.unsealed()?;
         let mut tokens = 0;
@@ -330,13 +336,23 @@ impl Core {
             if let Some(e) = st.tokens.load(&h)?
                 && TokenStore::is_dead(&e, now)
             {
-                // Expired tokens take their leases with them.
-                self.revoke_token_tree(&st, &h).await?;
+                // Expired tokens take their leases with them; a lease that fails is kept and retried, and must not
+                // hold up the other tokens.
+                if let Err(e) = self.revoke_token_tree(&st, &h, now).await {
+                    tracing::warn!(error = %e, "an expired token's leases are not all revoked yet");
+                }
                 tokens += 1;
             }
         }
-        let leases = crate::leases::revoke_expired(self, now).await?;
+        let (leases, _) = self.revoke_due_leases(now).await?;
         Ok((tokens, leases))
+    }
+
+    /// Revoke the leases due at `now` (expired, or a failed revocation whose retry time came), straight from the
+    /// expiry queue: cheap when nothing is due, so the server runs it several times a second. Returns how many
+    /// were revoked and how many failed (kept, retried with backoff).
+    pub async fn revoke_due_leases(&self, now: i64) -> Result<(usize, usize), VaultError> {
+        crate::leases::revoke_due(self, now).await
     }
 }
 

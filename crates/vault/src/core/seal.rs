@@ -345,9 +345,11 @@ impl Core {
             }
         };
         self.audit.set_key(key);
+        let leases = crate::leases::LeaseManager::load(&barrier, self.options.lease_irrevocable_after)?;
         let state = Arc::new(Unsealed {
             barrier: barrier.clone(),
             tokens,
+            leases,
             mounts: RwLock::default(),
             auth: RwLock::default(),
             policies: RwLock::default(),

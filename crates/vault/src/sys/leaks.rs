@@ -269,7 +269,7 @@ async fn act(c: &SysCall<'_>, secret: &str, id: String, fx: &mut Effects) -> Res
     // A leakstop token: only a well-formed one with a valid checksum is looked up.
     if matches!(parse(secret.as_bytes()), Some(Kind::Service | Kind::Batch)) {
         if let Some(e) = c.st.tokens.lookup(secret, now)? {
-            c.core.revoke_token_tree(c.st, &e.hash).await?;
+            c.core.revoke_token_tree(c.st, &e.hash, now).await?;
             return Ok(Some(record(LeakKind::Token, LeakAction::Revoked, e.path.clone())));
         }
         return Ok(None);
@@ -288,7 +288,7 @@ async fn act(c: &SysCall<'_>, secret: &str, id: String, fx: &mut Effects) -> Res
     if let Some(lease_id) = c.st.barrier.get(&index)? {
         let lease_id = String::from_utf8_lossy(&lease_id).into_owned();
         if crate::leases::get(c.core, &lease_id)?.is_some() {
-            if let Err(e) = crate::leases::revoke_all(c.core, std::slice::from_ref(&lease_id)).await {
+            if let Err(e) = crate::leases::revoke_all(c.core, std::slice::from_ref(&lease_id), now).await {
                 // Not recorded: a later report (or the lease's expiry) tries again. The answer stays the same.
                 tracing::warn!(error = %e, "revoking a reported lease failed");
                 return Ok(None);

@@ -52,7 +52,7 @@ impl Core {
             "mounts" | "auth" | "internal" => mounts::handle(&call, rest, fx),
             "policy" | "policies" | "capabilities" | "capabilities-self" => policies::handle(&call, rest, fx),
             "audit" | "audit-hash" | "audit-chain" => audit::handle(&call, rest, fx).await,
-            "leases" | "revoke" => leases::handle(&call, rest).await,
+            "leases" | "revoke" | "renew" | "revoke-prefix" | "revoke-force" => leases::handle(&call, rest).await,
             "leaks" => leaks::handle(&call, rest, fx).await,
             "rotate" | "key-status" | "seal" | "rekey" => seal::handle(&call, rest),
             _ => Err(VaultError::UnsupportedPath),

@@ -79,25 +79,25 @@ pub(crate) async fn handle(c: &SysCall<'_>, rest: &str, fx: &mut Effects) -> Res
             })
         }
         ("revoke-self", Update | Create) => {
-            c.core.revoke_token_tree(st, &caller.hash).await?;
+            c.core.revoke_token_tree(st, &caller.hash, now).await?;
             Ok(Reply::empty())
         }
         ("revoke", Update | Create) => {
             if let Some(e) = st.tokens.lookup(token_arg()?, now)? {
-                c.core.revoke_token_tree(st, &e.hash).await?;
+                c.core.revoke_token_tree(st, &e.hash, now).await?;
             }
             Ok(Reply::empty())
         }
         ("revoke-accessor", Update | Create) => {
             if let Some(e) = st.tokens.lookup_accessor(accessor_arg()?, now)? {
-                c.core.revoke_token_tree(st, &e.hash).await?;
+                c.core.revoke_token_tree(st, &e.hash, now).await?;
             }
             Ok(Reply::empty())
         }
         ("revoke-orphan", Update | Create) => {
             if let Some(e) = st.tokens.lookup(token_arg()?, now)? {
                 let leases = st.tokens.revoke_orphan(&e.hash)?;
-                c.core.revoke_leases(&leases).await?;
+                c.core.revoke_leases(&leases, now).await?;
             }
             Ok(Reply::empty())
         }
@@ -106,18 +106,19 @@ pub(crate) async fn handle(c: &SysCall<'_>, rest: &str, fx: &mut Effects) -> Res
 }
 
 impl Core {
-    /// Revoke a token, its children, and every lease they own.
-    pub async fn revoke_token_tree(&self, st: &Unsealed, hash: &str) -> Result<(), VaultError> {
+    /// Revoke a token, its children, and every lease they own. A lease whose engine fails to revoke it outlives
+    /// the token: it keeps its record and retry state and is retried in the background (the error says so).
+    pub async fn revoke_token_tree(&self, st: &Unsealed, hash: &str, now: i64) -> Result<(), VaultError> {
         let leases = st.tokens.revoke_tree(hash)?;
-        self.revoke_leases(&leases).await
+        self.revoke_leases(&leases, now).await
     }
 
-    /// Hook for lease revocation (engines that issue leases register through `crate::leases`).
-    pub async fn revoke_leases(&self, leases: &[String]) -> Result<(), VaultError> {
+    /// Revoke leases through their engines (see [`crate::leases::revoke_all`]).
+    pub async fn revoke_leases(&self, leases: &[String], now: i64) -> Result<(), VaultError> {
         if leases.is_empty() {
             return Ok(());
         }
-        crate::leases::revoke_all(self, leases).await
+        crate::leases::revoke_all(self, leases, now).await
     }
 
     fn create_token(

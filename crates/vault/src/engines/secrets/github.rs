@@ -195,6 +195,7 @@ impl GithubBackend {
             })),
             lease: Some(NewLease {
                 ttl,
+                max_ttl: 0,
                 renewable: false,
                 internal: json!({ "token": token, "installation_id": installation_id }),
                 credential: Some(zeroize::Zeroizing::new(token.to_string())),

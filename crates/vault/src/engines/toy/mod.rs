@@ -1,6 +1,9 @@
 //! A toy secrets engine that exists to show (and test) what adding an engine takes: this folder and one
 //! registration line. It stores notes (`note/:name`), issues leased "tickets" (`ticket/:name`) and, when a ticket's
 //! lease is revoked, records that in its own store — everything through the engine API, nothing from the core.
+//! Tests of the lease manager use it as an issuer: a ticket's `ttl`, `max_ttl` and `renewable` can be asked for,
+//! and `fail-revoke` (`{"fail": true}`) makes its revocations fail until switched off, as an unreachable upstream
+//! would.
 
 use std::sync::Arc;
 
@@ -35,17 +38,36 @@ impl Backend for ToyBackend {
                     let b = store.get(&format!("note/{name}")).await?.ok_or(VaultError::NotFound)?;
                     Ok(LogicalResponse::data(json!({ "text": String::from_utf8_lossy(&b) })))
                 }
-                (Some(("ticket", name)), Create | Update) => Ok(LogicalResponse {
-                    data: Some(json!({ "ticket": name })),
-                    lease: Some(NewLease {
-                        ttl: 60,
-                        renewable: false,
-                        internal: json!({ "ticket": name }),
-                        // The ticket is the credential: a leak report of it revokes the lease.
-                        credential: Some(zeroize::Zeroizing::new(name.to_string())),
-                    }),
-                    ..Default::default()
-                }),
+                (Some(("ticket", name)), Create | Update) => {
+                    let mut f = Fields::new(&req.data);
+                    let ttl = f.duration("ttl")?.unwrap_or(60);
+                    let max_ttl = f.duration("max_ttl")?.unwrap_or(0);
+                    let renewable = f.bool("renewable")?.unwrap_or(false);
+                    f.finish()?;
+                    Ok(LogicalResponse {
+                        data: Some(json!({ "ticket": name })),
+                        lease: Some(NewLease {
+                            ttl,
+                            max_ttl,
+                            renewable,
+                            internal: json!({ "ticket": name }),
+                            // The ticket is the credential: a leak report of it revokes the lease.
+                            credential: Some(zeroize::Zeroizing::new(name.to_string())),
+                        }),
+                        ..Default::default()
+                    })
+                }
+                (None, Create | Update) if req.path == "fail-revoke" => {
+                    let mut f = Fields::new(&req.data);
+                    let fail = f.bool("fail")?.unwrap_or(true);
+                    f.finish()?;
+                    if fail {
+                        store.put("fail-revoke", b"1").await?;
+                    } else {
+                        store.delete("fail-revoke").await?;
+                    }
+                    Ok(LogicalResponse::no_content())
+                }
                 (Some(("revoked", name)), Read) => {
                     let b = store
                         .get(&format!("revoked/{name}"))
@@ -62,6 +84,11 @@ impl Backend for ToyBackend {
 
     fn revoke<'a>(&'a self, lease: &'a Lease, store: &'a dyn Store) -> BackendFuture<'a, ()> {
         Box::pin(async move {
+            if store.get("fail-revoke").await?.is_some() {
+                return Err(VaultError::Upstream(
+                    "the toy ticket office is unreachable (fail-revoke is on)".into(),
+                ));
+            }
             let name = lease.internal["ticket"].as_str().unwrap_or_default();
             store.put(&format!("revoked/{name}"), lease.id.as_bytes()).await
         })

@@ -490,6 +490,7 @@ impl DatabaseBackend {
             data: Some(json!({ "username": user, "password": password.as_str() })),
             lease: Some(NewLease {
                 ttl,
+                max_ttl: role.max_ttl,
                 renewable: true,
                 internal: serde_json::to_value(&issued)?,
                 credential: Some(password),
