@@ -19,6 +19,8 @@ pub struct Postgres {
     data: PathBuf,
     bin: PathBuf,
     as_root: bool,
+    /// The server options `start` used, so a stopped server can be started again the same way.
+    opts: String,
     pub port: u16,
 }
 
@@ -77,12 +79,18 @@ impl Postgres {
                 "chown to the `postgres` user failed: the Debian package `postgresql` creates that user"
             );
         }
+        let port = free_port();
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            data.display()
+        );
         let pg = Postgres {
             _dir: dir,
             data,
             bin,
             as_root,
-            port: free_port(),
+            opts,
+            port,
         };
         pg.run(
             "initdb",
@@ -99,25 +107,54 @@ impl Postgres {
                 "--no-sync".into(),
             ],
         );
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            pg.port,
-            pg.data.display()
-        );
-        pg.run(
+        pg.start_again();
+        pg
+    }
+
+    /// Start the (stopped) server on the same port, waiting until it accepts connections.
+    pub fn start_again(&self) {
+        self.run(
             "pg_ctl",
             &[
                 "start".into(),
                 "-w".into(),
                 "-D".into(),
-                pg.data.display().to_string(),
+                self.data.display().to_string(),
                 "-l".into(),
-                pg.data.join("server.log").display().to_string(),
+                self.data.join("server.log").display().to_string(),
                 "-o".into(),
-                opts,
+                self.opts.clone(),
             ],
         );
-        pg
+    }
+
+    /// Stop the server (`-m fast`: sessions are terminated, as in an operator's restart).
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "stop".into(),
+                "-m".into(),
+                "fast".into(),
+                "-w".into(),
+                "-D".into(),
+                self.data.display().to_string(),
+            ],
+        );
+    }
+
+    /// Stop and start again: every session ends, every advisory lock is released.
+    pub fn restart(&self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// `postgresql://` URL of the superuser, for clients that take one.
+    pub fn superuser_url(&self) -> String {
+        format!(
+            "postgresql://{SUPERUSER}:{SUPERUSER_PASSWORD}@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
     }
 
     fn command(&self, tool: &str) -> Command {

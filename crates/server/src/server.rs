@@ -249,6 +249,7 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
     let storage_type = match &cfg.storage {
         StorageConfig::Sqlite { .. } => "sqlite",
         StorageConfig::Memory => "inmem",
+        StorageConfig::Postgresql(_) => "postgresql",
     };
     let opened = cfg.storage.open_ha()?;
     let ha = match (opened.ha, &cfg.api_addr) {

@@ -1,23 +1,29 @@
 //! Storage backends for the credential service.
 //!
 //! The service only ever stores ciphertext produced by its barrier; a backend is a plain ordered key-value store
-//! with Vault's listing semantics and atomic multi-key transactions. Two backends live here:
+//! with Vault's listing semantics and atomic multi-key transactions. Three backends live here:
 //! [`SqliteStorage`] (the embedded, durable, crash-safe default: one file plus SQLite's `-wal`/`-shm`/`.lock`
-//! companions) and [`MemoryStorage`] (dev mode, tests). Every backend must pass [`conformance::run_all`].
+//! companions), [`PostgresStorage`] (shared by several server nodes, with a leader lock for HA: see the
+//! [`postgres`] module) and [`MemoryStorage`] (dev mode, tests). Every backend must pass
+//! [`conformance::run_all`].
 //!
 //! # Blocking
 //! The trait is synchronous. On [`SqliteStorage`], `get`/`list` take microseconds when pages are cached (a
 //! pooled read connection, no lock shared with writers), while `put`/`delete`/`transaction` block until the
 //! group-commit batch containing the write is fsynced: typically 1-10 ms, longer on slow disks. Async callers
 //! should run writes through `tokio::task::spawn_blocking` (or `block_in_place` on the multi-threaded runtime);
-//! reads are cheap enough to call inline. [`MemoryStorage`] never blocks beyond a lock.
+//! reads are cheap enough to call inline. [`MemoryStorage`] never blocks beyond a lock. [`PostgresStorage`] costs a
+//! network round trip per call; it runs them on threads of its own, so calling it from a runtime thread only
+//! blocks that thread.
 #![forbid(unsafe_code)]
 
 pub mod conformance;
 mod memory;
+pub mod postgres;
 mod sqlite;
 
 pub use memory::MemoryStorage;
+pub use postgres::{PgHaLock, PostgresConfig, PostgresStorage};
 pub use sqlite::{CommitStats, SqliteStorage};
 
 use std::collections::BTreeSet;
@@ -31,11 +37,14 @@ use std::sync::Arc;
 /// type = "sqlite"                        # or "memory" (nothing persists; dev and tests)
 /// path = "/var/lib/leakstop/leakstop.db"
 /// ```
+///
+/// or `type = "postgresql"` with the keys of [`PostgresConfig`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum StorageConfig {
     Sqlite { path: PathBuf },
     Memory,
+    Postgresql(PostgresConfig),
 }
 
 impl StorageConfig {
@@ -44,11 +53,23 @@ impl StorageConfig {
         Ok(match self {
             StorageConfig::Sqlite { path } => Arc::new(SqliteStorage::open(path)?),
             StorageConfig::Memory => Arc::new(MemoryStorage::new()),
+            StorageConfig::Postgresql(cfg) => Arc::new(PostgresStorage::open(cfg)?),
         })
     }
 
     /// Open the configured backend with its leader lock when the backend is shared between nodes and HA is on.
+    /// With `ha_enabled`, every write through `storage` is refused with [`StorageError::NotLeader`] until `ha`
+    /// has been acquired.
     pub fn open_ha(&self) -> Result<Opened, StorageError> {
+        if let StorageConfig::Postgresql(cfg) = self
+            && cfg.ha_enabled
+        {
+            let (storage, lock) = PostgresStorage::open_ha(cfg)?;
+            return Ok(Opened {
+                storage: Arc::new(storage),
+                ha: Some(Arc::new(lock)),
+            });
+        }
         Ok(Opened {
             storage: self.open()?,
             ha: None,
@@ -185,6 +206,18 @@ pub enum StorageError {
     NotLeader,
     #[error("the storage writer has stopped (an earlier fatal error or shutdown); restart the server")]
     WriterStopped,
+    /// A network backend cannot be reached. `target` is `user@host:port/database`, never a password.
+    #[error(
+        "storage {op} failed: PostgreSQL at {target} cannot be reached ({reason}); the server reconnects by itself, retry shortly"
+    )]
+    Unavailable {
+        op: &'static str,
+        target: String,
+        reason: String,
+    },
+    /// The backend's configuration cannot work (bad URL, table name, TLS files, missing tables).
+    #[error("storage configuration: {0}")]
+    Config(String),
 }
 
 pub(crate) fn check_key(key: &str) -> Result<(), StorageError> {

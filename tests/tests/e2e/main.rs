@@ -23,3 +23,4 @@ mod scan_fixtures;
 mod seal_pkcs11;
 mod security;
 mod server_cli;
+mod storage_pg;
