@@ -250,6 +250,7 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
         StorageConfig::Sqlite { .. } => "sqlite",
         StorageConfig::Memory => "inmem",
         StorageConfig::Postgresql(_) => "postgresql",
+        StorageConfig::Postgresql(_) => "postgresql",
     };
     let opened = cfg.storage.open_ha()?;
     let ha = match (opened.ha, &cfg.api_addr) {
