@@ -12,7 +12,7 @@ use leakstop_vault::engine::unix_seconds;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http_body_util::BodyExt;
@@ -76,11 +76,18 @@ struct Http {
     max_request_size: usize,
     limits: HttpLimits,
     unauthenticated: Semaphore,
+    /// HA only: relays what a standby cannot serve to the active node.
+    forwarder: Option<crate::forward::Forwarder>,
 }
 
 pub fn router(core: Arc<Core>, max_request_size: usize, limits: &HttpLimits) -> Router {
+    let forwarder = core.ha_enabled().then(crate::forward::Forwarder::new).and_then(|f| {
+        f.map_err(|e| tracing::error!(error = %e, "request forwarding is off"))
+            .ok()
+    });
     let http = Http {
         core,
+        forwarder,
         max_request_size,
         limits: limits.clone(),
         unauthenticated: Semaphore::new(limits.max_unauthenticated_requests.max(1)),
@@ -208,10 +215,12 @@ async fn read_body(
 /// One request, in a span carrying its id (which the envelope returns and the audit lines record). `skip_all`: the
 /// headers hold the token and the body may hold secrets.
 #[tracing::instrument(name = "http", skip_all, fields(request_id = tracing::field::Empty))]
+#[allow(clippy::too_many_arguments)] // one axum extractor per request part
 async fn handle(
     State(http): State<Arc<Http>>,
     extensions: axum::http::Extensions,
     method: Method,
+    uri: Uri,
     Path(path): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -224,6 +233,9 @@ async fn handle(
     };
     let token = token_from(&headers);
     let core = &http.core;
+    if core.ha_enabled() && !crate::forward::is_local(&path) && core.is_standby() {
+        return forward(&http, method, &uri, &headers, body, token.is_some()).await;
+    }
     // The token is checked before the body is read: without a valid one, only a small body, and only a few such
     // requests at a time, so nobody without a token can make the server buffer or parse much.
     // A read with no body to speak of needs no early decision (the core checks its token anyway): reads, the bulk
@@ -298,6 +310,27 @@ async fn handle(
             error_response(&e)
         }
     }
+}
+
+/// A request that reached a standby goes to the active node. The standby cannot check tokens (it has loaded
+/// nothing), so a request with no token at all gets the small limit, any other the full one; the active node
+/// applies its own limits again.
+async fn forward(http: &Http, method: Method, uri: &Uri, headers: &HeaderMap, body: Body, has_token: bool) -> Response {
+    let Some(forwarder) = &http.forwarder else {
+        return error_response(&VaultError::Standby);
+    };
+    let small = http.limits.unauthenticated_body_limit.min(http.max_request_size);
+    let (limit, which) = if has_token {
+        (http.max_request_size, "max_request_size")
+    } else {
+        (small, "the limit for requests without a valid token")
+    };
+    let body = match read_body(headers, body, limit, which, http.limits.body_timeout()).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let leader = http.core.ha_view().leader.map(|l| l.api_addr);
+    forwarder.forward(leader.as_deref(), method, uri, headers, body).await
 }
 
 fn parse_body(body: &[u8]) -> Result<Map<String, Value>, VaultError> {

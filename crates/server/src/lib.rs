@@ -9,6 +9,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 
+pub mod forward;
+pub mod ha;
 pub mod http;
 pub mod server;
 

@@ -11,6 +11,7 @@
 //! audit_deadline_ms = 2000              # a request whose audit line is not durable by then gets 503
 //! audit_file_dir = "/var/log/leakstop"  # where `sys/audit` may put file devices (default: the [[audit]] dirs)
 //! lease_irrevocable_after_s = 3600      # failing revocations are flagged irrevocable after this (still retried)
+//! api_addr = "https://10.0.0.1:8200"    # HA: where other nodes and clients reach this node (see `crate::ha`)
 //!
 //! [http]                                # listener limits (these are the defaults); see `serve` for their order
 //! header_timeout_ms = 10000             # request head and TLS handshake; also the keep-alive idle timeout
@@ -103,6 +104,9 @@ pub struct ServerConfig {
     /// Seconds of failing revocation after which a lease is reported irrevocable (it is still retried).
     #[serde(default = "default_irrevocable_after")]
     pub lease_irrevocable_after_s: u64,
+    /// The URL other nodes and clients use to reach this node (`http(s)://host:port`). Required with HA storage:
+    /// standbys forward requests there and `sys/leader` reports it.
+    pub api_addr: Option<String>,
     pub storage: StorageConfig,
     pub seal: Option<SealConfig>,
     /// File audit devices: `[[audit]]` with `path`, `file_path` (and `type = "file"`).
@@ -255,9 +259,19 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
         StorageConfig::Memory => "inmem",
         StorageConfig::Postgresql(_) => "postgresql",
     };
-    let storage = cfg.storage.open()?;
+    let opened = cfg.storage.open_ha()?;
+    let ha = match (opened.ha, &cfg.api_addr) {
+        (Some(lock), Some(addr)) => Some((lock, api_addr(addr)?)),
+        (Some(_), None) => {
+            return Err(ServerError::Core(
+                "HA storage needs `api_addr`: the URL (http(s)://host:port) other nodes and clients reach this node on"
+                    .into(),
+            ));
+        }
+        (None, _) => None,
+    };
     let core = Core::new(
-        storage,
+        opened.storage,
         seal,
         CoreOptions {
             audit_devices,
@@ -265,6 +279,7 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
             cluster_name: cfg.cluster_name.clone().unwrap_or_else(|| "leakstop-cluster".into()),
             audit_deadline: Duration::from_millis(cfg.audit_deadline_ms),
             lease_irrevocable_after: cfg.lease_irrevocable_after_s,
+            ha_enabled: ha.is_some(),
         },
     );
     core.audit
@@ -275,26 +290,55 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
         core.auto_unseal()
             .await
             .map_err(|e| ServerError::Unseal(e.to_string()))?;
-        tracing::info!("unsealed with the PKCS#11 seal");
+        tracing::info!(standby = core.ha_enabled(), "unsealed with the PKCS#11 seal");
     } else if !initialized {
         tracing::warn!("not initialized: run `leakstop operator init` (or PUT /v1/sys/init)");
     } else {
         tracing::warn!("sealed: submit unseal key shares with `leakstop operator unseal` (or PUT /v1/sys/unseal)");
     }
     let scheme = if listen.tls.is_some() { "https" } else { "http" };
+    let ha_task = ha.as_ref().map(|(lock, addr)| {
+        let node = crate::ha::Node {
+            id: leakstop_vault::core::uuid(),
+            api_addr: addr.clone(),
+        };
+        tracing::info!(node_id = %node.id, api_addr = %node.api_addr, "HA enabled: standing by until this node holds the lock");
+        tokio::spawn(crate::ha::run(core.clone(), lock.clone(), node))
+    });
     let (ready, bound) = tokio::sync::oneshot::channel();
     let serving = serve(
-        core,
+        core.clone(),
         listen,
         cfg.max_request_size,
         cfg.allow_plaintext_http,
         cfg.http.clone(),
         Some(ready),
     );
-    announce(serving, bound, |local| {
+    let served = announce(serving, bound, |local| {
         eprintln!("leakstop server listening on {scheme}://{local}");
     })
-    .await
+    .await;
+    // In-flight requests are done: give the lock up so a standby takes over at its next poll.
+    if let (Some(task), Some((lock, _))) = (ha_task, &ha) {
+        task.abort();
+        let _ = task.await;
+        crate::ha::release(&core, lock).await;
+    }
+    served
+}
+
+/// `api_addr` as a base URL: a scheme and a host, no path to lose requests under.
+fn api_addr(addr: &str) -> Result<String, ServerError> {
+    let bad = |why: &str| ServerError::Core(format!("api_addr `{addr}`: {why} (write it as http(s)://host:port)"));
+    let rest = addr
+        .strip_prefix("https://")
+        .or_else(|| addr.strip_prefix("http://"))
+        .ok_or_else(|| bad("the scheme must be http:// or https://"))?;
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') {
+        return Err(bad("it must name a host and port only"));
+    }
+    Ok(addr.trim_end_matches('/').to_string())
 }
 
 /// `leakstop server --dev`: in memory, unsealed, `secret/` mounted as KV v2, the root token printed.

@@ -20,6 +20,12 @@ pub enum VaultError {
     BadRequest(String),
     #[error("Vault is sealed")]
     Sealed,
+    /// 503: an HA standby reached with a request it cannot serve (the HTTP edge forwards them to the active node).
+    #[error("this node is a standby and no active node could serve the request; retry shortly")]
+    Standby,
+    /// 503: storage refused a write because this node lost the HA lock; nothing of the write was stored.
+    #[error("this node stopped being the active node during the request; nothing was written; retry")]
+    NotActive,
     #[error("Vault is not initialized")]
     NotInitialized,
     /// 503: the audit log could not record the request in time, so it is not served.
@@ -54,7 +60,7 @@ impl VaultError {
             VaultError::NotFound | VaultError::UnsupportedPath => 404,
             VaultError::UnsupportedOperation => 405,
             VaultError::BadRequest(_) => 400,
-            VaultError::Sealed | VaultError::AuditUnavailable(_) => 503,
+            VaultError::Sealed | VaultError::AuditUnavailable(_) | VaultError::Standby | VaultError::NotActive => 503,
             VaultError::NotInitialized => 503,
             VaultError::Internal(_) | VaultError::Integrity(_) => 500,
             VaultError::Upstream(_) => 502,
@@ -81,6 +87,9 @@ impl VaultError {
 
 impl From<StorageError> for VaultError {
     fn from(e: StorageError) -> Self {
+        if matches!(e, StorageError::NotLeader) {
+            return VaultError::NotActive;
+        }
         VaultError::Internal(format!("storage: {e}"))
     }
 }

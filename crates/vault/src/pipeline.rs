@@ -148,7 +148,15 @@ pub fn canonical_path(raw: &str) -> Result<String, VaultError> {
 impl Core {
     /// Handle one API request end to end.
     #[tracing::instrument(name = "request", skip_all, fields(op = req.op.as_str()))]
-    pub async fn handle(self: &Arc<Self>, mut req: ApiRequest) -> Result<Reply, VaultError> {
+    pub async fn handle(self: &Arc<Self>, req: ApiRequest) -> Result<Reply, VaultError> {
+        let reply = self.handle_request(req).await;
+        if matches!(reply, Err(VaultError::NotActive)) {
+            self.note_fenced();
+        }
+        reply
+    }
+
+    async fn handle_request(self: &Arc<Self>, mut req: ApiRequest) -> Result<Reply, VaultError> {
         let path = canonical_path(&req.path);
         if let Ok(p) = &path {
             req.path.clone_from(p);

@@ -256,6 +256,11 @@ async fn renewal_moves_valid_until_even_after_the_role_is_deleted() {
                 expire_time: 0,
                 renewable: true,
                 token_hash: None,
+                issue_time: 0,
+                ttl: 600,
+                max_expire: None,
+                last_renewal: None,
+                retry: None,
             };
             (user, password, lease)
         }

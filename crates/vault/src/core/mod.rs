@@ -2,9 +2,11 @@
 //! [`seal`] initialises, unseals and seals it; [`mounts`] keeps the mount tables and routes paths to engines; the
 //! request pipeline that runs every API call through them is in [`crate::pipeline`].
 
+mod ha;
 mod mounts;
 mod seal;
 
+pub use ha::HaView;
 pub use seal::{RekeyStatus, RekeyStep};
 
 use std::collections::{BTreeMap, HashMap};
@@ -165,6 +167,9 @@ pub struct CoreOptions {
     pub audit_devices: Vec<DeviceConfig>,
     /// Seconds of failing revocation after which a lease is reported irrevocable (it is still retried).
     pub lease_irrevocable_after: u64,
+    /// The storage is shared with other nodes behind a leader lock: an unsealed node is a standby until it holds
+    /// the lock (see [`ha`]).
+    pub ha_enabled: bool,
 }
 
 impl Default for CoreOptions {
@@ -175,6 +180,7 @@ impl Default for CoreOptions {
             audit_deadline: crate::audit::DEFAULT_DEADLINE,
             audit_devices: Vec::new(),
             lease_irrevocable_after: crate::leases::DEFAULT_IRREVOCABLE_AFTER,
+            ha_enabled: false,
         }
     }
 }
@@ -254,6 +260,10 @@ pub struct Core {
     /// pkcs11 and dev: the seal itself. Shamir: none until enough shares arrive.
     auto_seal: Option<Arc<dyn Seal>>,
     state: RwLock<Option<Arc<Unsealed>>>,
+    /// HA only: the root key of an unsealed node, kept so a standby can load when it becomes active.
+    root_key: Mutex<Option<Zeroizing<Vec<u8>>>>,
+    ha: RwLock<HaView>,
+    fenced: tokio::sync::Notify,
     unseal_shares: Mutex<Zeroizing<Vec<Vec<u8>>>>,
     /// The rekey in progress (`sys/rekey/*`), if any.
     rekey: Mutex<Option<seal::Rekey>>,
@@ -284,6 +294,9 @@ impl Core {
             seal_kind,
             auto_seal: seal,
             state: RwLock::new(None),
+            root_key: Mutex::default(),
+            ha: RwLock::default(),
+            fenced: tokio::sync::Notify::new(),
             unseal_shares: Mutex::default(),
             rekey: Mutex::default(),
             audit: AuditBroker::new(options.audit_deadline),
@@ -315,15 +328,17 @@ impl Core {
     }
 
     pub fn unsealed(&self) -> Result<Arc<Unsealed>, VaultError> {
-        self.state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or(VaultError::Sealed)
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match state {
+            Some(st) => Ok(st),
+            None if self.is_standby() => Err(VaultError::Standby),
+            None => Err(VaultError::Sealed),
+        }
     }
 
+    /// Neither active nor a standby.
     pub fn is_sealed(&self) -> bool {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).is_none()
+        !self.is_active() && !self.is_standby()
     }
 
     /// Revoke every token whose time is up (and tokens whose last use was claimed by a request that never

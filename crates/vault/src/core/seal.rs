@@ -128,6 +128,11 @@ impl Core {
         // Written last: a crash before this point leaves an uninitialized server, not a half-initialized one.
         self.storage.put(SEAL_CONFIG_PATH, &serde_json::to_vec(&cfg)?)?;
         if self.auto_seal.is_some() {
+            if self.options.ha_enabled {
+                // Initialising took the lock (see the server's HA loop): this node is the active one.
+                *self.root_key.lock().unwrap_or_else(|e| e.into_inner()) = Some(root_key.clone());
+                self.ha.write().unwrap_or_else(|e| e.into_inner()).active_since = Some(now);
+            }
             *self.state.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
         } else {
             self.audit_disable_all();
@@ -148,6 +153,10 @@ impl Core {
         let root_key = seal
             .unwrap_root_key(&wrapped)
             .map_err(|e| VaultError::BadRequest(e.to_string()))?;
+        if self.options.ha_enabled {
+            // A standby loads nothing: the active node may change what it would load at any time.
+            return self.become_standby(&root_key);
+        }
         let barrier = Arc::new(Barrier::unseal(self.storage.clone(), &root_key)?);
         let state = self.load(barrier).await?;
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
@@ -323,18 +332,19 @@ impl Core {
 
     /// `sys/seal`: drop every key from memory.
     pub fn seal(&self) {
+        *self.root_key.lock().unwrap_or_else(|e| e.into_inner()) = None;
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = None;
         self.audit_disable_all();
     }
 
-    fn audit_disable_all(&self) {
+    pub(super) fn audit_disable_all(&self) {
         for d in self.audit.configs() {
             let _ = self.audit.disable(&d.path);
         }
     }
 
     /// Build the unsealed state from the barrier: mounts, auth methods, audit devices and their HMAC key.
-    async fn load(self: &Arc<Self>, barrier: Arc<Barrier>) -> Result<Arc<Unsealed>, VaultError> {
+    pub(super) async fn load(self: &Arc<Self>, barrier: Arc<Barrier>) -> Result<Arc<Unsealed>, VaultError> {
         let tokens = TokenStore::open(barrier.clone())?;
         let key = match barrier.get(AUDIT_KEY_PATH)? {
             Some(k) => HmacKey::new(k.to_vec()),

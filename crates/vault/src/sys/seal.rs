@@ -47,32 +47,74 @@ impl Core {
         let op = req.op;
         Some(match (req.path.as_str(), op) {
             ("sys/seal-status", Operation::Read) => self.seal_status().and_then(raw),
-            ("sys/health", Operation::Read) => self.health(),
+            ("sys/health", Operation::Read) => self.health(&req.query),
             ("sys/init", Operation::Read) => self.is_initialized().map(|i| Reply::raw(json!({ "initialized": i }))),
             ("sys/init", Operation::Update | Operation::Create) => self.init_endpoint(&req.data).await,
             ("sys/unseal", Operation::Update | Operation::Create) => self.unseal_endpoint(&req.data).await,
-            ("sys/leader", Operation::Read) => Ok(Reply::raw(json!({
-                "ha_enabled": false, "is_self": true, "leader_address": "", "leader_cluster_address": "",
-                "performance_standby": false,
-            }))),
+            ("sys/leader", Operation::Read) => self.leader_status(),
             _ => return None,
         })
     }
 
-    fn health(&self) -> Result<Reply, VaultError> {
+    /// `sys/leader`, as Vault answers it. Without HA this node is its own leader.
+    fn leader_status(&self) -> Result<Reply, VaultError> {
+        if !self.ha_enabled() {
+            return Ok(Reply::raw(json!({
+                "ha_enabled": false, "is_self": true, "leader_address": "", "leader_cluster_address": "",
+                "performance_standby": false,
+            })));
+        }
+        if self.is_sealed() {
+            return Err(VaultError::Sealed);
+        }
+        let view = self.ha_view();
+        let active = self.is_active();
+        let address = view.leader.map(|l| l.api_addr).unwrap_or_default();
+        // Vault's zero time on a node that is not active.
+        let active_time = view
+            .active_since
+            .filter(|_| active)
+            .and_then(rfc3339)
+            .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+        Ok(Reply::raw(json!({
+            "ha_enabled": true,
+            "is_self": active,
+            "active_time": active_time,
+            // Nodes forward over the API address: there is no separate cluster port.
+            "leader_address": address,
+            "leader_cluster_address": address,
+            "performance_standby": false,
+            "performance_standby_last_remote_wal": 0,
+        })))
+    }
+
+    /// `sys/health`: 200 active, 429 standby, 503 sealed, 501 not initialised; the `*code` query parameters and
+    /// `standbyok` change the status as in Vault (load balancers send only healthy traffic to the active node).
+    fn health(&self, query: &std::collections::HashMap<String, String>) -> Result<Reply, VaultError> {
         let init = self.is_initialized()?;
         let sealed = self.is_sealed();
+        let standby = !sealed && self.is_standby();
+        let code = |name: &str, default: u16| {
+            query
+                .get(name)
+                .and_then(|v| v.parse::<u16>().ok())
+                .filter(|c| (100..600).contains(c))
+                .unwrap_or(default)
+        };
+        let flag = |name: &str| query.get(name).is_some_and(|v| v.is_empty() || v == "true" || v == "1");
         let status = if !init {
-            501
+            code("uninitcode", 501)
         } else if sealed {
-            503
+            code("sealedcode", 503)
+        } else if standby && !flag("standbyok") {
+            code("standbycode", 429)
         } else {
-            200
+            code("activecode", 200)
         };
         let health = Health {
             initialized: init,
             sealed,
-            standby: false,
+            standby,
             performance_standby: false,
             replication_performance_mode: "disabled".into(),
             replication_dr_mode: "disabled".into(),
