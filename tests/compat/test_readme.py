@@ -27,6 +27,8 @@ README = ROOT / "README.md"
 SKIP_BLOCKS = {
     "export LEAKSTOP_TOKEN=$(leakstop login --oidc": "needs a CI job's OIDC token (GitHub/GitLab issue it; "
     "tests/tests/e2e/federation_e2e.rs covers login with a stand-in issuer)",
+    "bao secrets enable database": "needs a PostgreSQL server named `db`; tests/tests/e2e/database.rs runs the same "
+    "config, rotate-root, role and creds steps against a PostgreSQL the test starts",
 }
 
 # Lines (by prefix) that are not run inside an otherwise run block, and why.
