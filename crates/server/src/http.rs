@@ -349,7 +349,9 @@ fn reply_response(r: Reply, request_id: String) -> Response {
     if let Some(raw) = r.raw {
         return json_response(r.status.unwrap_or(200), &raw);
     }
-    if r.status == Some(204) || (r.data.is_none() && r.auth.is_none() && r.warnings.is_empty() && r.status.is_none()) {
+    // A lease renewal carries nothing but its lease fields: it still has a body.
+    let nothing = r.data.is_none() && r.auth.is_none() && r.warnings.is_empty() && r.lease_id.is_empty();
+    if r.status == Some(204) || (nothing && r.status.is_none()) {
         return StatusCode::NO_CONTENT.into_response();
     }
     let body = Envelope {
