@@ -216,16 +216,88 @@ impl Pools {
     }
 }
 
-/// Run `stmts` (templates filled from `vars`) in one transaction: all of them or none.
+/// How often a transaction that lost a race on a catalog row is run again (see [`retrying`]).
+const CONFLICT_ATTEMPTS: u32 = 10;
+
+/// A failed transaction: what to report, and whether running it again can succeed.
+struct Failure {
+    transient: bool,
+    message: String,
+}
+
+impl Failure {
+    fn new(e: &tokio_postgres::Error, secrets: &[&str], context: &str) -> Failure {
+        Failure {
+            transient: is_catalog_race(e),
+            message: format!("{context}{}", describe(e, secrets)),
+        }
+    }
+}
+
+/// Two transactions changing one catalog row at once (two `GRANT`s on one table, two `DROP OWNED` revoking on it)
+/// make PostgreSQL fail the later one with "tuple concurrently updated" (XX000); a deadlock victim (40P01) and a
+/// serialization failure (40001) are the same kind of race. The whole transaction was rolled back, so it can run
+/// again. Vault avoids the race by creating users one at a time per connection; retrying keeps concurrent CI jobs
+/// parallel and only the racing ones wait.
+fn is_catalog_race(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    let Some(db) = e.as_db_error() else {
+        return false;
+    };
+    let code = db.code();
+    *code == SqlState::T_R_SERIALIZATION_FAILURE
+        || *code == SqlState::T_R_DEADLOCK_DETECTED
+        || (*code == SqlState::INTERNAL_ERROR && db.message().contains("concurrently updated"))
+}
+
+/// Run `stmts` in one transaction until it succeeds, fails for good, or lost [`CONFLICT_ATTEMPTS`] races
+/// (jittered backoff from 5 ms, doubling, so racing transactions spread out).
+async fn transaction_retrying(
+    client: &mut Client,
+    stmts: &[Zeroizing<String>],
+    secrets: &[&str],
+) -> Result<(), String> {
+    let mut wait_ms = 5u64;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match transaction_once(client, stmts, secrets).await {
+            Ok(()) => return Ok(()),
+            Err(f) if f.transient && tries < CONFLICT_ATTEMPTS => {
+                let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=wait_ms);
+                tokio::time::sleep(Duration::from_millis(wait_ms + jitter)).await;
+                wait_ms = (wait_ms * 2).min(200);
+            }
+            Err(f) => return Err(f.message),
+        }
+    }
+}
+
+async fn transaction_once(client: &mut Client, stmts: &[Zeroizing<String>], secrets: &[&str]) -> Result<(), Failure> {
+    let tx = client.transaction().await.map_err(|e| Failure::new(&e, secrets, ""))?;
+    for (i, stmt) in stmts.iter().enumerate() {
+        let context = if stmts.len() > 1 {
+            format!("statement {} failed: ", i + 1)
+        } else {
+            String::new()
+        };
+        tx.batch_execute(stmt.as_str())
+            .await
+            .map_err(|e| Failure::new(&e, secrets, &context))?;
+    }
+    tx.commit().await.map_err(|e| Failure::new(&e, secrets, ""))
+}
+
+/// Run `stmts` (templates filled from `vars`) in one transaction: all of them or none; run again when it lost a
+/// race with another transaction on a catalog row.
 pub async fn run_in_transaction(client: &mut Client, stmts: &[String], vars: &Vars<'_>) -> Result<(), String> {
     let secrets: Vec<&str> = vars.password.into_iter().collect();
-    let tx = client.transaction().await.map_err(|e| describe(&e, &secrets))?;
-    for (i, stmt) in stmts.iter().enumerate() {
-        tx.batch_execute(&statements::render(stmt, vars))
-            .await
-            .map_err(|e| format!("statement {} failed: {}", i + 1, describe(&e, &secrets)))?;
-    }
-    tx.commit().await.map_err(|e| describe(&e, &secrets))
+    // Rendered statements hold the password: wiped when dropped.
+    let rendered: Vec<Zeroizing<String>> = stmts
+        .iter()
+        .map(|s| Zeroizing::new(statements::render(s, vars)))
+        .collect();
+    transaction_retrying(client, &rendered, &secrets).await
 }
 
 /// Remove `username` completely: no new logins, its sessions terminated, what it owns in the connection's
@@ -254,11 +326,6 @@ pub async fn drop_user(client: &mut Client, username: &str, reassign_to: Option<
         .await
         .map_err(|e| format!("terminating the user's sessions failed: {}", describe(&e, &[])))?;
     let target = reassign_to.map_or_else(|| "CURRENT_USER".to_string(), ident);
-    let tx = client.transaction().await.map_err(|e| describe(&e, &[]))?;
-    tx.batch_execute(&format!(
-        "REASSIGN OWNED BY {user} TO {target}; DROP OWNED BY {user}; DROP ROLE IF EXISTS {user}"
-    ))
-    .await
-    .map_err(|e| describe(&e, &[]))?;
-    tx.commit().await.map_err(|e| describe(&e, &[]))
+    let drop = format!("REASSIGN OWNED BY {user} TO {target}; DROP OWNED BY {user}; DROP ROLE IF EXISTS {user}");
+    transaction_retrying(client, &[Zeroizing::new(drop)], &[]).await
 }
