@@ -876,4 +876,70 @@ mod tests {
         let d: Vec<i64> = (1..=12).map(backoff).collect();
         assert_eq!(d, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
     }
+
+    /// `VmRSS` and `VmHWM` of this process, in MiB.
+    fn rss_mib() -> (u64, u64) {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .map_or(0, |kib| kib / 1024)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Not a test: the lease memory benchmark that bench/lease-memory.sh runs, in two processes over one SQLite
+    /// file: `fill` issues LEASE_BENCH_N leases through the API, `load` unseals a fresh core over them, so its
+    /// figures are what a restarted server holds for that many live leases (the rebuilt due queue).
+    #[tokio::test(flavor = "multi_thread")]
+    #[ignore = "benchmark, run by bench/lease-memory.sh"]
+    async fn lease_memory_benchmark() {
+        let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is required (bench/lease-memory.sh)"));
+        let dir = std::path::PathBuf::from(var("LEASE_BENCH_DIR"));
+        let n: usize = var("LEASE_BENCH_N").parse().expect("LEASE_BENCH_N: a number");
+        let seal: Arc<dyn leakstop_seal::Seal> =
+            Arc::new(leakstop_seal::KeySeal::new(zeroize::Zeroizing::new(vec![7u8; 32])).unwrap());
+        let storage = Arc::new(leakstop_storage::SqliteStorage::open(dir.join("leakstop.db")).unwrap());
+        let core = core_on(storage, seal, 3600);
+        let started = std::time::Instant::now();
+        match var("LEASE_BENCH_PHASE").as_str() {
+            "fill" => {
+                let (_, root) = core.init(1, 1, None).await.unwrap();
+                let e = Arc::new(Env { core, root });
+                e.call(Operation::Update, "sys/mounts/play", json!({"type": "toy"}))
+                    .await
+                    .unwrap();
+                let mut tasks = tokio::task::JoinSet::new();
+                for i in 0..n {
+                    if tasks.len() >= 64 {
+                        tasks.join_next().await.unwrap().unwrap();
+                    }
+                    let e = e.clone();
+                    tasks.spawn(async move { e.ticket(&format!("t{i:08}"), json!({"ttl": "24h"})).await });
+                }
+                while let Some(r) = tasks.join_next().await {
+                    r.unwrap();
+                }
+                let (rss, hwm) = rss_mib();
+                println!(
+                    "fill: {n} leases in {:.1} s; RSS {rss} MiB, peak {hwm} MiB",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            "load" => {
+                let (before, _) = rss_mib();
+                core.auto_unseal().await.unwrap();
+                let queued = core.unsealed().unwrap().leases.queue().len();
+                assert_eq!(queued, n, "every stored lease is queued at unseal");
+                let (rss, hwm) = rss_mib();
+                println!(
+                    "load: unseal with {queued} leases in {:.2} s; RSS {before} -> {rss} MiB, peak {hwm} MiB",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            other => panic!("LEASE_BENCH_PHASE={other}: use fill or load"),
+        }
+    }
 }

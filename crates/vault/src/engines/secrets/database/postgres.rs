@@ -216,7 +216,7 @@ impl Pools {
     }
 }
 
-/// How often a transaction that lost a race on a catalog row is run again (see [`retrying`]).
+/// How often a transaction that lost a race on a catalog row is run again (see [`transaction_retrying`]).
 const CONFLICT_ATTEMPTS: u32 = 10;
 
 /// A failed transaction: what to report, and whether running it again can succeed.
@@ -234,11 +234,10 @@ impl Failure {
     }
 }
 
-/// Two transactions changing one catalog row at once (two `GRANT`s on one table, two `DROP OWNED` revoking on it)
-/// make PostgreSQL fail the later one with "tuple concurrently updated" (XX000); a deadlock victim (40P01) and a
-/// serialization failure (40001) are the same kind of race. The whole transaction was rolled back, so it can run
-/// again. Vault avoids the race by creating users one at a time per connection; retrying keeps concurrent CI jobs
-/// parallel and only the racing ones wait.
+/// Two transactions changing one catalog row at once (two `GRANT`s on one table, a `GRANT` and a `DROP OWNED`
+/// revoking on it) make PostgreSQL fail the later one with "tuple concurrently updated" (XX000); a deadlock victim
+/// (40P01) and a serialization failure (40001) are the same kind of race. The whole transaction was rolled back, so
+/// it can run again.
 fn is_catalog_race(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     let Some(db) = e.as_db_error() else {
@@ -250,31 +249,42 @@ fn is_catalog_race(e: &tokio_postgres::Error) -> bool {
         || (*code == SqlState::INTERNAL_ERROR && db.message().contains("concurrently updated"))
 }
 
-/// Run `stmts` in one transaction until it succeeds, fails for good, or lost [`CONFLICT_ATTEMPTS`] races
-/// (jittered backoff from 5 ms, doubling, so racing transactions spread out).
+/// The advisory lock a transaction that lost a catalog race takes before running again. Vault queues every
+/// creation on a connection behind one lock; leakstop lets transactions run in parallel and queues only those that
+/// collided, so jobs touching different objects never wait, and the queue is in PostgreSQL, where it holds across
+/// every leakstop node sharing the database. Released at commit or rollback. (The value spells "lksdcrea".)
+const RACE_LOCK: i64 = 0x6c6b_7364_6372_6561;
+
+/// Run `stmts` in one transaction: first in parallel with everything else, then, after a lost race, queued on
+/// [`RACE_LOCK`]; fails for good on any other error or after [`CONFLICT_ATTEMPTS`] attempts.
 async fn transaction_retrying(
     client: &mut Client,
     stmts: &[Zeroizing<String>],
     secrets: &[&str],
 ) -> Result<(), String> {
-    let mut wait_ms = 5u64;
     let mut tries = 0;
     loop {
         tries += 1;
-        match transaction_once(client, stmts, secrets).await {
+        match transaction_once(client, stmts, secrets, tries > 1).await {
             Ok(()) => return Ok(()),
-            Err(f) if f.transient && tries < CONFLICT_ATTEMPTS => {
-                let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=wait_ms);
-                tokio::time::sleep(Duration::from_millis(wait_ms + jitter)).await;
-                wait_ms = (wait_ms * 2).min(200);
-            }
+            Err(f) if f.transient && tries < CONFLICT_ATTEMPTS => continue,
             Err(f) => return Err(f.message),
         }
     }
 }
 
-async fn transaction_once(client: &mut Client, stmts: &[Zeroizing<String>], secrets: &[&str]) -> Result<(), Failure> {
+async fn transaction_once(
+    client: &mut Client,
+    stmts: &[Zeroizing<String>],
+    secrets: &[&str],
+    queued: bool,
+) -> Result<(), Failure> {
     let tx = client.transaction().await.map_err(|e| Failure::new(&e, secrets, ""))?;
+    if queued {
+        tx.execute("SELECT pg_catalog.pg_advisory_xact_lock($1)", &[&RACE_LOCK])
+            .await
+            .map_err(|e| Failure::new(&e, secrets, "waiting for a concurrent change: "))?;
+    }
     for (i, stmt) in stmts.iter().enumerate() {
         let context = if stmts.len() > 1 {
             format!("statement {} failed: ", i + 1)
