@@ -3,25 +3,19 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use leakstop_scan::{KeywordHit, Scanner, is_binary};
+use leakstop_scan::{Candidate, KeywordHit, Scanner, is_binary};
 
 use super::delta::derive_hits;
 use super::format::OBJ_BLOB;
-use super::{MAX_CHAIN, Outcome, Pack, PackError, PackErrorKind, Scratch, bad};
-use crate::oid::ObjectId;
+use super::{MAX_CHAIN, Outcome, Outcomes, Pack, PackError, PackErrorKind, Scratch, bad};
 
 /// Stack of a pack reader thread: room for [`Walker::visit`] to recurse down a chain of [`MAX_CHAIN`] deltas.
 const READER_STACK: usize = 32 << 20;
 
 impl Pack {
     /// Scans every blob of the pack with `threads` threads, all but the first waiting for `gate` to open; returns
-    /// each blob's id and outcome. Deltas whose base lies outside the pack are left out.
-    pub(crate) fn scan_blobs(
-        &self,
-        scanner: &Scanner,
-        threads: usize,
-        gate: &Gate,
-    ) -> Result<Vec<(ObjectId, Outcome)>, PackError> {
+    /// each blob's outcome by entry. Deltas whose base lies outside the pack are left out.
+    pub(crate) fn scan_blobs(&self, scanner: &Scanner, threads: usize, gate: &Gate) -> Result<Outcomes, PackError> {
         // A delta chain keeps its base's type: only forests rooted at blobs hold blobs. Largest forests first, so
         // the threads finish together instead of one of them ending on a big one alone.
         let mut roots: Vec<u32> = (0..self.objs.len() as u32)
@@ -29,17 +23,18 @@ impl Pack {
             .collect();
         roots.sort_by_cached_key(|&r| std::cmp::Reverse(self.forest_weight(r)));
         let next = AtomicUsize::new(0);
+        let mut outcomes = Outcomes::new(self.objs.len());
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads.max(1))
                 .map(|t| {
-                    let (next, roots) = (&next, &roots);
+                    let (next, roots, outcomes) = (&next, &roots, &outcomes);
                     std::thread::Builder::new().stack_size(READER_STACK).spawn_scoped(
                         s,
-                        move || -> Result<Vec<(ObjectId, Outcome)>, PackError> {
+                        move || -> Result<Vec<(u32, Vec<Candidate>)>, PackError> {
                             if t > 0 {
                                 gate.wait();
                             }
-                            let mut w = Walker::new(self, scanner)?;
+                            let mut w = Walker::new(self, scanner, outcomes)?;
                             let failed = |e: PackError| {
                                 // The other threads stop at their next batch.
                                 next.store(usize::MAX / 2, Ordering::Relaxed);
@@ -56,12 +51,12 @@ impl Pack {
                                     w.root(r).map_err(failed)?;
                                 }
                             }
-                            Ok(w.out)
+                            Ok(w.found)
                         },
                     )
                 })
                 .collect();
-            let mut all = Vec::new();
+            let mut found = Vec::new();
             let mut first_error = None;
             for h in handles {
                 let done = match h {
@@ -73,7 +68,7 @@ impl Pack {
                     }),
                 };
                 match done {
-                    Ok(out) => all.extend(out),
+                    Ok(f) => found.push(f),
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }
@@ -81,8 +76,12 @@ impl Pack {
             }
             match first_error {
                 Some(e) => Err(e.in_file(&self.path)),
-                None => Ok(all),
+                None => Ok(found),
             }
+        })
+        .map(|found| {
+            outcomes.add_candidates(found.into_iter().flatten());
+            outcomes
         })
     }
 
@@ -134,17 +133,24 @@ struct Walker<'a> {
     pack: &'a Pack,
     scanner: &'a Scanner,
     scratch: Scratch,
-    out: Vec<(ObjectId, Outcome)>,
+    /// Every thread's outcomes land in the pack's one table; candidates (rare) are kept per thread.
+    outcomes: &'a Outcomes,
+    found: Vec<(u32, Vec<Candidate>)>,
 }
 
 impl<'a> Walker<'a> {
-    fn new(pack: &'a Pack, scanner: &'a Scanner) -> Result<Walker<'a>, PackError> {
+    fn new(pack: &'a Pack, scanner: &'a Scanner, outcomes: &'a Outcomes) -> Result<Walker<'a>, PackError> {
         Ok(Walker {
             pack,
             scanner,
             scratch: Scratch::new()?,
-            out: Vec::new(),
+            outcomes,
+            found: Vec::new(),
         })
+    }
+
+    fn record(&mut self, i: u32, outcome: Outcome) {
+        self.found.extend(self.outcomes.set(i, outcome));
     }
 
     fn root(&mut self, r: u32) -> Result<(), PackError> {
@@ -204,13 +210,12 @@ impl<'a> Walker<'a> {
     fn scan(&mut self, i: u32, data: &[u8], hits: Option<Vec<KeywordHit>>) -> Option<Vec<KeywordHit>> {
         let scanner = self.scanner;
         let opts = scanner.options();
-        let id = self.pack.objs[i as usize].id;
         if data.len() as u64 > opts.max_file_size {
-            self.out.push((id, Outcome::Large));
+            self.record(i, Outcome::Large);
             return None;
         }
         if !opts.include_binary && is_binary(data) {
-            self.out.push((id, Outcome::Binary));
+            self.record(i, Outcome::Binary);
             return None;
         }
         let hits = hits.unwrap_or_else(|| {
@@ -219,13 +224,13 @@ impl<'a> Walker<'a> {
             h
         });
         let candidates = scanner.candidates(data, &hits, None);
-        self.out.push((
-            id,
+        self.record(
+            i,
             Outcome::Scanned {
                 bytes: data.len() as u64,
                 candidates,
             },
-        ));
+        );
         Some(hits)
     }
 }
