@@ -14,12 +14,10 @@
 //! how to fetch more, never a silent scan of a truncated history.
 //!
 //! # Unsafe code
-//! Denied in the crate (workspace lint) and allowed in four places only, each for a system interface that has no
+//! Denied in the crate (workspace lint) and allowed in three places only, each for a system interface that has no
 //! safe wrapper here:
 //! - `map` (module): `mmap`/`madvise`/`munmap` of a pack file, read-only, so entries are read in place and the
 //!   resident pages can be released during a long history walk;
-//! - `inflate` (module): zlib's C stream API, one stream per thread reset between objects and inflating straight
-//!   into a buffer of the size the entry's header gives;
 //! - `repo::configure_libgit2` (one function): libgit2's global memory limits, set once before any repository is
 //!   opened;
 //! - `history::release_freed_memory` (one function): glibc's `malloc_trim`, once per history scan, so the walk's
