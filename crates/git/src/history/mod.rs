@@ -259,6 +259,9 @@ fn walk_and_scan(
         drop(trees);
         en.forget_walk_caches();
         release_freed_memory();
+        if walked.is_ok() && corrupt.is_none() {
+            gate.set_reachable(en.blobs.keys().map(|&id| (id, ())).collect());
+        }
         drop(walk_done);
         if let Some(e) = corrupt {
             return Err(e.into());

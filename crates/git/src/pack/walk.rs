@@ -8,6 +8,7 @@ use leakstop_scan::{Candidate, KeywordHit, Scanner, is_binary};
 use super::delta::derive_hits;
 use super::format::OBJ_BLOB;
 use super::{MAX_CHAIN, Outcome, Outcomes, Pack, PackError, PackErrorKind, Scratch, bad};
+use crate::oid::{IdMap, ObjectId};
 
 /// Stack of a pack reader thread: room for [`Walker::visit`] to recurse down a chain of [`MAX_CHAIN`] deltas.
 const READER_STACK: usize = 32 << 20;
@@ -34,7 +35,7 @@ impl Pack {
                             if t > 0 {
                                 gate.wait();
                             }
-                            let mut w = Walker::new(self, scanner, outcomes)?;
+                            let mut w = Walker::new(self, scanner, outcomes, gate)?;
                             let failed = |e: PackError| {
                                 // The other threads stop at their next batch.
                                 next.store(usize::MAX / 2, Ordering::Relaxed);
@@ -99,13 +100,29 @@ impl Pack {
 
 /// A signal threads wait for once: extra pack readers start when the history walk (the longer task, on one
 /// core) is done, so the walk never has to share a core with more than one of them.
+///
+/// It also carries what the walk found reachable: from then on the readers skip the search of blobs it did not
+/// find (a pack that is not repacked holds every blob it was ever sent: on a clone of a mirror with pull-request
+/// refs, over a third of them). They still rebuild such blobs when a reachable delta is built on them; the deltas of
+/// a blob not searched search themselves in full, as those of a binary blob do.
 #[derive(Default)]
 pub(crate) struct Gate {
     open: std::sync::Mutex<bool>,
     cv: std::sync::Condvar,
+    reachable: std::sync::OnceLock<IdMap<()>>,
 }
 
 impl Gate {
+    /// Records the blobs the walk reached (before [`Gate::open`]); the readers scan only those from then on.
+    pub(crate) fn set_reachable(&self, blobs: IdMap<()>) {
+        let _ = self.reachable.set(blobs);
+    }
+
+    /// False only for a blob the finished walk did not reach.
+    fn wanted(&self, id: &ObjectId) -> bool {
+        self.reachable.get().is_none_or(|r| r.contains_key(id))
+    }
+
     pub(crate) fn open(&self) {
         *self.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.cv.notify_all();
@@ -136,16 +153,23 @@ struct Walker<'a> {
     /// Every thread's outcomes land in the pack's one table; candidates (rare) are kept per thread.
     outcomes: &'a Outcomes,
     found: Vec<(u32, Vec<Candidate>)>,
+    gate: &'a Gate,
 }
 
 impl<'a> Walker<'a> {
-    fn new(pack: &'a Pack, scanner: &'a Scanner, outcomes: &'a Outcomes) -> Result<Walker<'a>, PackError> {
+    fn new(
+        pack: &'a Pack,
+        scanner: &'a Scanner,
+        outcomes: &'a Outcomes,
+        gate: &'a Gate,
+    ) -> Result<Walker<'a>, PackError> {
         Ok(Walker {
             pack,
             scanner,
             scratch: Scratch::new()?,
             outcomes,
             found: Vec::new(),
+            gate,
         })
     }
 
@@ -210,6 +234,9 @@ impl<'a> Walker<'a> {
     fn scan(&mut self, i: u32, data: &[u8], hits: Option<Vec<KeywordHit>>) -> Option<Vec<KeywordHit>> {
         let scanner = self.scanner;
         let opts = scanner.options();
+        if !self.gate.wanted(&self.pack.objs[i as usize].id) {
+            return None;
+        }
         if data.len() as u64 > opts.max_file_size {
             self.record(i, Outcome::Large);
             return None;
@@ -232,5 +259,24 @@ impl<'a> Walker<'a> {
             },
         );
         Some(hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Gate, IdMap, ObjectId};
+
+    #[test]
+    fn every_blob_is_wanted_until_the_walk_says_which() {
+        let (a, b) = (ObjectId::new([1; 20]), ObjectId::new([2; 20]));
+        let gate = Gate::default();
+        assert!(gate.wanted(&a) && gate.wanted(&b), "walk not done: scan everything");
+        let mut reached = IdMap::default();
+        reached.insert(a, ());
+        gate.set_reachable(reached);
+        gate.open();
+        gate.wait();
+        assert!(gate.wanted(&a));
+        assert!(!gate.wanted(&b), "not reached by the walk");
     }
 }
