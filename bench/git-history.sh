@@ -16,12 +16,8 @@ runs=${2:-3}
 [ -x /usr/bin/time ] || { echo "bench: /usr/bin/time missing: apt-get install time" >&2; exit 2; }
 leakstop=${LEAKSTOP:-$root/target/release/leakstop}
 if [ -z "${LEAKSTOP:-}" ]; then
-    # zlib-ng inflates faster than the system zlib; it needs cmake to build.
-    features=()
-    if command -v cmake >/dev/null; then features=(--features zlib-ng); else
-        echo "bench: cmake not found, building without zlib-ng (apt-get install cmake for faster inflate)" >&2
-    fi
-    (cd "$root" && cargo build --release --locked --bin leakstop "${features[@]}" >&2)
+    # The README's build: the pack reader inflates through zlib-rs in every build (no zlib-ng feature needed).
+    (cd "$root" && cargo build --release --locked -p leakstop >&2)
 fi
 # shellcheck source=bench/peers.sh
 . "$root/bench/peers.sh"

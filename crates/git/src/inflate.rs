@@ -1,56 +1,22 @@
-//! Inflating pack entries with the zlib libgit2 links (zlib-ng with the `zlib-ng` feature), through its C API:
-//! one stream per thread, reset between objects, each object inflated straight into a buffer of the size its
-//! header gives.
-#![allow(unsafe_code)]
+//! Inflating pack entries: one stream per thread, reset between objects, each object inflated straight into a
+//! buffer of the size its header gives.
+//!
+//! Through flate2 on its zlib-rs backend (zlib-ng's inflate, ported to Rust): a history scan spends a large share
+//! of its time here, and zlib-rs inflates as fast as zlib-ng did through libgit2's build of it, which needed cmake
+//! and so was opt-in; now the default build has the fast path, with no C toolchain step and no unsafe code.
 
-use std::os::raw::{c_int, c_uint, c_void};
-
-use libz_sys as z;
+use flate2::{Decompress, FlushDecompress, Status};
 
 /// An inflate stream, reused object after object.
 pub(crate) struct Inflater {
-    // Boxed: zlib keeps a pointer back to the stream in its state, so the stream must not move.
-    strm: Box<z::z_stream>,
-}
-
-unsafe extern "C" fn zalloc(_: *mut c_void, items: c_uint, size: c_uint) -> *mut c_void {
-    // SAFETY: plain C allocation, freed by `zfree`.
-    unsafe { libc::calloc(items as usize, size as usize) }
-}
-
-unsafe extern "C" fn zfree(_: *mut c_void, p: *mut c_void) {
-    // SAFETY: `p` came from `zalloc`.
-    unsafe { libc::free(p) }
+    z: Decompress,
 }
 
 impl Inflater {
     pub(crate) fn new() -> Option<Inflater> {
-        let mut strm = Box::new(z::z_stream {
-            next_in: std::ptr::null_mut(),
-            avail_in: 0,
-            total_in: 0,
-            next_out: std::ptr::null_mut(),
-            avail_out: 0,
-            total_out: 0,
-            msg: std::ptr::null_mut(),
-            state: std::ptr::null_mut(),
-            zalloc,
-            zfree,
-            opaque: std::ptr::null_mut(),
-            data_type: 0,
-            adler: 0,
-            reserved: 0,
-        });
-        // SAFETY: a zeroed stream with allocators, as `inflateInit` expects; the version and size tell zlib which
-        // layout this is.
-        let rc = unsafe {
-            z::inflateInit_(
-                &mut *strm,
-                z::zlibVersion(),
-                std::mem::size_of::<z::z_stream>() as c_int,
-            )
-        };
-        (rc == z::Z_OK).then_some(Inflater { strm })
+        Some(Inflater {
+            z: Decompress::new(true),
+        })
     }
 
     /// Inflates the zlib stream at the start of `input` into `out`, which must come out exactly `size` bytes long
@@ -63,44 +29,30 @@ impl Inflater {
     }
 
     fn inflate_growing(&mut self, input: &[u8], size: usize, out: &mut Vec<u8>, first_room: usize) -> bool {
-        // Room beyond the announced size: zlib's fast loop needs 258 bytes of output space ahead of it, so an
+        // Room beyond the announced size: inflate's fast loop needs 258 bytes of output space ahead of it, so an
         // exact-size buffer sends the last stretch of every object through its byte-at-a-time path (most of a small
         // delta). A stream that fills the slack is longer than announced and refused below.
         let Some(room) = size.checked_add(SLACK) else {
             return false;
         };
         out.clear();
-        let s = &mut *self.strm;
-        // SAFETY: the stream was initialised in `new`.
-        if unsafe { z::inflateReset(s) } != z::Z_OK {
-            return false;
-        }
-        // An entry's stream ends well before 4 GiB of input in practice; a longer one fails as truncated.
-        s.next_in = input.as_ptr() as *mut u8;
-        s.avail_in = c_uint::try_from(input.len()).unwrap_or(c_uint::MAX);
+        self.z.reset(true);
         let mut cap = room.min(first_room);
-        let rc = loop {
+        loop {
             out.reserve_exact(cap - out.len());
-            let spare = (cap - out.len()).min(c_uint::MAX as usize);
-            s.next_out = out.as_mut_ptr().wrapping_add(out.len());
-            s.avail_out = spare as c_uint;
-            // SAFETY: `next_in` covers the unread rest of `input` and `next_out` `spare` bytes reserved in `out`, both
-            // alive for this call; `set_len` only covers what zlib wrote.
-            let rc = unsafe {
-                let rc = z::inflate(s, z::Z_FINISH);
-                out.set_len(out.len() + spare - s.avail_out as usize);
-                rc
+            let read = usize::try_from(self.z.total_in()).unwrap_or(usize::MAX);
+            let Some(rest) = input.get(read..) else {
+                return false;
             };
-            // Out of room with input left: grow towards the announced size, doubling.
-            if (rc == z::Z_BUF_ERROR || rc == z::Z_OK) && s.avail_out == 0 && out.len() < room {
-                cap = cap.saturating_mul(2).min(room).max(out.len() + 1);
-                continue;
+            match self.z.decompress_vec(rest, out, FlushDecompress::Finish) {
+                Ok(Status::StreamEnd) => return out.len() == size,
+                // Out of room with input left: grow towards the announced size, doubling.
+                Ok(Status::Ok | Status::BufError) if out.len() == out.capacity() && out.len() < room => {
+                    cap = cap.saturating_mul(2).min(room).max(out.len() + 1);
+                }
+                _ => return false,
             }
-            break rc;
-        };
-        s.next_in = std::ptr::null_mut();
-        s.next_out = std::ptr::null_mut();
-        rc == z::Z_STREAM_END && out.len() == size
+        }
     }
 }
 
@@ -109,15 +61,6 @@ const FIRST_ROOM: usize = 64 << 20;
 
 /// Output room past an object's announced size (see [`Inflater::inflate`]).
 const SLACK: usize = 320;
-
-impl Drop for Inflater {
-    fn drop(&mut self) {
-        // SAFETY: initialised in `new`, ended once.
-        unsafe {
-            z::inflateEnd(&mut *self.strm);
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -18,10 +18,10 @@
 //! safe wrapper here:
 //! - `map` (module): `mmap`/`madvise`/`munmap` of a pack file, read-only, so entries are read in place and the
 //!   resident pages can be released during a long history walk;
-//! - `inflate` (module): zlib's C stream API, one stream per thread reset between objects and inflating straight
-//!   into a buffer of the size the entry's header gives;
 //! - `repo::configure_libgit2` (one function): libgit2's global memory limits, set once before any repository is
-//!   opened.
+//!   opened;
+//! - `history::release_freed_memory` (one function): glibc's `malloc_trim`, once per history scan, so the walk's
+//!   freed caches leave resident memory before the pack readers' peak.
 
 mod diff;
 mod error;

@@ -2,12 +2,16 @@
 //! call per object (a visible share of a history scan's CPU, most of it in the kernel).
 //!
 //! Touched pages of a file mapping count in the process's resident memory, and a history scan touches all of a
-//! pack: [`Mapped::done_with`] tallies each read (its bytes plus a page: a read of a few bytes still maps a page)
-//! and, every [`RELEASE_EVERY`] bytes of tally, drops the mapping's page table entries (`MADV_DONTNEED`). The
-//! pages stay in the page cache; the next read of one maps it again (a minor fault), so resident memory stays
-//! bounded whatever the pack's size. The mapping keeps the kernel's default advice (`MADV_NORMAL`): a fault may
-//! map read-ahead neighbours too, so the tally is an estimate rather than an upper bound; the pack walk reads in
-//! pack order, where those neighbours are the next pages read anyway.
+//! pack: [`Mapped::done_with`] tallies each read and, every [`RELEASE_EVERY`] bytes of tally, drops the mapping's
+//! page table entries (`MADV_DONTNEED`). The pages stay in the page cache; the next read of one maps it again (a
+//! minor fault), so resident memory stays bounded whatever the pack's size.
+//!
+//! A read is tallied as its bytes plus [`FAULT_AROUND`], not plus a page: a fault on a file mapping also maps
+//! the neighbouring pages already in the page cache (the kernel's fault-around, 64 KiB by default), and the
+//! readers do not go in pack order (the blob scan takes delta forests largest first, the history walk reads trees
+//! and commits by id), so a read of a small delta typically maps a whole window. Tallied as a page, 16 MiB of
+//! tally let over 100 MiB of a large pack stay resident; tallied this way the mapping's share of RSS stays near
+//! [`RELEASE_EVERY`], by design rather than by the pack's size.
 //! Packs are never rewritten in place (git writes new ones and deletes old ones), so the mapping cannot change
 //! under a reader.
 #![allow(unsafe_code)]
@@ -16,8 +20,10 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Bytes read between two releases of the mapping's resident pages.
-const RELEASE_EVERY: u64 = 16 << 20;
+/// Tally between two releases of the mapping's resident pages: about the most of the pack left mapped.
+const RELEASE_EVERY: u64 = 32 << 20;
+/// What one read may map beyond its own bytes (the kernel's default `fault_around_bytes`).
+const FAULT_AROUND: u64 = 64 << 10;
 
 pub(crate) struct Mapped {
     ptr: *const u8,
@@ -73,9 +79,10 @@ impl Mapped {
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
-    /// Counts a read of `n` bytes; every [`RELEASE_EVERY`] bytes counted, the resident pages are released.
+    /// Counts a read of `n` bytes (as `n` plus [`FAULT_AROUND`]); every [`RELEASE_EVERY`] bytes counted, the
+    /// resident pages are released.
     pub(crate) fn done_with(&self, n: usize) {
-        let n = n as u64 + 4096;
+        let n = n as u64 + FAULT_AROUND;
         let before = self.read.fetch_add(n, Ordering::Relaxed);
         if before / RELEASE_EVERY != (before + n) / RELEASE_EVERY && self.len > 0 {
             // SAFETY: advice over exactly our own mapping; for a read-only file mapping it cannot lose data.

@@ -9,8 +9,8 @@ use leakstop_scan::{Finding, Scanner, is_binary};
 
 use super::Job;
 use super::walk::{BOUNDARY, Enumeration};
-use crate::oid::{IdMap, ObjectId};
-use crate::pack::Outcome;
+use crate::oid::ObjectId;
+use crate::pack::{Outcome, Outcomes, Pack, take_outcome};
 
 /// What scanning blobs gave: findings per blob, and the counts the report shows.
 #[derive(Default)]
@@ -27,14 +27,15 @@ impl Tally {
     /// no pack scanned, for the workers.
     pub(super) fn add_outcomes(
         &mut self,
-        mut outcomes: IdMap<Outcome>,
+        packs: &[Pack],
+        mut outcomes: Vec<Outcomes>,
         en: &Enumeration,
         scanner: &Scanner,
     ) -> Vec<Job> {
         let mut rest = Vec::new();
         for (&id, seen) in en.blobs.iter().filter(|(_, s)| s.commit != BOUNDARY) {
             let path = &en.paths[seen.path as usize];
-            match outcomes.remove(&id) {
+            match take_outcome(packs, &mut outcomes, &id) {
                 Some(Outcome::Scanned { bytes, candidates }) => {
                     self.bytes += bytes;
                     let findings = scanner.findings(candidates, path);

@@ -30,8 +30,8 @@ use leakstop_scan::{Finding, Scanner};
 
 use crate::error::GitError;
 use crate::index::{self, PackIndex};
-use crate::oid::{IdMap, ObjectId};
-use crate::pack::{Gate, ObjectReader, OpenOnDrop, Outcome, Pack, PackError, PackErrorKind, packs as packs_of};
+use crate::oid::ObjectId;
+use crate::pack::{Gate, ObjectReader, OpenOnDrop, Outcomes, Pack, PackError, PackErrorKind, packs as packs_of};
 use crate::repo::{open, resolve_commit, shallow_commits, workdir_or_path};
 use crate::topo;
 use blobs::Tally;
@@ -252,8 +252,18 @@ fn walk_and_scan(
         let commits = commit_order(repo, plan, &mut trees, direct, t0)?;
         let mut en = Enumeration::default();
         let walked = walk_commits(repo, plan, &mut en, &mut trees, commits, direct, &tx);
+        // The walk's caches (rebuilt trees, previous tree versions: up to `TREE_CACHE_BUDGET` and
+        // `LAST_TREE_BUDGET`) are of no use to the rest of the scan: freed, and handed back to the system, before
+        // the other pack readers start, so their peak does not add to the walk's.
+        let corrupt = trees.corrupt.take();
+        drop(trees);
+        en.forget_walk_caches();
+        release_freed_memory();
+        if walked.is_ok() && corrupt.is_none() {
+            gate.set_reachable(en.blobs.keys().map(|&id| (id, ())).collect());
+        }
         drop(walk_done);
-        if let Some(e) = trees.corrupt.take() {
+        if let Some(e) = corrupt {
             return Err(e.into());
         }
         tracing::debug!(elapsed_ms = t0.elapsed().as_millis() as u64, "walk done");
@@ -266,7 +276,7 @@ fn walk_and_scan(
                 Ok(Err(e)) => return Err(e.into()),
                 Err(_) => return Err(GitError::Pack("the pack reader panicked".into())),
             };
-            let mut rest = tally.add_outcomes(outcomes, &en, scanner);
+            let mut rest = tally.add_outcomes(packs, outcomes, &en, scanner);
             tracing::info!(
                 elapsed_ms = t0.elapsed().as_millis() as u64,
                 through_libgit2 = rest.len(),
@@ -379,6 +389,18 @@ fn walk_commits(
     walked
 }
 
+/// Returns the heap's free pages to the system (glibc keeps freed memory in its arenas, resident, unless asked):
+/// called once, when the walk's caches are freed mid-scan.
+#[allow(unsafe_code)]
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free heap pages to the kernel; it is thread-safe and touches no live
+    // allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Stage 4a: the report's counts and notes (findings come from [`provenance`]).
 fn summarize(plan: &Plan, en: &Enumeration, tally: &Tally) -> HistoryReport {
     let mut report = HistoryReport {
@@ -406,19 +428,17 @@ fn summarize(plan: &Plan, en: &Enumeration, tally: &Tally) -> HistoryReport {
     report
 }
 
-/// Every blob of every pack, scanned with its path unknown (`Scanner::findings` decides once it is). A blob in
-/// several packs keeps its first outcome.
-fn read_packs(packs: &[Pack], scanner: &Scanner, threads: usize, gate: &Gate) -> Result<IdMap<Outcome>, PackError> {
+/// Every blob of every pack, scanned with its path unknown (`Scanner::findings` decides once it is): one
+/// [`Outcomes`] per pack, in the order of `packs` (a blob in several packs keeps its first outcome).
+fn read_packs(packs: &[Pack], scanner: &Scanner, threads: usize, gate: &Gate) -> Result<Vec<Outcomes>, PackError> {
     let t0 = std::time::Instant::now();
-    let mut all = IdMap::default();
-    for pack in packs {
-        for (id, outcome) in pack.scan_blobs(scanner, threads, gate)? {
-            all.entry(id).or_insert(outcome);
-        }
-    }
+    let all = packs
+        .iter()
+        .map(|pack| pack.scan_blobs(scanner, threads, gate))
+        .collect::<Result<Vec<_>, _>>()?;
     tracing::debug!(
         elapsed_ms = t0.elapsed().as_millis() as u64,
-        blobs = all.len(),
+        blobs = all.iter().map(Outcomes::scanned).sum::<usize>(),
         "packs read"
     );
     Ok(all)

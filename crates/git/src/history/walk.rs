@@ -73,6 +73,12 @@ fn join(prefix: &str, name: &[u8]) -> String {
 }
 
 impl Enumeration {
+    /// Drops what only the walk itself uses (previous tree versions), once it is done.
+    pub(super) fn forget_walk_caches(&mut self) {
+        self.last_tree = HashMap::new();
+        self.last_tree_bytes = 0;
+    }
+
     fn intern(&mut self, path: &str) -> u32 {
         if let Some(&id) = self.path_ids.get(path) {
             return id;

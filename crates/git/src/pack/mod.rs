@@ -20,6 +20,7 @@
 mod delta;
 mod format;
 mod lookup;
+mod outcomes;
 mod walk;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ use crate::map::Mapped;
 use crate::oid::{IdMap, ObjectId};
 
 pub(crate) use lookup::ObjectReader;
+pub(crate) use outcomes::{Outcomes, take_outcome};
 pub(crate) use walk::{Gate, OpenOnDrop};
 
 use delta::Scratch;

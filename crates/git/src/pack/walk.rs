@@ -3,25 +3,20 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use leakstop_scan::{KeywordHit, Scanner, is_binary};
+use leakstop_scan::{Candidate, KeywordHit, Scanner, is_binary};
 
 use super::delta::derive_hits;
 use super::format::OBJ_BLOB;
-use super::{MAX_CHAIN, Outcome, Pack, PackError, PackErrorKind, Scratch, bad};
-use crate::oid::ObjectId;
+use super::{MAX_CHAIN, Outcome, Outcomes, Pack, PackError, PackErrorKind, Scratch, bad};
+use crate::oid::{IdMap, ObjectId};
 
 /// Stack of a pack reader thread: room for [`Walker::visit`] to recurse down a chain of [`MAX_CHAIN`] deltas.
 const READER_STACK: usize = 32 << 20;
 
 impl Pack {
     /// Scans every blob of the pack with `threads` threads, all but the first waiting for `gate` to open; returns
-    /// each blob's id and outcome. Deltas whose base lies outside the pack are left out.
-    pub(crate) fn scan_blobs(
-        &self,
-        scanner: &Scanner,
-        threads: usize,
-        gate: &Gate,
-    ) -> Result<Vec<(ObjectId, Outcome)>, PackError> {
+    /// each blob's outcome by entry. Deltas whose base lies outside the pack are left out.
+    pub(crate) fn scan_blobs(&self, scanner: &Scanner, threads: usize, gate: &Gate) -> Result<Outcomes, PackError> {
         // A delta chain keeps its base's type: only forests rooted at blobs hold blobs. Largest forests first, so
         // the threads finish together instead of one of them ending on a big one alone.
         let mut roots: Vec<u32> = (0..self.objs.len() as u32)
@@ -29,17 +24,18 @@ impl Pack {
             .collect();
         roots.sort_by_cached_key(|&r| std::cmp::Reverse(self.forest_weight(r)));
         let next = AtomicUsize::new(0);
+        let mut outcomes = Outcomes::new(self.objs.len());
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads.max(1))
                 .map(|t| {
-                    let (next, roots) = (&next, &roots);
+                    let (next, roots, outcomes) = (&next, &roots, &outcomes);
                     std::thread::Builder::new().stack_size(READER_STACK).spawn_scoped(
                         s,
-                        move || -> Result<Vec<(ObjectId, Outcome)>, PackError> {
+                        move || -> Result<Vec<(u32, Vec<Candidate>)>, PackError> {
                             if t > 0 {
                                 gate.wait();
                             }
-                            let mut w = Walker::new(self, scanner)?;
+                            let mut w = Walker::new(self, scanner, outcomes, gate)?;
                             let failed = |e: PackError| {
                                 // The other threads stop at their next batch.
                                 next.store(usize::MAX / 2, Ordering::Relaxed);
@@ -56,12 +52,12 @@ impl Pack {
                                     w.root(r).map_err(failed)?;
                                 }
                             }
-                            Ok(w.out)
+                            Ok(w.found)
                         },
                     )
                 })
                 .collect();
-            let mut all = Vec::new();
+            let mut found = Vec::new();
             let mut first_error = None;
             for h in handles {
                 let done = match h {
@@ -73,7 +69,7 @@ impl Pack {
                     }),
                 };
                 match done {
-                    Ok(out) => all.extend(out),
+                    Ok(f) => found.push(f),
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }
@@ -81,8 +77,12 @@ impl Pack {
             }
             match first_error {
                 Some(e) => Err(e.in_file(&self.path)),
-                None => Ok(all),
+                None => Ok(found),
             }
+        })
+        .map(|found| {
+            outcomes.add_candidates(found.into_iter().flatten());
+            outcomes
         })
     }
 
@@ -100,13 +100,29 @@ impl Pack {
 
 /// A signal threads wait for once: extra pack readers start when the history walk (the longer task, on one
 /// core) is done, so the walk never has to share a core with more than one of them.
+///
+/// It also carries what the walk found reachable: from then on the readers skip the search of blobs it did not
+/// find (a pack that is not repacked holds every blob it was ever sent: on a clone of a mirror with pull-request
+/// refs, over a third of them). They still rebuild such blobs when a reachable delta is built on them; the deltas of
+/// a blob not searched search themselves in full, as those of a binary blob do.
 #[derive(Default)]
 pub(crate) struct Gate {
     open: std::sync::Mutex<bool>,
     cv: std::sync::Condvar,
+    reachable: std::sync::OnceLock<IdMap<()>>,
 }
 
 impl Gate {
+    /// Records the blobs the walk reached (before [`Gate::open`]); the readers scan only those from then on.
+    pub(crate) fn set_reachable(&self, blobs: IdMap<()>) {
+        let _ = self.reachable.set(blobs);
+    }
+
+    /// False only for a blob the finished walk did not reach.
+    fn wanted(&self, id: &ObjectId) -> bool {
+        self.reachable.get().is_none_or(|r| r.contains_key(id))
+    }
+
     pub(crate) fn open(&self) {
         *self.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.cv.notify_all();
@@ -134,17 +150,31 @@ struct Walker<'a> {
     pack: &'a Pack,
     scanner: &'a Scanner,
     scratch: Scratch,
-    out: Vec<(ObjectId, Outcome)>,
+    /// Every thread's outcomes land in the pack's one table; candidates (rare) are kept per thread.
+    outcomes: &'a Outcomes,
+    found: Vec<(u32, Vec<Candidate>)>,
+    gate: &'a Gate,
 }
 
 impl<'a> Walker<'a> {
-    fn new(pack: &'a Pack, scanner: &'a Scanner) -> Result<Walker<'a>, PackError> {
+    fn new(
+        pack: &'a Pack,
+        scanner: &'a Scanner,
+        outcomes: &'a Outcomes,
+        gate: &'a Gate,
+    ) -> Result<Walker<'a>, PackError> {
         Ok(Walker {
             pack,
             scanner,
             scratch: Scratch::new()?,
-            out: Vec::new(),
+            outcomes,
+            found: Vec::new(),
+            gate,
         })
+    }
+
+    fn record(&mut self, i: u32, outcome: Outcome) {
+        self.found.extend(self.outcomes.set(i, outcome));
     }
 
     fn root(&mut self, r: u32) -> Result<(), PackError> {
@@ -204,13 +234,15 @@ impl<'a> Walker<'a> {
     fn scan(&mut self, i: u32, data: &[u8], hits: Option<Vec<KeywordHit>>) -> Option<Vec<KeywordHit>> {
         let scanner = self.scanner;
         let opts = scanner.options();
-        let id = self.pack.objs[i as usize].id;
+        if !self.gate.wanted(&self.pack.objs[i as usize].id) {
+            return None;
+        }
         if data.len() as u64 > opts.max_file_size {
-            self.out.push((id, Outcome::Large));
+            self.record(i, Outcome::Large);
             return None;
         }
         if !opts.include_binary && is_binary(data) {
-            self.out.push((id, Outcome::Binary));
+            self.record(i, Outcome::Binary);
             return None;
         }
         let hits = hits.unwrap_or_else(|| {
@@ -219,13 +251,32 @@ impl<'a> Walker<'a> {
             h
         });
         let candidates = scanner.candidates(data, &hits, None);
-        self.out.push((
-            id,
+        self.record(
+            i,
             Outcome::Scanned {
                 bytes: data.len() as u64,
                 candidates,
             },
-        ));
+        );
         Some(hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Gate, IdMap, ObjectId};
+
+    #[test]
+    fn every_blob_is_wanted_until_the_walk_says_which() {
+        let (a, b) = (ObjectId::new([1; 20]), ObjectId::new([2; 20]));
+        let gate = Gate::default();
+        assert!(gate.wanted(&a) && gate.wanted(&b), "walk not done: scan everything");
+        let mut reached = IdMap::default();
+        reached.insert(a, ());
+        gate.set_reachable(reached);
+        gate.open();
+        gate.wait();
+        assert!(gate.wanted(&a));
+        assert!(!gate.wanted(&b), "not reached by the walk");
     }
 }
