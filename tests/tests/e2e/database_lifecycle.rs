@@ -453,3 +453,63 @@ async fn a_lease_due_while_the_database_is_down_is_retried_flagged_and_revoked_o
         .expect("the rotated static password logs in");
     assert!(pg.connect("app_static", &static_pw).await.is_err());
 }
+
+/// hvac's static-role calls, unchanged, against leakstop: what a Python user of Vault's database engine writes.
+const HVAC_SCRIPT: &str = r#"
+import json, os, sys
+import hvac
+c = hvac.Client(url=os.environ["VAULT_ADDR"], token=os.environ["VAULT_TOKEN"])
+db = c.secrets.database
+db.create_static_role(name="app-hvac", db_name="pg", username="app_hvac",
+    rotation_statements=["ALTER ROLE \"{{name}}\" WITH PASSWORD '{{password}}';"], rotation_period=3600)
+role = db.read_static_role(name="app-hvac")["data"]
+listed = db.list_static_roles()["data"]["keys"]
+first = db.get_static_credentials(name="app-hvac")["data"]
+db.rotate_static_role_credentials(name="app-hvac")
+second = db.get_static_credentials(name="app-hvac")["data"]
+db.delete_static_role(name="app-hvac")
+print(json.dumps({"role": role, "listed": listed, "first": first, "second": second}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hvac_static_role_calls_work_unchanged() {
+    let pg = Postgres::start();
+    let admin = pg.admin().await;
+    admin
+        .batch_execute("CREATE ROLE app_hvac WITH LOGIN PASSWORD 'before'")
+        .await
+        .unwrap();
+    let dir = tempdir();
+    let srv = Server::dev(dir.path()).await;
+    mounted(&srv, &pg, "1h").await;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(&python)
+        .args(["-c", HVAC_SCRIPT])
+        .env("VAULT_ADDR", &srv.addr)
+        .env("VAULT_TOKEN", &srv.token)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("run {python} (set PYTHON to a Python with hvac: pip install -r tests/requirements.txt): {e}")
+        });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the hvac script failed (a missing hvac: pip install -r tests/requirements.txt):\n{stderr}\n{}",
+        srv.log_text()
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["role"]["username"], "app_hvac", "{v}");
+    assert_eq!(v["role"]["rotation_period"], 3600, "{v}");
+    assert_eq!(v["listed"], json!(["app-hvac"]), "{v}");
+    let (p1, p2) = (password_of(&v["first"]), password_of(&v["second"]));
+    assert!(p1.starts_with("lksd_") && p1 != p2, "{v}");
+    assert!(
+        pg.connect("app_hvac", &p1).await.is_err(),
+        "the rotated-out password logs in"
+    );
+    pg.connect("app_hvac", &p2)
+        .await
+        .expect("the password after hvac's rotation logs in");
+    assert_eq!(srv.call("GET", "database/static-roles/app-hvac", None).await.0, 404);
+    assert!(role_exists(&admin, "app_hvac").await);
+}
