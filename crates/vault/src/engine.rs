@@ -303,6 +303,8 @@ impl Store for MemStore {
 pub struct StoredMatch {
     pub path: String,
     pub version: u64,
+    /// The engine replaced the value where it is used (a static role's password), rather than only flagging it.
+    pub rotated: bool,
 }
 
 /// A secrets engine or auth method mounted at a path.

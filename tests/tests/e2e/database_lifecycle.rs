@@ -187,6 +187,13 @@ async fn a_static_role_owns_its_password_and_rotates_it_on_demand_on_schedule_an
         .await
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
+    let answer: Value = resp.json().await.unwrap();
+    let receipt = answer["data"]["receipts"][0].as_str().unwrap().to_string();
+    let record = srv.ok("GET", &format!("sys/leaks/{receipt}"), None).await;
+    assert_eq!(record["data"]["kind"], "static", "{record}");
+    assert_eq!(record["data"]["action"], "rotated", "{record}");
+    assert_eq!(record["data"]["path"], "database/static-creds/app-static", "{record}");
+    assert!(!record.to_string().contains(&p2), "the leak record holds the password");
     let p3 = password_of(&static_creds(&srv, "app-static").await);
     assert_ne!(p2, p3, "a reported static password was not rotated");
     assert!(

@@ -505,6 +505,7 @@ impl DatabaseBackend {
         Ok(vec![StoredMatch {
             path: format!("static-creds/{name}"),
             version: 0,
+            rotated: true,
         }])
     }
 }
