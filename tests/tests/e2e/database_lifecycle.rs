@@ -520,3 +520,116 @@ async fn hvac_static_role_calls_work_unchanged() {
     assert_eq!(srv.call("GET", "database/static-roles/app-hvac", None).await.0, 404);
     assert!(role_exists(&admin, "app_hvac").await);
 }
+
+/// Rewrite the stored static role `app-crash` as a rotation interrupted after its write-ahead would leave it.
+async fn with_pending(s: &leakstop_vault::engine::MemStore, pending: &str) {
+    use leakstop_vault::engine::Store;
+    let raw = s.get("static-role/app-crash").await.unwrap().unwrap();
+    let mut rec: Value = serde_json::from_slice(&raw).unwrap();
+    rec["pending"] = json!(pending);
+    s.put_now("static-role/app-crash", &serde_json::to_vec(&rec).unwrap())
+        .await
+        .unwrap();
+}
+
+/// The write-ahead protocol of a static rotation, driven on the engine itself: a stop between "pending written"
+/// and "database changed", or between "database changed" and "committed", is settled by setting the pending
+/// password again; a rotation the database refuses keeps the old password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_rotation_left_half_done_is_settled_and_a_refused_one_keeps_the_old_password() {
+    use leakstop_vault::engine::{MemStore, Store};
+    use leakstop_vault::engines::secrets::database::DatabaseBackend;
+    use leakstop_vault::{Backend, LogicalRequest, Operation};
+
+    let pg = Postgres::start();
+    let admin = pg.admin().await;
+    admin
+        .batch_execute("CREATE ROLE app_crash WITH LOGIN PASSWORD 'x'")
+        .await
+        .unwrap();
+    let b = DatabaseBackend::new();
+    let s = MemStore::default();
+    let t0 = std::time::SystemTime::now();
+    let req = |op, path: &str, data: Value| LogicalRequest {
+        op,
+        path: path.into(),
+        data: data.as_object().cloned().unwrap_or_default(),
+        query: Default::default(),
+        now: t0,
+        authenticated: true,
+    };
+    let conn = json!({"plugin_name": "postgresql-database-plugin", "connection_url": pg.url_template(),
+        "username": SUPERUSER, "password": SUPERUSER_PASSWORD, "allowed_roles": "*",
+        "password_authentication": "scram-sha-256"});
+    b.handle(&req(Operation::Create, "config/pg", conn), &s).await.unwrap();
+    s.commit();
+    let create = json!({"db_name": "pg", "username": "app_crash", "rotation_period": "1h"});
+    b.handle(&req(Operation::Create, "static-roles/app-crash", create), &s)
+        .await
+        .unwrap();
+    s.commit();
+    let creds = || async {
+        let r = b
+            .handle(&req(Operation::Read, "static-creds/app-crash", json!({})), &s)
+            .await;
+        r.map(|r| password_of(&r.data.unwrap()))
+    };
+    let p1 = creds().await.unwrap();
+    pg.connect("app_crash", &p1)
+        .await
+        .expect("the first static password logs in");
+
+    // Stopped after the write-ahead, before the database changed: the read sets the pending password.
+    let pending_a = "lksd-test-pending-a-0123456789";
+    with_pending(&s, pending_a).await;
+    assert_eq!(creds().await.unwrap(), pending_a);
+    pg.connect("app_crash", pending_a)
+        .await
+        .expect("the settled password logs in");
+    assert!(pg.connect("app_crash", &p1).await.is_err());
+
+    // Stopped after the database took the new password, before the commit: the stored one no longer works
+    // until the periodic pass settles it.
+    let pending_b = "lksd-test-pending-b-0123456789";
+    admin
+        .batch_execute(&format!("ALTER ROLE app_crash WITH PASSWORD '{pending_b}'"))
+        .await
+        .unwrap();
+    with_pending(&s, pending_b).await;
+    assert!(pg.connect("app_crash", pending_a).await.is_err());
+    b.tick(t0 + std::time::Duration::from_secs(1), &s).await.unwrap();
+    let raw = s.get("static-role/app-crash").await.unwrap().unwrap();
+    let rec: Value = serde_json::from_slice(&raw).unwrap();
+    assert!(rec["pending"].is_null(), "the periodic pass left the rotation pending");
+    assert_eq!(creds().await.unwrap(), pending_b);
+    pg.connect("app_crash", pending_b)
+        .await
+        .expect("the settled password logs in");
+
+    // Rotation statements the database refuses: the rotation fails, the old password stays stored and valid.
+    let failing = json!({"rotation_statements": [
+        "ALTER ROLE \"{{name}}\" WITH PASSWORD '{{password}}'", "SELECT no_such_column FROM pg_roles"]});
+    b.handle(&req(Operation::Update, "static-roles/app-crash", failing), &s)
+        .await
+        .unwrap();
+    let e = b
+        .handle(&req(Operation::Update, "rotate-role/app-crash", json!({})), &s)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 502, "{e}");
+    assert!(e.to_string().contains("still works"), "{e}");
+    assert_eq!(creds().await.unwrap(), pending_b);
+    pg.connect("app_crash", pending_b)
+        .await
+        .expect("a refused rotation changed the password");
+    let role = b
+        .handle(&req(Operation::Read, "static-roles/app-crash", json!({})), &s)
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert!(
+        role["last_rotation_error"].as_str().unwrap().contains("no_such_column"),
+        "{role}"
+    );
+}
