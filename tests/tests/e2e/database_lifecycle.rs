@@ -375,6 +375,19 @@ async fn leases_that_expire_while_leakstop_is_down_are_revoked_right_after_unsea
         .expect("the static password still logs in after the restart");
 }
 
+/// `vault.expire.num_irrevocable_leases` from `sys/metrics` (Vault's JSON shape).
+async fn irrevocable_gauge(srv: &Server) -> i64 {
+    let m = srv.ok("GET", "sys/metrics", None).await;
+    let gauge = m["Gauges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["Name"] == "vault.expire.num_irrevocable_leases")
+        .unwrap_or_else(|| panic!("no irrevocable gauge in {m}"))
+        .clone();
+    gauge["Value"].as_i64().unwrap()
+}
+
 async fn irrevocable_count(srv: &Server) -> i64 {
     srv.ok("GET", "sys/leases?type=irrevocable", None).await["data"]["lease_count"]
         .as_i64()
@@ -415,6 +428,26 @@ async fn a_lease_due_while_the_database_is_down_is_retried_flagged_and_revoked_o
         status, 200,
         "the lease was dropped while its user could not be revoked: {body}"
     );
+    assert_eq!(irrevocable_gauge(&srv).await, 1);
+    let prom = reqwest::Client::new()
+        .get(format!("{}/v1/sys/metrics?format=prometheus", srv.addr))
+        .header("X-Vault-Token", &srv.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        prom.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "{:?}",
+        prom.headers()
+    );
+    let prom = prom.text().await.unwrap();
+    assert!(
+        prom.lines().any(|l| l == "vault_expire_num_irrevocable_leases 1"),
+        "{prom}"
+    );
 
     // The static role's rotation fails too: its current password is kept and still served.
     let during = within(Duration::from_secs(8), || async {
@@ -450,6 +483,7 @@ async fn a_lease_due_while_the_database_is_down_is_retried_flagged_and_revoked_o
         0,
         "the irrevocable flag outlived the revocation"
     );
+    assert_eq!(irrevocable_gauge(&srv).await, 0);
 
     // The static rotation resumes: a new password that works, the old one refused.
     let now_pw = changed_password(&srv, "app-static", &static_pw, Duration::from_secs(40))

@@ -212,6 +212,8 @@ pub struct Reply {
     pub mount_type: String,
     /// A body sent as is instead of the envelope (sys/seal-status, sys/health, sys/init...).
     pub raw: Option<Value>,
+    /// A plain-text body instead of JSON (`sys/metrics?format=prometheus`).
+    pub text: Option<String>,
 }
 
 impl std::fmt::Debug for Reply {
