@@ -337,19 +337,59 @@ impl TokenStore {
         Ok(claim)
     }
 
-    /// Revoke a token and every token created from it. Returns the lease ids they owned (the caller revokes them).
-    pub fn revoke_tree(&self, hash: &str) -> Result<Vec<String>, VaultError> {
+    /// Revoke a token and every token created from it in one storage transaction that also carries `extra`'s
+    /// writes, computed from the lease ids the tree owned (the core makes those leases due now, so a stop right
+    /// after this commit still revokes them at once after unseal). Returns the lease ids (the caller revokes them).
+    pub fn revoke_tree_with(
+        &self,
+        hash: &str,
+        extra: impl FnOnce(&[String]) -> Result<Vec<BufferedOp>, VaultError>,
+    ) -> Result<Vec<String>, VaultError> {
+        let _g = self.lock_entries();
+        let mut ops = Vec::new();
         let mut leases = Vec::new();
+        let mut hashes = Vec::new();
         let mut stack = vec![hash.to_string()];
         while let Some(h) = stack.pop() {
             let prefix = format!("sys/token/parent/{h}/");
             for child in self.barrier.list(&prefix)? {
                 stack.push(child.trim_end_matches('/').to_string());
-                self.barrier.delete(&format!("{prefix}{child}"))?;
+                ops.push(BufferedOp::Delete(format!("{prefix}{child}")));
             }
-            leases.extend(self.revoke_one(&h)?);
+            let key = format!("sys/token/id/{h}");
+            if let Some(e) = self.barrier.get_json::<TokenEntry>(&key)? {
+                ops.push(BufferedOp::Delete(format!(
+                    "sys/token/accessor/{}",
+                    self.hash(&e.accessor)
+                )));
+                if let Some(p) = &e.parent {
+                    ops.push(BufferedOp::Delete(format!("sys/token/parent/{p}/{h}")));
+                }
+                ops.push(BufferedOp::Delete(key));
+                leases.extend(e.leases);
+            }
+            let links = format!("sys/token/lease/{h}/");
+            for l in self.barrier.list(&links)? {
+                ops.push(BufferedOp::Delete(format!("{links}{l}")));
+                leases.push(crate::leases::unescape(&l));
+            }
+            hashes.push(h);
         }
+        leases.sort();
+        leases.dedup();
+        ops.extend(extra(&leases)?);
+        self.evict(&hashes);
+        self.barrier.commit(&ops)?;
+        // Again after the commit: a lookup racing with it may have cached an entry read just before.
+        self.evict(&hashes);
         Ok(leases)
+    }
+
+    fn evict(&self, hashes: &[String]) {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        for h in hashes {
+            cache.remove(h);
+        }
     }
 
     /// Revoke only this token; its children become orphans.
