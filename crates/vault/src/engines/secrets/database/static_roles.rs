@@ -450,7 +450,17 @@ impl DatabaseBackend {
             let conn: Connection = match load(store, &config_key(&r.db_name)).await? {
                 Some(c) => c,
                 None => {
-                    tracing::warn!(role = %name, "static role's connection is gone; not rotated");
+                    // Recorded like any failed rotation, so it is retried with backoff rather than every pass.
+                    let mut r = r;
+                    r.failures = r.failures.saturating_add(1);
+                    r.next_rotation = now.saturating_add(backoff(r.failures));
+                    let msg = format!(
+                        "connection {:?} does not exist: write database/config/{}",
+                        r.db_name, r.db_name
+                    );
+                    tracing::warn!(role = %name, error = %msg, "static role not rotated");
+                    r.last_error = Some(msg);
+                    save(store, &name, &r).await?;
                     continue;
                 }
             };
