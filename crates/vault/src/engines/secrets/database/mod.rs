@@ -7,6 +7,8 @@
 //! - `roles/:name`: which connection and which statements create (and optionally revoke) a user.
 //! - `creds/:name`: a new user, created by the role's statements in one transaction, with a `lksd_` password (a
 //!   leakstop credential, so the scanner finds it if it leaks), leased to the caller's token.
+//! - `static-roles/:name`, `static-creds/:name`, `rotate-role/:name`: an existing user whose password leakstop
+//!   owns and rotates on a schedule (`static_roles.rs` documents how a rotation survives a stop).
 //!
 //! A lease keeps what revoking needs (the connection's name, the user, the role's revocation statements), so
 //! deleting the role does not strand it; a deleted connection is kept aside for the leases that still need it.
