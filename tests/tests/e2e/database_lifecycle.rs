@@ -223,6 +223,11 @@ async fn a_static_role_owns_its_password_and_rotates_it_on_demand_on_schedule_an
     let ttl = static_creds(&srv, "app-static").await["ttl"].as_i64().unwrap();
     assert!((0..=5).contains(&ttl), "{ttl}");
 
+    let log = srv.log_text();
+    for p in [&p1, &p2, &p3, &p4] {
+        assert!(!log.contains(p.as_str()), "a static password is in the server log");
+    }
+
     // Deleting the static role leaves the user in place.
     srv.ok("DELETE", "database/static-roles/app-static", None).await;
     assert!(
