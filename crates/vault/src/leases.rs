@@ -949,6 +949,52 @@ mod tests {
         assert_eq!(e.core.revoke_due_leases(now() + 2).await.unwrap(), (1, 0));
     }
 
+    #[tokio::test]
+    async fn revoke_orphan_revokes_the_token_and_its_leases_and_leaves_its_children_as_orphans() {
+        let e = env(3600).await;
+        let token = |r: Reply| r.auth.unwrap().client_token.expose_str().to_string();
+        let parent = token(
+            e.call(Operation::Update, "auth/token/create", json!({"policies": ["root"]}))
+                .await
+                .unwrap(),
+        );
+        let child = token(
+            e.call_as(
+                &parent,
+                Operation::Update,
+                "auth/token/create",
+                json!({"policies": ["root"]}),
+            )
+            .await
+            .unwrap(),
+        );
+        let id = e
+            .call_as(&parent, Operation::Update, "play/ticket/o", json!({"ttl": "1h"}))
+            .await
+            .unwrap()
+            .lease_id;
+        e.call(Operation::Update, "auth/token/revoke-orphan", json!({"token": parent}))
+            .await
+            .unwrap();
+        assert!(!e.exists(&id).await, "the orphaned token's lease outlived it");
+        assert!(e.engine_revoked("o").await);
+        let st = e.core.unsealed().unwrap();
+        assert!(
+            st.tokens.lookup(&parent, now()).unwrap().is_none(),
+            "the token outlived revoke-orphan"
+        );
+        let c = st
+            .tokens
+            .lookup(&child, now())
+            .unwrap()
+            .expect("the child was revoked with its parent");
+        assert!(c.parent.is_none(), "the child still names its revoked parent");
+        // An orphan is no longer in the revoked token's tree: revoking it later touches nothing else.
+        e.call_as(&child, Operation::Read, "auth/token/lookup-self", json!({}))
+            .await
+            .unwrap();
+    }
+
     #[test]
     fn backoff_doubles_from_one_second_to_five_minutes() {
         let d: Vec<i64> = (1..=12).map(backoff).collect();

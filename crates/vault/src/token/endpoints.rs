@@ -96,7 +96,11 @@ pub(crate) async fn handle(c: &SysCall<'_>, rest: &str, fx: &mut Effects) -> Res
         }
         ("revoke-orphan", Update | Create) => {
             if let Some(e) = st.tokens.lookup(token_arg()?, now)? {
-                let leases = st.tokens.revoke_orphan(&e.hash)?;
+                let mut moved = Vec::new();
+                let leases = st
+                    .tokens
+                    .revoke_orphan_with(&e.hash, |ids| crate::leases::stage_due_now(st, ids, now, &mut moved))?;
+                crate::leases::requeue(st, &moved);
                 c.core.revoke_leases(&leases, now).await?;
             }
             Ok(Reply::empty())
