@@ -81,6 +81,8 @@ pub enum LeakKind {
     Kv,
     /// Unseal or recovery material.
     Unseal,
+    /// The password of a database static role (a user leakstop keeps and rotates).
+    Static,
 }
 
 /// What the service did about it.
@@ -91,6 +93,8 @@ pub enum LeakAction {
     Revoked,
     /// It cannot be revoked (a stored value): marked where users look, for them to rotate.
     Flagged,
+    /// The service replaced it where it is used (a static role's password): the leaked one no longer works.
+    Rotated,
 }
 
 /// Who told the service.

@@ -346,6 +346,10 @@ fn parse_body(body: &[u8]) -> Result<Map<String, Value>, VaultError> {
 }
 
 fn reply_response(r: Reply, request_id: String) -> Response {
+    if let Some(text) = r.text {
+        let status = StatusCode::from_u16(r.status.unwrap_or(200)).unwrap_or(StatusCode::OK);
+        return (status, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response();
+    }
     if let Some(raw) = r.raw {
         return json_response(r.status.unwrap_or(200), &raw);
     }

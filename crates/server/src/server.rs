@@ -574,6 +574,22 @@ async fn shutdown_signal() {
 /// Leases come off their due queue every quarter second (cheap when nothing is due), so one is revoked within a
 /// second of its expiry, and right after unseal for those that expired while the server was down.
 fn spawn_expiry(core: Arc<Core>) {
+    // Engines' own schedules (static-role rotations) on a separate task: a slow database must not hold up the
+    // lease queue.
+    let engines = core.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if engines.is_sealed() {
+                continue;
+            }
+            if let Err(e) = engines.tick_engines(std::time::SystemTime::now()).await {
+                tracing::debug!(error = %e, "engine pass skipped");
+            }
+        }
+    });
     let leases = core.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(250));

@@ -531,6 +531,28 @@ impl Store for BarrierView {
         Box::pin(async move { self.barrier.list(&self.full(prefix)) })
     }
 
+    fn put_now<'a>(&'a self, key: &'a str, value: &'a [u8]) -> BackendFuture<'a, ()> {
+        Box::pin(async move {
+            let full = self.full(key);
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|op| op.key() != full);
+            self.barrier.put(&full, value)
+        })
+    }
+
+    fn delete_now<'a>(&'a self, key: &'a str) -> BackendFuture<'a, ()> {
+        Box::pin(async move {
+            let full = self.full(key);
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|op| op.key() != full);
+            self.barrier.delete(&full)
+        })
+    }
+
     /// One key for every mount: a reported value is looked up once, whichever mount holds it.
     fn keyed_hash(&self, value: &[u8]) -> Result<String, VaultError> {
         self.barrier.keyed_hash(value)

@@ -179,6 +179,12 @@ pub trait Store: Send + Sync {
     /// A keyed hash of `value` (hex), under a key the engine never sees: for indexes that find a value without
     /// storing it (KV's index of stored strings, which leak reports search).
     fn keyed_hash(&self, value: &[u8]) -> Result<String, VaultError>;
+    /// Write `value` at `key` durably now, outside the request's commit (and never undone by it): for records
+    /// that must be stored before an effect outside leakstop happens (a password written ahead of setting it in
+    /// a database). Also drops any buffered write of the same key.
+    fn put_now<'a>(&'a self, key: &'a str, value: &'a [u8]) -> BackendFuture<'a, ()>;
+    /// Delete `key` durably now, outside the request's commit (see [`Store::put_now`]).
+    fn delete_now<'a>(&'a self, key: &'a str) -> BackendFuture<'a, ()>;
 }
 
 /// A store in memory, for engine tests: the same buffering contract as the barrier view, [`MemStore::commit`]
@@ -260,6 +266,27 @@ impl Store for MemStore {
         })
     }
 
+    fn put_now<'a>(&'a self, key: &'a str, value: &'a [u8]) -> BackendFuture<'a, ()> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|op| op.key() != key);
+        self.committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), Zeroizing::new(value.to_vec()));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn delete_now<'a>(&'a self, key: &'a str) -> BackendFuture<'a, ()> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|op| op.key() != key);
+        self.committed.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        Box::pin(async { Ok(()) })
+    }
+
     fn keyed_hash(&self, value: &[u8]) -> Result<String, VaultError> {
         use hmac::{Hmac, Mac};
         let key = self.index_key.get_or_init(rand::random);
@@ -276,6 +303,8 @@ impl Store for MemStore {
 pub struct StoredMatch {
     pub path: String,
     pub version: u64,
+    /// The engine replaced the value where it is used (a static role's password), rather than only flagging it.
+    pub rotated: bool,
 }
 
 /// A secrets engine or auth method mounted at a path.
@@ -330,6 +359,14 @@ pub trait Backend: Send + Sync {
         _store: &'a dyn Store,
     ) -> BackendFuture<'a, Vec<StoredMatch>> {
         Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// Work the engine does on its own schedule (the database engine's static-role rotations), called by the
+    /// server's periodic pass with that pass's clock reading. Buffered writes through `store` are committed when
+    /// it returns; what must be durable before an outside effect goes through [`Store::put_now`]. An error is
+    /// logged and the next pass calls again.
+    fn tick<'a>(&'a self, _now: SystemTime, _store: &'a dyn Store) -> BackendFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
     }
 
     /// Top-level request fields whose values the audit log must HMAC (all strings are HMACed anyway).

@@ -224,6 +224,42 @@ pub fn stage(st: &Unsealed, lease: &Lease, fx: &mut Effects) -> Result<(), Vault
     Ok(())
 }
 
+/// The writes that make the leases `ids` due at `now` (their expiry brought forward; a lease already retrying
+/// keeps its retry time), committed by the caller with the token revocation that orphaned them. Each changed
+/// queue position is pushed to `moved` as `(old due, new due, id)`, for [`requeue`] once committed.
+pub(crate) fn stage_due_now(
+    st: &Unsealed,
+    ids: &[String],
+    now: i64,
+    moved: &mut Vec<(i64, i64, String)>,
+) -> Result<Vec<BufferedOp>, VaultError> {
+    let mut ops = Vec::new();
+    for id in ids {
+        let Some(mut lease) = st.barrier.get_json::<Lease>(&key(id))? else {
+            continue;
+        };
+        if lease.expire_time <= now {
+            continue;
+        }
+        let old_due = lease.due();
+        lease.expire_time = now;
+        ops.push(BufferedOp::Put(
+            key(id),
+            zeroize::Zeroizing::new(serde_json::to_vec(&lease)?),
+        ));
+        moved.push((old_due, lease.due(), id.clone()));
+    }
+    Ok(ops)
+}
+
+/// Move committed leases to their new queue positions (see [`stage_due_now`]).
+pub(crate) fn requeue(st: &Unsealed, moved: &[(i64, i64, String)]) {
+    for (old, new, id) in moved {
+        st.leases.queue.remove(*old, id);
+        st.leases.queue.insert(*new, id);
+    }
+}
+
 pub fn get(core: &Core, id: &str) -> Result<Option<Lease>, VaultError> {
     core.unsealed()?.barrier.get_json(&key(id))
 }
@@ -869,6 +905,94 @@ mod tests {
         e.fail_revocations(false).await;
         assert_eq!(e.core.revoke_due_leases(now() + 5).await.unwrap(), (1, 0));
         assert!(e.engine_revoked("t").await);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_tokens_leases_are_made_due_at_once_even_when_their_revocation_fails() {
+        let e = env(3600).await;
+        let child = e
+            .call(Operation::Update, "auth/token/create", json!({"policies": ["root"]}))
+            .await
+            .unwrap();
+        let child = child.auth.unwrap().client_token.expose_str().to_string();
+        let id = e
+            .call_as(&child, Operation::Update, "play/ticket/d", json!({"ttl": "1h"}))
+            .await
+            .unwrap()
+            .lease_id;
+        e.fail_revocations(true).await;
+        let before = now();
+        e.call_as(&child, Operation::Update, "auth/token/revoke-self", json!({}))
+            .await
+            .unwrap_err();
+        let l = get(&e.core, &id).unwrap().expect("the failing lease is kept");
+        assert!(
+            l.expire_time <= now() && l.expire_time >= before,
+            "a revoked token's lease keeps its own expiry ({} vs now {})",
+            l.expire_time,
+            now()
+        );
+        // A fresh queue (as after a restart) holds it as due now, not in an hour.
+        let rebuilt = LeaseManager::load(&e.core.unsealed().unwrap().barrier, 3600).unwrap();
+        assert!(rebuilt.queue().next_due().unwrap() <= now() + 1);
+        assert!(
+            e.core
+                .unsealed()
+                .unwrap()
+                .tokens
+                .lookup(&child, now())
+                .unwrap()
+                .is_none(),
+            "the token outlived its revocation"
+        );
+        e.fail_revocations(false).await;
+        assert_eq!(e.core.revoke_due_leases(now() + 2).await.unwrap(), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn revoke_orphan_revokes_the_token_and_its_leases_and_leaves_its_children_as_orphans() {
+        let e = env(3600).await;
+        let token = |r: Reply| r.auth.unwrap().client_token.expose_str().to_string();
+        let parent = token(
+            e.call(Operation::Update, "auth/token/create", json!({"policies": ["root"]}))
+                .await
+                .unwrap(),
+        );
+        let child = token(
+            e.call_as(
+                &parent,
+                Operation::Update,
+                "auth/token/create",
+                json!({"policies": ["root"]}),
+            )
+            .await
+            .unwrap(),
+        );
+        let id = e
+            .call_as(&parent, Operation::Update, "play/ticket/o", json!({"ttl": "1h"}))
+            .await
+            .unwrap()
+            .lease_id;
+        e.call(Operation::Update, "auth/token/revoke-orphan", json!({"token": parent}))
+            .await
+            .unwrap();
+        assert!(!e.exists(&id).await, "the orphaned token's lease outlived it");
+        assert!(e.engine_revoked("o").await);
+        let st = e.core.unsealed().unwrap();
+        assert!(
+            st.tokens.lookup(&parent, now()).unwrap().is_none(),
+            "the token outlived revoke-orphan"
+        );
+        let c = st
+            .tokens
+            .lookup(&child, now())
+            .unwrap()
+            .expect("the child was revoked with its parent");
+        assert!(c.parent.is_none(), "the child still names its revoked parent");
+        // The orphan still authenticates.
+        e.call_as(&child, Operation::Read, "auth/token/lookup-self", json!({}))
+            .await
+            .unwrap();
     }
 
     #[test]

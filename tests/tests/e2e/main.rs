@@ -9,6 +9,7 @@ mod audit_log;
 mod audit_verify;
 mod confidence_cli;
 mod database;
+mod database_lifecycle;
 mod federation_e2e;
 mod git_scan;
 mod hook_native;

@@ -212,6 +212,8 @@ pub struct Reply {
     pub mount_type: String,
     /// A body sent as is instead of the envelope (sys/seal-status, sys/health, sys/init...).
     pub raw: Option<Value>,
+    /// A plain-text body instead of JSON (`sys/metrics?format=prometheus`).
+    pub text: Option<String>,
 }
 
 impl std::fmt::Debug for Reply {
@@ -368,6 +370,25 @@ impl Core {
     /// were revoked and how many failed (kept, retried with backoff).
     pub async fn revoke_due_leases(&self, now: i64) -> Result<(usize, usize), VaultError> {
         crate::leases::revoke_due(self, now).await
+    }
+
+    /// Give every mounted secrets engine its periodic turn ([`Backend::tick`]) at `now`, committing what each
+    /// buffered. One engine's failure is logged and does not stop the others; the next pass calls them all again.
+    pub async fn tick_engines(&self, now: std::time::SystemTime) -> Result<(), VaultError> {
+        let st = self.unsealed()?;
+        let mounts = st.mounts.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for m in mounts {
+            let view = st.view(&m, false);
+            let result = m.backend.tick(now, &view).await;
+            let ops = view.take_pending();
+            if !ops.is_empty() {
+                st.barrier.commit(&ops)?;
+            }
+            if let Err(e) = result {
+                tracing::warn!(mount = %m.entry.path, error = %e, "an engine's periodic work failed; retried next pass");
+            }
+        }
+        Ok(())
     }
 }
 

@@ -305,6 +305,14 @@ async fn act(c: &SysCall<'_>, secret: &str, id: String, fx: &mut Effects) -> Res
         let view = c.st.view(&m, false);
         let found = m.backend.find_leaked(secret, c.lr.now, &view).await?;
         fx.extend(view.take_pending());
+        // A static role's password: the engine rotated it (or will, as soon as its database answers).
+        if let Some(f) = found.iter().find(|f| f.rotated) {
+            return Ok(Some(record(
+                LeakKind::Static,
+                LeakAction::Rotated,
+                format!("{}{}", m.entry.path, f.path),
+            )));
+        }
         locations.extend(found.into_iter().map(|f| KvLocation {
             path: format!("{}{}", m.entry.path, f.path),
             version: f.version,

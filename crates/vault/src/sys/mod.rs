@@ -9,6 +9,7 @@
 mod audit;
 mod leaks;
 mod leases;
+mod metrics;
 mod mounts;
 mod policies;
 mod seal;
@@ -54,6 +55,7 @@ impl Core {
             "audit" | "audit-hash" | "audit-chain" => audit::handle(&call, rest, fx).await,
             "leases" | "revoke" | "renew" | "revoke-prefix" | "revoke-force" => leases::handle(&call, rest).await,
             "leaks" => leaks::handle(&call, rest, fx).await,
+            "metrics" if rest == "metrics" && lr.op == crate::Operation::Read => metrics::handle(&call),
             "rotate" | "key-status" | "seal" | "rekey" => seal::handle(&call, rest),
             _ => Err(VaultError::UnsupportedPath),
         }

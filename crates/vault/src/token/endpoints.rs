@@ -96,7 +96,11 @@ pub(crate) async fn handle(c: &SysCall<'_>, rest: &str, fx: &mut Effects) -> Res
         }
         ("revoke-orphan", Update | Create) => {
             if let Some(e) = st.tokens.lookup(token_arg()?, now)? {
-                let leases = st.tokens.revoke_orphan(&e.hash)?;
+                let mut moved = Vec::new();
+                let leases = st
+                    .tokens
+                    .revoke_orphan_with(&e.hash, |ids| crate::leases::stage_due_now(st, ids, now, &mut moved))?;
+                crate::leases::requeue(st, &moved);
                 c.core.revoke_leases(&leases, now).await?;
             }
             Ok(Reply::empty())
@@ -109,7 +113,11 @@ impl Core {
     /// Revoke a token, its children, and every lease they own. A lease whose engine fails to revoke it outlives
     /// the token: it keeps its record and retry state and is retried in the background (the error says so).
     pub async fn revoke_token_tree(&self, st: &Unsealed, hash: &str, now: i64) -> Result<(), VaultError> {
-        let leases = st.tokens.revoke_tree(hash)?;
+        let mut moved = Vec::new();
+        let leases = st
+            .tokens
+            .revoke_tree_with(hash, |ids| crate::leases::stage_due_now(st, ids, now, &mut moved))?;
+        crate::leases::requeue(st, &moved);
         self.revoke_leases(&leases, now).await
     }
 

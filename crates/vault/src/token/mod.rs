@@ -337,54 +337,103 @@ impl TokenStore {
         Ok(claim)
     }
 
-    /// Revoke a token and every token created from it. Returns the lease ids they owned (the caller revokes them).
-    pub fn revoke_tree(&self, hash: &str) -> Result<Vec<String>, VaultError> {
+    /// Revoke a token and every token created from it in one storage transaction that also carries `extra`'s
+    /// writes, computed from the lease ids the tree owned (the core makes those leases due now, so a stop right
+    /// after this commit still revokes them at once after unseal). Returns the lease ids (the caller revokes them).
+    pub fn revoke_tree_with(
+        &self,
+        hash: &str,
+        extra: impl FnOnce(&[String]) -> Result<Vec<BufferedOp>, VaultError>,
+    ) -> Result<Vec<String>, VaultError> {
+        let _g = self.lock_entries();
+        let mut ops = Vec::new();
         let mut leases = Vec::new();
+        let mut hashes = Vec::new();
         let mut stack = vec![hash.to_string()];
         while let Some(h) = stack.pop() {
             let prefix = format!("sys/token/parent/{h}/");
             for child in self.barrier.list(&prefix)? {
                 stack.push(child.trim_end_matches('/').to_string());
-                self.barrier.delete(&format!("{prefix}{child}"))?;
+                ops.push(BufferedOp::Delete(format!("{prefix}{child}")));
             }
-            leases.extend(self.revoke_one(&h)?);
+            self.stage_revoke_one(&h, &mut ops, &mut leases)?;
+            hashes.push(h);
         }
+        leases.sort();
+        leases.dedup();
+        ops.extend(extra(&leases)?);
+        self.evict(&hashes);
+        self.barrier.commit(&ops)?;
+        // Again after the commit: a lookup racing with it may have cached an entry read just before.
+        self.evict(&hashes);
         Ok(leases)
     }
 
-    /// Revoke only this token; its children become orphans.
-    pub fn revoke_orphan(&self, hash: &str) -> Result<Vec<String>, VaultError> {
+    fn evict(&self, hashes: &[String]) {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        for h in hashes {
+            cache.remove(h);
+        }
+    }
+
+    /// The deletes that remove token `h` (entry, accessor index, parent link, lease links); its lease ids are
+    /// added to `leases`.
+    fn stage_revoke_one(&self, h: &str, ops: &mut Vec<BufferedOp>, leases: &mut Vec<String>) -> Result<(), VaultError> {
+        let key = format!("sys/token/id/{h}");
+        if let Some(e) = self.barrier.get_json::<TokenEntry>(&key)? {
+            ops.push(BufferedOp::Delete(format!(
+                "sys/token/accessor/{}",
+                self.hash(&e.accessor)
+            )));
+            if let Some(p) = &e.parent {
+                ops.push(BufferedOp::Delete(format!("sys/token/parent/{p}/{h}")));
+            }
+            ops.push(BufferedOp::Delete(key));
+            leases.extend(e.leases);
+        }
+        let links = format!("sys/token/lease/{h}/");
+        for l in self.barrier.list(&links)? {
+            ops.push(BufferedOp::Delete(format!("{links}{l}")));
+            leases.push(crate::leases::unescape(&l));
+        }
+        Ok(())
+    }
+
+    /// Revoke only this token (its children become orphans), in one storage transaction with `extra`'s writes
+    /// (as [`TokenStore::revoke_tree_with`]). Returns the lease ids it owned.
+    pub fn revoke_orphan_with(
+        &self,
+        hash: &str,
+        extra: impl FnOnce(&[String]) -> Result<Vec<BufferedOp>, VaultError>,
+    ) -> Result<Vec<String>, VaultError> {
+        let _g = self.lock_entries();
+        let mut ops = Vec::new();
+        let mut orphans = Vec::new();
         let prefix = format!("sys/token/parent/{hash}/");
         for child in self.barrier.list(&prefix)? {
             let child = child.trim_end_matches('/').to_string();
-            let _g = self.lock_entries();
-            if let Some(e) = self.load(&child)? {
-                let mut e = (*e).clone();
+            if let Some(mut e) = self.barrier.get_json::<TokenEntry>(&format!("sys/token/id/{child}"))? {
+                e.hash = child.clone();
                 e.parent = None;
-                self.save(&e)?;
+                ops.push(BufferedOp::Put(
+                    format!("sys/token/id/{child}"),
+                    Zeroizing::new(serde_json::to_vec(&e)?),
+                ));
+                orphans.push(e);
             }
-            self.barrier.delete(&format!("{prefix}{child}"))?;
+            ops.push(BufferedOp::Delete(format!("{prefix}{child}")));
         }
-        self.revoke_one(hash)
-    }
-
-    fn revoke_one(&self, hash: &str) -> Result<Vec<String>, VaultError> {
-        let _g = self.lock_entries();
-        let key = format!("sys/token/id/{hash}");
-        let entry: Option<TokenEntry> = self.barrier.get_json(&key)?;
-        self.cache.write().unwrap_or_else(|p| p.into_inner()).remove(hash);
-        let Some(e) = entry else { return Ok(vec![]) };
-        self.barrier
-            .delete(&format!("sys/token/accessor/{}", self.hash(&e.accessor)))?;
-        if let Some(p) = &e.parent {
-            self.barrier.delete(&format!("sys/token/parent/{p}/{hash}"))?;
-        }
-        self.barrier.delete(&key)?;
-        let mut leases = e.leases;
-        let links = format!("sys/token/lease/{hash}/");
-        for l in self.barrier.list(&links)? {
-            self.barrier.delete(&format!("{links}{l}"))?;
-            leases.push(crate::leases::unescape(&l));
+        let mut leases = Vec::new();
+        self.stage_revoke_one(hash, &mut ops, &mut leases)?;
+        leases.sort();
+        leases.dedup();
+        ops.extend(extra(&leases)?);
+        let hashes = [hash.to_string()];
+        self.evict(&hashes);
+        self.barrier.commit(&ops)?;
+        self.evict(&hashes);
+        for e in &orphans {
+            self.install(e);
         }
         Ok(leases)
     }

@@ -7,6 +7,8 @@
 //! - `roles/:name`: which connection and which statements create (and optionally revoke) a user.
 //! - `creds/:name`: a new user, created by the role's statements in one transaction, with a `lksd_` password (a
 //!   leakstop credential, so the scanner finds it if it leaks), leased to the caller's token.
+//! - `static-roles/:name`, `static-creds/:name`, `rotate-role/:name`: an existing user whose password leakstop
+//!   owns and rotates on a schedule (`static_roles.rs` documents how a rotation survives a stop).
 //!
 //! A lease keeps what revoking needs (the connection's name, the user, the role's revocation statements), so
 //! deleting the role does not strand it; a deleted connection is kept aside for the leases that still need it.
@@ -15,6 +17,7 @@
 
 mod postgres;
 mod statements;
+mod static_roles;
 
 use std::sync::Arc;
 
@@ -189,6 +192,7 @@ fn expiration(unix: i64) -> Result<String, VaultError> {
 
 pub struct DatabaseBackend {
     pools: postgres::Pools,
+    statics: static_roles::StaticState,
 }
 
 /// A connection by name: the stored one, or the one a deleted connection left for its leases.
@@ -207,6 +211,7 @@ impl DatabaseBackend {
     pub fn new() -> Arc<DatabaseBackend> {
         Arc::new(DatabaseBackend {
             pools: postgres::Pools::default(),
+            statics: static_roles::StaticState::default(),
         })
     }
 
@@ -620,6 +625,19 @@ impl Backend for DatabaseBackend {
                     Ok(LogicalResponse::no_content())
                 }
                 ("roles", "", List | Read) => LogicalResponse::keys(store.list("role/").await?),
+                ("static-roles", "", List | Read) => LogicalResponse::keys(store.list(static_roles::PREFIX).await?),
+                ("static-roles" | "static-creds" | "rotate-role", n, op) if !n.is_empty() => {
+                    checked("static role", n)?;
+                    let now = req.now_unix();
+                    match (section, op) {
+                        ("static-roles", Create | Update) => self.write_static_role(n, req, store).await,
+                        ("static-roles", Read) => self.read_static_role(n, now, store).await,
+                        ("static-roles", Delete) => self.delete_static_role(n, store).await,
+                        ("static-creds", Read) => self.static_creds(n, now, store).await,
+                        ("rotate-role", Create | Update) => self.rotate_role(n, now, store).await,
+                        _ => Err(VaultError::UnsupportedOperation),
+                    }
+                }
                 ("config" | "roles" | "creds", n, _) if !n.is_empty() => {
                     checked(if section == "config" { "connection" } else { "role" }, n)?;
                     match (section, req.op) {
@@ -653,6 +671,7 @@ impl Backend for DatabaseBackend {
             Ok(match path.split_once('/') {
                 Some(("config", n)) => store.get(&config_key(n)).await?.is_some(),
                 Some(("roles", n)) => store.get(&role_key(n)).await?.is_some(),
+                Some(("static-roles", n)) => store.get(&static_roles::key(n)).await?.is_some(),
                 _ => true,
             })
         })
@@ -672,6 +691,19 @@ impl Backend for DatabaseBackend {
                 .map_err(|e| VaultError::Internal(format!("database lease {}: unreadable record: {e}", lease.id)))?;
             self.renew_issued(&issued, new_expire, store).await
         })
+    }
+
+    fn tick<'a>(&'a self, now: std::time::SystemTime, store: &'a dyn Store) -> BackendFuture<'a, ()> {
+        Box::pin(self.tick_static(now, store))
+    }
+
+    fn find_leaked<'a>(
+        &'a self,
+        value: &'a str,
+        now: std::time::SystemTime,
+        store: &'a dyn Store,
+    ) -> BackendFuture<'a, Vec<crate::engine::StoredMatch>> {
+        Box::pin(self.static_leaked(value, now, store))
     }
 
     fn sensitive_fields(&self) -> &'static [&'static str] {

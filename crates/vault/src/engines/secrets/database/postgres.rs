@@ -339,3 +339,28 @@ pub async fn drop_user(client: &mut Client, username: &str, reassign_to: Option<
     let drop = format!("REASSIGN OWNED BY {user} TO {target}; DROP OWNED BY {user}; DROP ROLE IF EXISTS {user}");
     transaction_retrying(client, &[Zeroizing::new(drop)], &[]).await
 }
+
+/// Why setting a password failed, and whether the database may have taken it anyway.
+pub enum ApplyError {
+    /// Nothing was committed: the database still has the old password.
+    NotApplied(String),
+    /// The commit itself failed (the connection dropped while committing): the database may have either password.
+    Uncertain(String),
+}
+
+/// Run `stmts` (which set a password) in one transaction, telling a failure before the commit from one during it.
+pub async fn apply_password(client: &mut Client, stmts: &[String], vars: &Vars<'_>) -> Result<(), ApplyError> {
+    let secrets: Vec<&str> = vars.password.into_iter().collect();
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| ApplyError::NotApplied(describe(&e, &secrets)))?;
+    for (i, stmt) in stmts.iter().enumerate() {
+        tx.batch_execute(&statements::render(stmt, vars))
+            .await
+            .map_err(|e| ApplyError::NotApplied(format!("statement {} failed: {}", i + 1, describe(&e, &secrets))))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| ApplyError::Uncertain(describe(&e, &secrets)))
+}

@@ -118,6 +118,7 @@ pub async fn find_leaked(
         found.push(crate::engine::StoredMatch {
             path: format!("data/{path}"),
             version,
+            rotated: false,
         });
     }
     Ok(found)
