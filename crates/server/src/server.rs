@@ -303,8 +303,18 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
             api_addr: addr.clone(),
         };
         tracing::info!(node_id = %node.id, api_addr = %node.api_addr, "HA enabled: standing by until this node holds the lock");
-        tokio::spawn(crate::ha::run(core.clone(), lock.clone(), node))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (tokio::spawn(crate::ha::run(core.clone(), lock.clone(), node, Some(tx))), rx)
     });
+    // Listen only once the loop has tried for the lock (bounded: an unreachable database must not keep the node
+    // from answering sys/health), so a new cluster's first node holds it before a sys/init can arrive.
+    let ha_task = match ha_task {
+        Some((task, first_try)) => {
+            let _ = tokio::time::timeout(FIRST_LOCK_TRY_WAIT, first_try).await;
+            Some(task)
+        }
+        None => None,
+    };
     let (ready, bound) = tokio::sync::oneshot::channel();
     let serving = serve(
         core.clone(),
@@ -326,6 +336,9 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
     }
     served
 }
+
+/// How long start-up waits for the HA loop's first try for the lock before listening anyway.
+const FIRST_LOCK_TRY_WAIT: Duration = Duration::from_secs(5);
 
 /// `api_addr` as a base URL: a scheme and a host, no path to lose requests under.
 fn api_addr(addr: &str) -> Result<String, ServerError> {

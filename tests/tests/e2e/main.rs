@@ -11,6 +11,7 @@ mod confidence_cli;
 mod database;
 mod federation_e2e;
 mod git_scan;
+mod ha;
 mod hook_native;
 mod jwt_auth;
 mod kv_storage;
