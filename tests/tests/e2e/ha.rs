@@ -23,7 +23,8 @@ async fn start_node(dir: &std::path::Path, pg: &Postgres) -> Server {
         dir,
         port,
         &format!(
-            "api_addr = \"http://127.0.0.1:{port}\"\n[storage]\ntype = \"postgresql\"\nconnection_url = \"{}\"\nha_enabled = true\n[seal]\ntype = \"shamir\"\n",
+            "api_addr = \"http://127.0.0.1:{port}\"\naudit_file_dir = \"{}\"\n[storage]\ntype = \"postgresql\"\nconnection_url = \"{}\"\nha_enabled = true\n[seal]\ntype = \"shamir\"\n",
+            dir.display(),
             pg.superuser_url()
         ),
     );
@@ -162,8 +163,26 @@ async fn lock_row(admin: &tokio_postgres::Client) -> Option<(String, i64, i32)> 
         .map(|r| (r.get(0), r.get(1), r.get(2)))
 }
 
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The `remote_address` of each audit line (request and response) about `path`.
+fn audited_addresses(log: &std::path::Path, path: &str) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["request"]["path"] == path)
+        .map(|v| v["request"]["remote_address"].as_str().unwrap_or("none").to_string())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_forward_redirect_and_fail_over_within_three_seconds_after_a_kill() {
+async fn two_nodes_forward_audit_the_client_redirect_and_fail_over_within_three_seconds_after_a_kill() {
     let dir = tempfile::tempdir().unwrap();
     let pg = Postgres::start();
     let (mut a, b, key) = cluster(dir.path(), &pg).await;
@@ -209,6 +228,39 @@ async fn two_nodes_forward_redirect_and_fail_over_within_three_seconds_after_a_k
     assert_eq!(
         redirect.headers()["location"].to_str().unwrap(),
         format!("{}/v1/secret/data/via-b?version=1", a.addr)
+    );
+
+    // Forwarded requests are audited with the client's address, which only a node of the cluster can vouch for:
+    // a client on 127.0.0.2 sends a forged statement through the standby and straight to the active node.
+    let audit = dir.path().join("audit.log");
+    a.enable_file_audit("file", &audit).await;
+    let far = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let forged = format!("10.9.8.7 {} {}", now_unix(), "00".repeat(32));
+    // (A standby refuses a request marked as forwarded already, so only the one to the active node says so.)
+    for (to, path, marked) in [(&b, "far-via-b", false), (&a, "far-direct", true)] {
+        let mut r = far
+            .post(format!("{}/v1/secret/data/{path}", to.addr))
+            .header("x-vault-token", &root)
+            .header("x-leakstop-forwarded-for", &forged)
+            .json(&json!({"data": {"v": 1}}));
+        if marked {
+            r = r.header("x-leakstop-forwarded", "1");
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    assert_eq!(
+        audited_addresses(&audit, "secret/data/far-via-b"),
+        ["127.0.0.2", "127.0.0.2"],
+        "request and response lines of the forwarded write carry the client's address"
+    );
+    assert_eq!(
+        audited_addresses(&audit, "secret/data/far-direct"),
+        ["127.0.0.2", "127.0.0.2"],
+        "a forged statement is ignored"
     );
 
     // A write load through b (forwarded to a); SIGKILL a under it and time how long until writes succeed again.
