@@ -484,3 +484,152 @@ async fn a_lock_taken_away_behind_the_active_nodes_back_fences_it_and_a_node_tak
     assert!(la["is_self"] != lb["is_self"], "exactly one active node: {la} {lb}");
     assert_acknowledged_writes_readable(&a, "f", &writes).await;
 }
+
+/// A CA and a certificate for 127.0.0.1 signed by it (`ca.pem`, `cert.pem`, `key.pem` in `dir`), made by openssl.
+fn loopback_ca_and_cert(dir: &std::path::Path) {
+    let script = "set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj '/CN=ha test CA' \
+  -keyout ca.key -out ca.pem 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj '/CN=127.0.0.1' -keyout key.pem \
+  -out node.csr 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=critical,CA:FALSE\\n' > node.ext
+openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile node.ext \
+  -out cert.pem 2>/dev/null";
+    let out = std::process::Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("run openssl through sh");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A node listening with TLS (api_addr `https://127.0.0.1:port`), optionally trusting `ca` for forwarding;
+/// killed on drop.
+struct TlsNode {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for TlsNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_tls_node(dir: &std::path::Path, pg: &Postgres, forward_ca: bool, client: &reqwest::Client) -> TlsNode {
+    let port = free_port();
+    let ha = if forward_ca {
+        format!("[ha]\nforward_ca_file = \"{}\"\n", dir.join("ca.pem").display())
+    } else {
+        String::new()
+    };
+    let cfg = dir.join(format!("tls-{port}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen_address = \"127.0.0.1:{port}\"\napi_addr = \"https://127.0.0.1:{port}\"\ntls_cert_file = \"{}\"\n\
+             tls_key_file = \"{}\"\n[storage]\ntype = \"postgresql\"\nconnection_url = \"{}\"\nha_enabled = true\n\
+             [seal]\ntype = \"shamir\"\n{ha}",
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display(),
+            pg.superuser_url()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join(format!("tls-{port}.log"))).unwrap();
+    let child = leakstop_tests::cmd::leakstop(["server", "--config"])
+        .arg(&cfg)
+        .command()
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let node = TlsNode {
+        child,
+        addr: format!("https://127.0.0.1:{port}"),
+    };
+    let url = format!("{}/v1/sys/seal-status", node.addr);
+    wait_for("the TLS node answers", Duration::from_secs(20), async || {
+        client.get(&url).send().await.is_ok()
+    })
+    .await;
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_forwards_to_an_https_api_addr_trusting_the_configured_ca_only() {
+    let dir = tempfile::tempdir().unwrap();
+    loopback_ca_and_cert(dir.path());
+    let pg = Postgres::start();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.path().join("ca.pem")).unwrap()).unwrap();
+    let http = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
+    let call = async |node: &TlsNode, method: reqwest::Method, path: &str, token: &str, body: Value| {
+        let r = http
+            .request(method, format!("{}/v1/{path}", node.addr))
+            .header("x-vault-token", token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let put = reqwest::Method::PUT;
+    let a = start_tls_node(dir.path(), &pg, true, &http).await;
+    let (_, init) = call(
+        &a,
+        put.clone(),
+        "sys/init",
+        "",
+        json!({"secret_shares": 1, "secret_threshold": 1}),
+    )
+    .await;
+    let key = init["keys"][0].as_str().expect("an unseal key").to_string();
+    let root = init["root_token"].as_str().unwrap().to_string();
+    call(&a, put.clone(), "sys/unseal", "", json!({ "key": key })).await;
+    wait_for("a is active", Duration::from_secs(10), async || {
+        call(&a, reqwest::Method::GET, "sys/leader", "", Value::Null).await.1["is_self"] == true
+    })
+    .await;
+    let (status, _) = call(
+        &a,
+        reqwest::Method::POST,
+        "sys/mounts/secret",
+        &root,
+        json!({"type": "kv", "options": {"version": "2"}}),
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    // Without the CA, a standby cannot verify the active node's certificate: it refuses to forward.
+    // With it, the write goes through.
+    for (with_ca, want) in [(false, 503), (true, 200)] {
+        let s = start_tls_node(dir.path(), &pg, with_ca, &http).await;
+        call(&s, put.clone(), "sys/unseal", "", json!({ "key": key })).await;
+        wait_for(
+            "the standby knows the active node",
+            Duration::from_secs(10),
+            async || {
+                call(&s, reqwest::Method::GET, "sys/leader", "", Value::Null).await.1["leader_address"]
+                    == a.addr.as_str()
+            },
+        )
+        .await;
+        let (status, body) = call(
+            &s,
+            reqwest::Method::POST,
+            "secret/data/over-tls",
+            &root,
+            json!({"data": {"ca": with_ca}}),
+        )
+        .await;
+        assert_eq!(status, want, "forward_ca_file set: {with_ca}: {body}");
+    }
+    let (_, got) = call(&a, reqwest::Method::GET, "secret/data/over-tls", &root, Value::Null).await;
+    assert_eq!(got["data"]["data"]["ca"], true);
+}
