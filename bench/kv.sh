@@ -30,53 +30,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_health() { # addr, what
-    for _ in $(seq 1 300); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' "$1/v1/sys/health" || true)
-        [ "$code" = 200 ] && return 0
-        sleep 0.1
-    done
-    echo "$2 did not become healthy at $1" >&2
-    return 1
-}
-
-cat > "$work/get.lua" <<'EOF'
-wrk.method = "GET"
-wrk.headers["X-Vault-Token"] = os.getenv("BENCH_TOKEN")
-EOF
-cat > "$work/put.lua" <<'EOF'
-local n = 0
-wrk.headers["X-Vault-Token"] = os.getenv("BENCH_TOKEN")
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-    n = n + 1
-    local body = string.format('{"data":{"user":"svc-%d","password":"bench-pw-%d-xxxxxxxxxxxxxxxx"}}', n, n)
-    return wrk.format("POST", string.format("/v1/secret/data/bench/w%d", n % 1000), nil, body)
-end
-EOF
-
-# run_wrk ADDR TOKEN SCRIPT PATH -> "rps p99"
-run_wrk() {
-    local out
-    out=$(BENCH_TOKEN=$2 wrk -t2 -c16 -d"$duration" --latency -s "$3" "$1$4")
-    local non2xx
-    non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-    if [ -n "$non2xx" ]; then
-        echo "warning: $non2xx non-2xx responses on $1$4" >&2
-    fi
-    local rps p99
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-    echo "${rps:-0} ${p99:-?}"
-}
-
-seed() { # addr token
-    curl -sf -H "X-Vault-Token: $2" -H 'Content-Type: application/json' -X POST \
-        -d '{"data":{"user":"app","password":"bench-read-secret","url":"postgres://db:5432/app"}}' \
-        "$1/v1/secret/data/bench/read" >/dev/null
-}
+# shellcheck source=bench/kv-lib.sh
+. "$root/bench/kv-lib.sh"
+write_wrk_scripts
 
 # --- OpenBao, raft storage ------------------------------------------------------------------------------------------
 bport=$(free_port); cport=$(free_port)
@@ -158,7 +114,6 @@ LEAKSTOP_TOKEN="$ls_token" "$leakstop" audit verify "$work/ls/audit.log" >/dev/n
     || echo "warning: audit chain did not verify" >&2
 kill "$ls_pid"; wait "$ls_pid" 2>/dev/null || true
 
-ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}x' if b else 'n/a')" "$1" "$2"; }
 printf '\nKV v2, wrk -t2 -c16 -d%s (requests/s, p99 latency)\n' "$duration"
 printf '%-34s %12s %10s %12s %10s\n' "server" "reads/s" "p99" "writes/s" "p99"
 printf '%-34s %12s %10s %12s %10s\n' "OpenBao 2.7.2 (raft)" "$bao_get" "$bao_get_p99" "$bao_put" "$bao_put_p99"

@@ -14,6 +14,10 @@ use axum::response::{IntoResponse, Response};
 pub const FORWARDED: &str = "x-leakstop-forwarded";
 /// Vault's header asking a standby for a redirect instead of forwarding.
 pub const NO_FORWARDING: &str = "x-vault-no-request-forwarding";
+/// The client's address as the forwarding standby saw it, vouched for with a MAC keyed by the cluster's root key
+/// (`Core::vouch_for_client`): the active node audits a forwarded request with this address when the MAC checks
+/// out, and with the connection's (the standby's) otherwise. Never copied from a client's request.
+pub const FORWARDED_FOR: &str = "x-leakstop-forwarded-for";
 
 /// Connection-level headers (RFC 9110 §7.6.1) and those the client library sets itself: never copied across.
 fn hop_by_hop(name: &HeaderName) -> bool {
@@ -52,20 +56,36 @@ fn refuse(status: StatusCode, msg: &str) -> Response {
 }
 
 impl Forwarder {
-    pub fn new() -> Result<Forwarder, String> {
-        let client = reqwest::Client::builder()
+    /// `ca_pem`: the CA certificate(s) (PEM) that sign the nodes' TLS certificates, for an `https://` `api_addr`
+    /// (`[ha] forward_ca_file`). With it, only those are trusted for node-to-node traffic; without it, the public web
+    /// roots built into the binary.
+    pub fn new(ca_pem: Option<&[u8]>) -> Result<Forwarder, String> {
+        let mut builder = reqwest::Client::builder()
             // The active node's redirects are for the client, not for us.
             .redirect(reqwest::redirect::Policy::none())
             // Node-to-node traffic never goes through a proxy from the environment.
             .no_proxy()
-            .connect_timeout(Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(2));
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("the forwarding CA is not PEM certificates: {e}"))?;
+            if certs.is_empty() {
+                return Err("the forwarding CA file holds no PEM certificate".into());
+            }
+            builder = builder.tls_built_in_root_certs(false);
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let client = builder
             .build()
             .map_err(|e| format!("cannot build the forwarding client: {e}"))?;
         Ok(Forwarder { client })
     }
 
     /// Answer a request that reached a standby. `leader` is the active node's `api_addr`, if one is known; `body`
-    /// was read within the edge's limits.
+    /// was read within the edge's limits; `client` is this node's [`FORWARDED_FOR`] statement for the client's
+    /// address, if it can make one.
     pub async fn forward(
         &self,
         leader: Option<&str>,
@@ -73,6 +93,7 @@ impl Forwarder {
         uri: &Uri,
         headers: &HeaderMap,
         body: Bytes,
+        client: Option<String>,
     ) -> Response {
         if headers.contains_key(FORWARDED) {
             return refuse(
@@ -103,9 +124,12 @@ impl Forwarder {
         }
         let mut out = self.client.request(method, &target).body(body);
         for (name, value) in headers {
-            if !hop_by_hop(name) {
+            if !hop_by_hop(name) && name.as_str() != FORWARDED_FOR {
                 out = out.header(name, value);
             }
+        }
+        if let Some(statement) = client {
+            out = out.header(FORWARDED_FOR, statement);
         }
         let resp = match out.header(FORWARDED, "1").send().await {
             Ok(r) => r,

@@ -67,7 +67,17 @@ async fn step_down(core: &Arc<Core>, lock: &Arc<dyn HaLock>, why: &str) {
 }
 
 /// Run the loop until the task is aborted. Callers release the lock after aborting it (graceful shutdown).
-pub async fn run(core: Arc<Core>, lock: Arc<dyn HaLock>, node: Node) {
+///
+/// `first_try` is told once this node has made its first attempt at the lock (won, lost or failed), so the server
+/// can wait for it before it listens: the first node of a new cluster then already holds the lock when `sys/init`
+/// arrives, instead of refusing an init sent right after start because its loop had not run yet.
+pub async fn run(
+    core: Arc<Core>,
+    lock: Arc<dyn HaLock>,
+    node: Node,
+    first_try: Option<tokio::sync::oneshot::Sender<()>>,
+) {
+    let mut first_try = first_try;
     let mut last_error: Option<String> = None;
     loop {
         let sealed = core.is_sealed();
@@ -122,6 +132,9 @@ pub async fn run(core: Arc<Core>, lock: Arc<dyn HaLock>, node: Node) {
             match blocking(&lock, move |l| l.try_acquire(&n.id, &n.api_addr)).await {
                 Ok(true) => {
                     last_error = None;
+                    if let Some(tx) = first_try.take() {
+                        let _ = tx.send(());
+                    }
                     // Activation (and the first check) happens at the top of the loop, at once.
                     continue;
                 }
@@ -140,6 +153,9 @@ pub async fn run(core: Arc<Core>, lock: Arc<dyn HaLock>, node: Node) {
                     }
                 }
             }
+        }
+        if let Some(tx) = first_try.take() {
+            let _ = tx.send(());
         }
         tokio::time::sleep(ACQUIRE_EVERY).await;
     }
@@ -297,7 +313,7 @@ mod tests {
             id: leakstop_vault::core::uuid(),
             api_addr: addr.clone(),
         };
-        let task = tokio::spawn(run(core.clone(), dyn_lock, node));
+        let task = tokio::spawn(run(core.clone(), dyn_lock, node, None));
         TestNode { core, lock, addr, task }
     }
 

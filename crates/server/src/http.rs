@@ -81,10 +81,23 @@ struct Http {
 }
 
 pub fn router(core: Arc<Core>, max_request_size: usize, limits: &HttpLimits) -> Router {
-    let forwarder = core.ha_enabled().then(crate::forward::Forwarder::new).and_then(|f| {
-        f.map_err(|e| tracing::error!(error = %e, "request forwarding is off"))
-            .ok()
-    });
+    router_forwarding_with(core, max_request_size, limits, None)
+}
+
+/// [`router`] whose HA forwarding trusts `forward_ca` (PEM) for the other nodes' TLS certificates.
+pub fn router_forwarding_with(
+    core: Arc<Core>,
+    max_request_size: usize,
+    limits: &HttpLimits,
+    forward_ca: Option<&[u8]>,
+) -> Router {
+    let forwarder = core
+        .ha_enabled()
+        .then(|| crate::forward::Forwarder::new(forward_ca))
+        .and_then(|f| {
+            f.map_err(|e| tracing::error!(error = %e, "request forwarding is off"))
+                .ok()
+        });
     let http = Http {
         core,
         forwarder,
@@ -234,7 +247,8 @@ async fn handle(
     let token = token_from(&headers);
     let core = &http.core;
     if core.ha_enabled() && !crate::forward::is_local(&path) && core.is_standby() {
-        return forward(&http, method, &uri, &headers, body, token.is_some()).await;
+        let client = peer_ip(&extensions).and_then(|ip| core.vouch_for_client(&ip, unix_seconds(SystemTime::now())));
+        return forward(&http, method, &uri, &headers, body, token.is_some(), client).await;
     }
     // The token is checked before the body is read: without a valid one, only a small body, and only a few such
     // requests at a time, so nobody without a token can make the server buffer or parse much.
@@ -296,9 +310,7 @@ async fn handle(
         data,
         query,
         token,
-        remote_addr: extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| a.ip().to_string()),
+        remote_addr: client_addr(core, &headers, &extensions),
         request_id: request_id.clone(),
     };
     match core.handle(req).await {
@@ -312,10 +324,39 @@ async fn handle(
     }
 }
 
+fn peer_ip(extensions: &axum::http::Extensions) -> Option<String> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip().to_string())
+}
+
+/// The address a request is audited with: the connection's, or, for a request a standby of this cluster forwarded,
+/// the client's address the standby vouched for (see [`crate::forward::FORWARDED_FOR`]). A statement that does not
+/// verify is ignored: a client cannot choose the address it is audited with.
+fn client_addr(core: &Core, headers: &HeaderMap, extensions: &axum::http::Extensions) -> Option<String> {
+    let peer = peer_ip(extensions);
+    if !core.ha_enabled() || !headers.contains_key(crate::forward::FORWARDED) {
+        return peer;
+    }
+    let vouched = headers
+        .get(crate::forward::FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| core.vouched_client(v, unix_seconds(SystemTime::now())));
+    vouched.or(peer)
+}
+
 /// A request that reached a standby goes to the active node. The standby cannot check tokens (it has loaded
 /// nothing), so a request with no token at all gets the small limit, any other the full one; the active node
 /// applies its own limits again.
-async fn forward(http: &Http, method: Method, uri: &Uri, headers: &HeaderMap, body: Body, has_token: bool) -> Response {
+async fn forward(
+    http: &Http,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    has_token: bool,
+    client: Option<String>,
+) -> Response {
     let Some(forwarder) = &http.forwarder else {
         return error_response(&VaultError::Standby);
     };
@@ -330,7 +371,9 @@ async fn forward(http: &Http, method: Method, uri: &Uri, headers: &HeaderMap, bo
         Err(r) => return r,
     };
     let leader = http.core.ha_view().leader.map(|l| l.api_addr);
-    forwarder.forward(leader.as_deref(), method, uri, headers, body).await
+    forwarder
+        .forward(leader.as_deref(), method, uri, headers, body, client)
+        .await
 }
 
 fn parse_body(body: &[u8]) -> Result<Map<String, Value>, VaultError> {

@@ -13,6 +13,10 @@
 //! lease_irrevocable_after_s = 3600      # failing revocations are flagged irrevocable after this (still retried)
 //! api_addr = "https://10.0.0.1:8200"    # HA: where other nodes and clients reach this node (see `crate::ha`)
 //!
+//! [ha]
+//! forward_ca_file = "/etc/leakstop/tls/ca.pem"  # HA: the CA of the nodes' TLS certificates, trusted (alone) when a
+//!                                               # standby forwards to an https:// api_addr
+//!
 //! [http]                                # listener limits (these are the defaults); see `serve` for their order
 //! header_timeout_ms = 10000             # request head and TLS handshake; also the keep-alive idle timeout
 //! body_timeout_ms = 30000
@@ -118,6 +122,18 @@ pub struct ServerConfig {
     /// Listener limits: `[http]` (timeouts, connection cap, limits on requests without a token).
     #[serde(default)]
     pub http: HttpLimits,
+    /// HA options: `[ha]`.
+    #[serde(default)]
+    pub ha: HaToml,
+}
+
+/// `[ha]`: how this node talks to the other nodes of an HA cluster.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaToml {
+    /// PEM file with the CA certificate(s) that sign the nodes' TLS certificates: a standby forwarding to an
+    /// `https://` `api_addr` trusts these and only these. Unset: the public web roots built into the binary.
+    pub forward_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +275,19 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
         StorageConfig::Memory => "inmem",
         StorageConfig::Postgresql(_) => "postgresql",
     };
+    // Read and checked before anything starts: a broken CA file must stop the node, not silently turn forwarding off.
+    let forward_ca = match &cfg.ha.forward_ca_file {
+        Some(path) => {
+            let bad = |reason: String| ServerError::Config {
+                path: path.display().to_string(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(format!("[ha] forward_ca_file: {e}")))?;
+            crate::forward::Forwarder::new(Some(&pem)).map_err(|e| bad(format!("[ha] forward_ca_file: {e}")))?;
+            Some(pem)
+        }
+        None => None,
+    };
     let opened = cfg.storage.open_ha()?;
     let ha = match (opened.ha, &cfg.api_addr) {
         (Some(lock), Some(addr)) => Some((lock, api_addr(addr)?)),
@@ -303,8 +332,18 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
             api_addr: addr.clone(),
         };
         tracing::info!(node_id = %node.id, api_addr = %node.api_addr, "HA enabled: standing by until this node holds the lock");
-        tokio::spawn(crate::ha::run(core.clone(), lock.clone(), node))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (tokio::spawn(crate::ha::run(core.clone(), lock.clone(), node, Some(tx))), rx)
     });
+    // Listen only once the loop has tried for the lock (bounded: an unreachable database must not keep the node
+    // from answering sys/health), so a new cluster's first node holds it before a sys/init can arrive.
+    let ha_task = match ha_task {
+        Some((task, first_try)) => {
+            let _ = tokio::time::timeout(FIRST_LOCK_TRY_WAIT, first_try).await;
+            Some(task)
+        }
+        None => None,
+    };
     let (ready, bound) = tokio::sync::oneshot::channel();
     let serving = serve(
         core.clone(),
@@ -312,6 +351,7 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
         cfg.max_request_size,
         cfg.allow_plaintext_http,
         cfg.http.clone(),
+        forward_ca,
         Some(ready),
     );
     let served = announce(serving, bound, |local| {
@@ -326,6 +366,9 @@ pub async fn run(cfg: ServerConfig, pin: Option<Pin>) -> Result<(), ServerError>
     }
     served
 }
+
+/// How long start-up waits for the HA loop's first try for the lock before listening anyway.
+const FIRST_LOCK_TRY_WAIT: Duration = Duration::from_secs(5);
 
 /// `api_addr` as a base URL: a scheme and a host, no path to lose requests under.
 fn api_addr(addr: &str) -> Result<String, ServerError> {
@@ -368,6 +411,7 @@ pub async fn run_dev(opts: DevOptions) -> Result<(), ServerError> {
         crate::http::DEFAULT_MAX_REQUEST_SIZE,
         false,
         HttpLimits::default(),
+        None,
         Some(ready),
     );
     announce(serving, bound, |local| {
@@ -435,6 +479,7 @@ async fn serve(
     max_request_size: usize,
     allow_plain: bool,
     limits: HttpLimits,
+    forward_ca: Option<Vec<u8>>,
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), ServerError> {
     let listener = TcpListener::bind(&listen.addr).await.map_err(|e| ServerError::Listen {
@@ -453,7 +498,7 @@ async fn serve(
         None => None,
     };
     spawn_expiry(core.clone());
-    let router = crate::http::router(core.clone(), max_request_size, &limits);
+    let router = crate::http::router_forwarding_with(core.clone(), max_request_size, &limits, forward_ca.as_deref());
     if let Some(r) = ready {
         let _ = r.send(local);
     }

@@ -12,6 +12,7 @@ mod database;
 mod database_lifecycle;
 mod federation_e2e;
 mod git_scan;
+mod ha;
 mod hook_native;
 mod jwt_auth;
 mod kv_storage;

@@ -8,11 +8,17 @@
 
 use std::sync::Arc;
 
+use hmac::{Hmac, Mac};
 use leakstop_storage::LeaderInfo;
+use sha2::Sha256;
 
 use super::Core;
 use crate::VaultError;
 use crate::barrier::Barrier;
+
+/// How far (seconds) the time in a vouched client address may be from this node's clock: the nodes' clocks may
+/// differ a little, and a captured header is useless for longer than this.
+const VOUCH_WINDOW: i64 = 60;
 
 /// What this node knows of the cluster, for `sys/leader` and `sys/health`.
 #[derive(Debug, Clone, Default)]
@@ -93,5 +99,43 @@ impl Core {
     pub(crate) fn note_fenced(&self) {
         tracing::warn!("storage refused a write: this node no longer holds the HA lock");
         self.fenced.notify_one();
+    }
+
+    /// The MAC a node puts on a client address it forwards, keyed by the root key: only a node unsealed with this
+    /// cluster's key can vouch for an address. `None` while this node has no root key (sealed).
+    fn vouch_mac(&self, ip: &str, at: i64) -> Option<Hmac<Sha256>> {
+        let key = self.root_key.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
+        mac.update(b"leakstop forwarded-for v1\0");
+        mac.update(ip.as_bytes());
+        mac.update(b"\0");
+        mac.update(at.to_string().as_bytes());
+        Some(mac)
+    }
+
+    /// A standby's statement that it forwards a request from client address `ip` at `now` (unix seconds), for
+    /// the active node to audit the request with the client's address instead of the standby's:
+    /// `<ip> <unix seconds> <hex HMAC-SHA256>`. `None` when this node cannot vouch (sealed).
+    pub fn vouch_for_client(&self, ip: &str, now: i64) -> Option<String> {
+        let mac = self.vouch_mac(ip, now)?;
+        Some(format!("{ip} {now} {}", hex::encode(mac.finalize().into_bytes())))
+    }
+
+    /// The client address in a statement made by [`Core::vouch_for_client`] on another node of this cluster, if
+    /// its MAC checks out (compared in constant time) and it was made within a minute of `now`. Anything else
+    /// (a client's forged header, an old captured one, another cluster's) gives `None`.
+    pub fn vouched_client(&self, statement: &str, now: i64) -> Option<String> {
+        let mut parts = statement.split(' ');
+        let (ip, at, tag) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || ip.parse::<std::net::IpAddr>().is_err() {
+            return None;
+        }
+        let at: i64 = at.parse().ok()?;
+        if (now - at).abs() > VOUCH_WINDOW {
+            return None;
+        }
+        let tag = hex::decode(tag).ok()?;
+        self.vouch_mac(ip, at)?.verify_slice(&tag).ok()?;
+        Some(ip.to_owned())
     }
 }
