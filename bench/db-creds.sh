@@ -8,7 +8,8 @@
 # Both servers run in dev mode (in-memory storage, no audit: the same footing) with a connection pool of 8, one at a
 # time, alternating. Every issued user is checked to exist in PostgreSQL, and to be gone after its revocation.
 # Prints medians of issued/s and revoked/s with p50/p99 latencies, peak RSS and the leakstop/OpenBao ratios
-# (target >= 3x). The lease manager's memory at 100k and 1M leases: bench/lease-memory.sh.
+# (target >= 3x), and a third row: leakstop with scram_iterations=1. The lease manager's memory at 100k and 1M
+# leases: bench/lease-memory.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}

@@ -377,6 +377,30 @@ async fn rotate_root_scram_pool_limit_and_reset() {
         assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
     }
 
+    // Fewer PBKDF2 iterations for the engine's own random passwords: the verifier says so and the user logs in;
+    // a count out of range is refused and leaves the connection as it was.
+    srv.ok("POST", "database/config/pg", Some(json!({"scram_iterations": 1})))
+        .await;
+    let cfg = srv.ok("GET", "database/config/pg", None).await;
+    assert_eq!(cfg["data"]["scram_iterations"], 1, "{cfg}");
+    let (user, password) = futures_join(&srv, 1).await.remove(0);
+    pg.connect(&user, &password)
+        .await
+        .expect("log in with a 1-iteration verifier");
+    let stored: String = admin
+        .query_one("SELECT rolpassword FROM pg_authid WHERE rolname = $1", &[&user])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(stored.starts_with("SCRAM-SHA-256$1:"), "{stored}");
+    let (status, body) = srv
+        .call("POST", "database/config/pg", Some(json!({"scram_iterations": 0})))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("scram_iterations"), "{body}");
+    let cfg = srv.ok("GET", "database/config/pg", None).await;
+    assert_eq!(cfg["data"]["scram_iterations"], 1, "{cfg}");
+
     // rotate-root: the old password is refused, the engine keeps working, the new one is never shown.
     srv.ok("POST", "database/rotate-root/pg", None).await;
     let err = pg.connect("rooty", "first-root-pw").await.unwrap_err();

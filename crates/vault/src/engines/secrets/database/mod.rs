@@ -67,10 +67,17 @@ struct Connection {
     /// `scram-sha-256`: passwords reach the server as SCRAM verifiers, never in clear.
     #[serde(default)]
     scram: bool,
+    /// PBKDF2 iterations of those verifiers (PostgreSQL's and RFC 7677's 4096 unless configured).
+    #[serde(default = "default_scram_iterations")]
+    scram_iterations: u32,
 }
 
 fn default_max_open() -> usize {
     DEFAULT_MAX_OPEN
+}
+
+fn default_scram_iterations() -> u32 {
+    postgres::SCRAM_ITERATIONS
 }
 
 impl Connection {
@@ -86,7 +93,7 @@ impl Connection {
     /// the clear password is in no statement, server log or `pg_stat_activity`).
     fn password_sql(&self, password: &str) -> Zeroizing<String> {
         Zeroizing::new(if self.scram {
-            postgres_protocol::password::scram_sha_256(password.as_bytes())
+            postgres::scram_verifier(password, self.scram_iterations)
         } else {
             password.to_string()
         })
@@ -286,6 +293,25 @@ impl DatabaseBackend {
                 )));
             }
         };
+        let scram_iterations = match f.u64("scram_iterations")? {
+            Some(n) if !scram => {
+                return Err(VaultError::bad(format!(
+                    "scram_iterations={n} applies to SCRAM verifiers only: also set \
+                     password_authentication = \"scram-sha-256\""
+                )));
+            }
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=postgres::MAX_SCRAM_ITERATIONS).contains(n))
+                .ok_or_else(|| {
+                    VaultError::bad(format!(
+                        "scram_iterations={n} is out of range: use 1 to {} (default {})",
+                        postgres::MAX_SCRAM_ITERATIONS,
+                        postgres::SCRAM_ITERATIONS
+                    ))
+                })?,
+            None => old.as_ref().map_or(postgres::SCRAM_ITERATIONS, |o| o.scram_iterations),
+        };
         // Vault's pool tuning: accepted for compatibility, the pool here keeps idle connections until reset.
         f.accept(&["max_idle_connections", "max_connection_lifetime"]);
         f.finish()?;
@@ -314,6 +340,7 @@ impl DatabaseBackend {
             root_rotation_statements,
             max_open_connections,
             scram,
+            scram_iterations,
         };
         if verify_connection {
             let client = postgres::connect(&conn.target()).await.map_err(|e| {
@@ -350,6 +377,7 @@ impl DatabaseBackend {
             "root_credentials_rotate_statements": c.root_rotation_statements,
             "max_open_connections": c.max_open_connections,
             "password_authentication": if c.scram { "scram-sha-256" } else { "password" },
+            "scram_iterations": c.scram_iterations,
             "password_policy": "",
         })))
     }
@@ -749,6 +777,7 @@ mod tests {
             root_rotation_statements: vec![],
             max_open_connections: DEFAULT_MAX_OPEN,
             scram: false,
+            scram_iterations: postgres::SCRAM_ITERATIONS,
         };
         assert!(c.allows("ci-deploy") && c.allows("exact") && !c.allows("other"));
         c.allowed_roles = vec![];

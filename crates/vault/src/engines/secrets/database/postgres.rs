@@ -17,6 +17,51 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const USER_MARK: &str = "leakstop-user-template";
 const PASS_MARK: &str = "leakstop-password-template";
 
+/// PostgreSQL's (and RFC 7677's minimum) PBKDF2 iteration count for SCRAM-SHA-256 verifiers.
+pub const SCRAM_ITERATIONS: u32 = 4096;
+/// The most `scram_iterations` accepts: more makes every login of an issued user slow for nothing.
+pub const MAX_SCRAM_ITERATIONS: u32 = 1_000_000;
+
+/// The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:
+/// <ServerKey>`), with a fresh 16-byte salt.
+///
+/// The iteration count is the caller's because the passwords hashed here are the engine's own `lksd_` credentials
+/// (214 random bits): key stretching protects guessable passwords and adds nothing to those, while its CPU cost
+/// lands on every issuance and every login. Those passwords are ASCII, where SASLprep changes nothing.
+pub fn scram_verifier(password: &str, iterations: u32) -> String {
+    let salt: [u8; 16] = rand::random();
+    scram_verifier_salted(password, &salt, iterations)
+}
+
+fn scram_verifier_salted(password: &str, salt: &[u8], iterations: u32) -> String {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    debug_assert!(
+        password.is_ascii(),
+        "SASLprep is skipped: only generated passwords are hashed here"
+    );
+    let salted = Zeroizing::new(pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(
+        password.as_bytes(),
+        salt,
+        iterations.max(1),
+    ));
+    let keyed = |label: &[u8]| {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(salted.as_slice()).expect("HMAC takes any key length");
+        mac.update(label);
+        mac.finalize().into_bytes()
+    };
+    let stored_key = Sha256::digest(keyed(b"Client Key"));
+    let server_key = keyed(b"Server Key");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        "SCRAM-SHA-256${iterations}:{}${}:{}",
+        b64.encode(salt),
+        b64.encode(stored_key),
+        b64.encode(server_key)
+    )
+}
+
 /// What a connection needs, borrowed from the stored config.
 pub struct Target<'a> {
     pub connection_url: &'a str,
@@ -363,4 +408,28 @@ pub async fn apply_password(client: &mut Client, stmts: &[String], vars: &Vars<'
     tx.commit()
         .await
         .map_err(|e| ApplyError::Uncertain(describe(&e, &secrets)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Vectors computed independently (Python's hashlib.pbkdf2_hmac and hmac) for a fixed salt.
+    #[test]
+    fn scram_verifiers_match_an_independent_computation() {
+        let password = "lksd_0123456789ABCDEFGHIJabcdefghij012345xyz";
+        let salt: Vec<u8> = (0..16).collect();
+        assert_eq!(
+            scram_verifier_salted(password, &salt, 1),
+            "SCRAM-SHA-256$1:AAECAwQFBgcICQoLDA0ODw==$Fm/z22Nkf0575gjl2CZAraB6OvIyMsHOARPkkzKjnmk=:\
+             FPRJd7aQnhzPriONVTpdQ8SqpIRf7WM0L9UDpvvUIVI="
+        );
+        assert_eq!(
+            scram_verifier_salted(password, &salt, 4096),
+            "SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$bTLNxgNGHZnx86NDV5M/0l0WgQrLZuyEcpAY/8Ui0eo=:\
+             yyPUbkgi2MpMawp8WkDYU9aL9F8DiU7vCjLgOFHEUDM="
+        );
+        // A fresh salt each time: two verifiers of one password differ.
+        assert_ne!(scram_verifier(password, 1), scram_verifier(password, 1));
+    }
 }
