@@ -105,12 +105,23 @@ impl Check {
                     && d.iter().all(|b| (0x20..0x7f).contains(b))
                     && d.iter()
                         .position(|&b| b == b':')
-                        .is_some_and(|i| i > 0 && i + 1 < d.len())
+                        .is_some_and(|i| i > 0 && i + 1 < d.len() && !is_sample_password(&d[i + 1..]))
             }),
             Check::SecretShape => secret_shape(secret),
         };
         if pass { Verdict::Pass } else { Verdict::Fail }
     }
+}
+
+/// The password half of documentation Basic credentials (`user:password`, RFC 7617's `Aladdin:open sesame`): a
+/// placeholder, or a word that only names the field.
+fn is_sample_password(password: &[u8]) -> bool {
+    let lower = password.to_ascii_lowercase();
+    crate::guard::is_placeholder(password)
+        || matches!(
+            lower.as_slice(),
+            b"password" | b"pass" | b"passwd" | b"pwd" | b"secret" | b"test" | b"guest" | b"open sesame"
+        )
 }
 
 /// What a check concluded about a candidate.

@@ -75,7 +75,26 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
     if PLACEHOLDER_WORDS.iter().any(|w| contains(&lower, w.as_bytes())) {
         return true;
     }
-    is_repetitive(&lower) || is_mostly_sequential(&lower)
+    is_repetitive(&lower) || is_mostly_sequential(&lower) || is_repetitive(body_after_prefix(&lower))
+}
+
+/// What follows a provider prefix (`pul-`, `rubygems_`, `sk_live_`): the value after the last `_` or `-` among its
+/// first 16 bytes, when everything before it is letters, digits and separators. A prefix followed by `000…` is a
+/// documentation sample of that format, not a credential.
+fn body_after_prefix(s: &[u8]) -> &[u8] {
+    let window = &s[..s.len().min(16)];
+    match window.iter().rposition(|b| matches!(b, b'_' | b'-')) {
+        Some(i)
+            if window[..i]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')) =>
+        {
+            let body = &s[i + 1..];
+            // Short tails are common in real values (`key-ab12`); judge only a body that carries the secret.
+            if body.len() >= 12 { body } else { &[] }
+        }
+        _ => &[],
+    }
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -159,6 +178,9 @@ mod tests {
             "0123456789abcdef",
             "$SECRET_TOKEN",
             "%(password)s",
+            "pul-0000000000000000000000000000000000000000",
+            "rubygems_000000000000000000000000000000000000000000000000",
+            "sk_live_000000000000000000000000",
         ] {
             assert!(is_placeholder(p.as_bytes()), "{p} should be a placeholder");
         }
@@ -170,6 +192,9 @@ mod tests {
             "hJ8s2kPq9LmZ0vXw4RtY",
             "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzQ9a8b7c6d",
             "s3cr3tP4ssw0rd!Zq",
+            "pul-2626dc8e74a0d80e2c490c8eddeccdb60b2f0abd",
+            "rubygems_bb672de172a2d38d0dba9089dae755702dbceea97414070c",
+            "key-0000",
         ] {
             assert!(!is_placeholder(s.as_bytes()), "{s} should not be a placeholder");
         }

@@ -881,19 +881,30 @@ mod tests {
         assert_eq!(e.irrevocable().await["lease_count"], 0);
     }
 
-    #[tokio::test]
-    async fn revoking_a_token_whose_lease_cannot_be_revoked_keeps_the_lease_for_retry() {
-        let e = env(3600).await;
+    /// A child token of root and the id of a one-hour lease it took on ticket `name`.
+    async fn child_token_with_lease(e: &Env, name: &str) -> (String, String) {
         let child = e
             .call(Operation::Update, "auth/token/create", json!({"policies": ["root"]}))
             .await
             .unwrap();
         let child = child.auth.unwrap().client_token.expose_str().to_string();
         let id = e
-            .call_as(&child, Operation::Update, "play/ticket/t", json!({"ttl": "1h"}))
+            .call_as(
+                &child,
+                Operation::Update,
+                &format!("play/ticket/{name}"),
+                json!({"ttl": "1h"}),
+            )
             .await
             .unwrap()
             .lease_id;
+        (child, id)
+    }
+
+    #[tokio::test]
+    async fn revoking_a_token_whose_lease_cannot_be_revoked_keeps_the_lease_for_retry() {
+        let e = env(3600).await;
+        let (child, id) = child_token_with_lease(&e, "t").await;
         e.fail_revocations(true).await;
         let err = e
             .call_as(&child, Operation::Update, "auth/token/revoke-self", json!({}))
@@ -910,16 +921,7 @@ mod tests {
     #[tokio::test]
     async fn a_revoked_tokens_leases_are_made_due_at_once_even_when_their_revocation_fails() {
         let e = env(3600).await;
-        let child = e
-            .call(Operation::Update, "auth/token/create", json!({"policies": ["root"]}))
-            .await
-            .unwrap();
-        let child = child.auth.unwrap().client_token.expose_str().to_string();
-        let id = e
-            .call_as(&child, Operation::Update, "play/ticket/d", json!({"ttl": "1h"}))
-            .await
-            .unwrap()
-            .lease_id;
+        let (child, id) = child_token_with_lease(&e, "d").await;
         e.fail_revocations(true).await;
         let before = now();
         e.call_as(&child, Operation::Update, "auth/token/revoke-self", json!({}))
