@@ -21,6 +21,16 @@ fn diff_options() -> DiffOptions {
 /// Findings in lines the index adds relative to HEAD (relative to the empty tree before the first commit).
 /// Paths are relative to the repository root; lines are those of the staged file.
 pub fn scan_staged(repo_path: &Path, scanner: &Scanner) -> Result<Vec<Finding>, GitError> {
+    scan_staged_when(repo_path, || Some(scanner)).map(Option::unwrap_or_default)
+}
+
+/// [`scan_staged`] with the scanner asked for only once the index has been compared with HEAD, so that a caller
+/// can build it meanwhile on another thread (the pre-commit hook's start-up is the rules' loading and this
+/// comparison). `None` when `scanner` gives none (the caller failed to build it).
+pub fn scan_staged_when<S: std::ops::Deref<Target = Scanner>>(
+    repo_path: &Path,
+    scanner: impl FnOnce() -> Option<S>,
+) -> Result<Option<Vec<Finding>>, GitError> {
     let repo = open(repo_path)?;
     let root = workdir_or_path(&repo);
     let head_tree = match repo.head() {
@@ -37,7 +47,10 @@ pub fn scan_staged(repo_path: &Path, scanner: &Scanner) -> Result<Vec<Finding>, 
         .diff_tree_to_index(head_tree.as_ref(), Some(&index), Some(&mut opts))
         .map_err(GitError::git(&root, "comparing the index with HEAD"))?;
     find_renames(&mut diff, &root)?;
-    scan_diff(&repo, &diff, scanner, None, &root, &mut Stats::default())
+    let Some(scanner) = scanner() else {
+        return Ok(None);
+    };
+    scan_diff(&repo, &diff, &scanner, None, &root, &mut Stats::default()).map(Some)
 }
 
 /// What a range scan looked at, with its findings.

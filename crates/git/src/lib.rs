@@ -37,7 +37,7 @@ mod repo;
 mod testing;
 mod topo;
 
-pub use diff::{RangeReport, scan_range, scan_range_report, scan_staged};
+pub use diff::{RangeReport, scan_range, scan_range_report, scan_staged, scan_staged_when};
 pub use error::GitError;
 pub use history::{HistoryReport, HistorySelection, scan_history};
 pub use repo::commit_info;

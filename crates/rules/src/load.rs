@@ -185,6 +185,20 @@ pub(crate) fn compile_allow(
 /// Parses a rule file's text into its `[[rule]]` tables, each with the id (when present) for error messages.
 fn rule_tables(src: &str, origin: &str) -> Result<Vec<toml::Value>, RuleError> {
     let table: toml::Table = toml::from_str(src).map_err(|e| toml_error(origin, src, &e))?;
+    rules_of(table, origin)
+}
+
+/// A built-in rule file's `[[rule]]` tables from the JSON form the build embeds (see build.rs).
+fn builtin_tables(json: &str, origin: &str) -> Result<Vec<toml::Value>, RuleError> {
+    let table: toml::Table = serde_json::from_str(json).map_err(|e| RuleError::File {
+        origin: origin.to_string(),
+        message: format!("embedded rule tables do not load ({e}): rebuild leakstop"),
+    })?;
+    rules_of(table, origin)
+}
+
+/// The `[[rule]]` tables of a parsed rule file.
+fn rules_of(table: toml::Table, origin: &str) -> Result<Vec<toml::Value>, RuleError> {
     let mut rules = Vec::new();
     for (key, value) in table {
         match (key.as_str(), value) {
@@ -457,8 +471,8 @@ impl RuleSet {
         BUILTIN
             .get_or_init(|| {
                 let mut set = RuleSet::default();
-                for (origin, src) in BUILTIN_FILES {
-                    let tables = match rule_tables(src, origin) {
+                for (origin, json) in BUILTIN_JSON {
+                    let tables = match builtin_tables(json, origin) {
                         Ok(t) => t,
                         Err(e) => {
                             tracing::error!("builtin rules skipped: {e}");

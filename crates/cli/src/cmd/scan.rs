@@ -9,6 +9,7 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -137,6 +138,12 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     // A URL the secrets may not travel to is refused before anything is scanned.
     let report_to = args.report_to.as_deref().map(super::report::endpoint).transpose()?;
+    // The pre-commit hook's path: the index is compared with HEAD on another thread while the rules load here.
+    let (scanner_tx, scanner_rx) = std::sync::mpsc::channel::<Arc<Scanner>>();
+    let staged = args.staged.then(|| {
+        let repo = args.repo();
+        std::thread::spawn(move || leakstop_git::scan_staged_when(&repo, || scanner_rx.recv().ok()))
+    });
     let setup = Setup::discover(&SetupRequest {
         start: discovery_start(&args),
         config: args.config.clone(),
@@ -162,9 +169,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             .and_then(leakstop_scan::Confidence::parse),
         ..ScanOptions::default()
     };
-    let scanner = setup.scanner(opts)?;
+    let scanner = Arc::new(setup.scanner(opts)?);
+    // Only the staged thread listens; without it nobody does, and that is fine.
+    let _ = scanner_tx.send(Arc::clone(&scanner));
 
-    let mut collected = collect(&args, &scanner)?;
+    let mut collected = collect(&args, &scanner, staged)?;
     let code = finish(&args, &scanner, &mut collected, started)?;
     if let Some(url) = report_to
         && !collected.findings.is_empty()
@@ -198,11 +207,20 @@ pub fn write_report_file(path: &Path, findings: &[Finding], format: Format) -> a
     Ok(())
 }
 
+/// The `--staged` scan running beside the rules' loading.
+type StagedScan = std::thread::JoinHandle<Result<Option<Vec<Finding>>, leakstop_git::GitError>>;
+
 /// The one place that chooses the input source.
-fn collect(args: &ScanArgs, scanner: &Scanner) -> anyhow::Result<Collected> {
+/// `staged`: the thread [`run`] started for `--staged`, which scans with `scanner` once it has it.
+fn collect(args: &ScanArgs, scanner: &Scanner, staged: Option<StagedScan>) -> anyhow::Result<Collected> {
     if args.is_git_input() {
         let repo = args.repo();
-        let findings = if args.staged {
+        let findings = if let Some(thread) = staged {
+            let scanned = thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("the staged scan stopped unexpectedly (a bug: please report it)"))??;
+            scanned.ok_or_else(|| anyhow::anyhow!("the staged scan never received its scanner"))?
+        } else if args.staged {
             leakstop_git::scan_staged(&repo, scanner)?
         } else if let Some(range) = &args.range {
             let report = leakstop_git::scan_range_report(&repo, range, scanner)?;
