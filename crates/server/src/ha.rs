@@ -85,6 +85,10 @@ pub async fn run(
         // Sealed nodes stay out of the race; an uninitialised cluster needs one node to hold the lock for init.
         let wants = !sealed || init == Some(false);
         if lock.holds() {
+            if init == Some(false) {
+                // Holding the lock for init: this node is where sys/init runs, whoever led before.
+                core.set_leader(None);
+            }
             if !wants {
                 step_down(&core, &lock, "sealed").await;
                 continue;

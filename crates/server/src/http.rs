@@ -246,7 +246,14 @@ async fn handle(
     };
     let token = token_from(&headers);
     let core = &http.core;
-    if core.ha_enabled() && !crate::forward::is_local(&path) && core.is_standby() {
+    // sys/init runs on the node that holds the lock (the only one whose writes storage accepts): a node that knows
+    // another node holds it passes the request on.
+    let init_elsewhere = core.ha_enabled()
+        && op == Operation::Update
+        && path.trim_matches('/') == "sys/init"
+        && !core.is_active()
+        && core.ha_view().leader.is_some();
+    if core.ha_enabled() && (init_elsewhere || (!crate::forward::is_local(&path) && core.is_standby())) {
         let client = peer_ip(&extensions).and_then(|ip| core.vouch_for_client(&ip, unix_seconds(SystemTime::now())));
         return forward(&http, method, &uri, &headers, body, token.is_some(), client).await;
     }

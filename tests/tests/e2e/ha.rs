@@ -51,10 +51,12 @@ async fn health(s: &Server) -> u16 {
 }
 
 /// Two nodes: `a` initialised, unsealed and active with `secret/` (KV v2); `b` unsealed and standing by for `a`.
-/// Also returns the unseal key.
+/// Also returns the unseal key. `sys/init` is sent to `b` while `a` holds the lock of the new cluster: `b` passes
+/// it on to `a`.
 async fn cluster(dir: &std::path::Path, pg: &Postgres) -> (Server, Server, String) {
     let mut a = start_node(dir, pg).await;
-    let init = a
+    let mut b = start_node(dir, pg).await;
+    let init = b
         .ok(
             "PUT",
             "sys/init",
@@ -75,7 +77,6 @@ async fn cluster(dir: &std::path::Path, pg: &Postgres) -> (Server, Server, Strin
         Some(json!({"type": "kv", "options": {"version": "2"}})),
     )
     .await;
-    let mut b = start_node(dir, pg).await;
     b.ok("PUT", "sys/unseal", Some(json!({ "key": key }))).await;
     b.token = root;
     wait_for("b knows that a leads", Duration::from_secs(10), async || {
