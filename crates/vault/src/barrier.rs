@@ -486,6 +486,16 @@ impl BarrierView {
         format!("{}{key}", self.prefix)
     }
 
+    /// `key`'s full name, with any write of it buffered by this request dropped: a `*_now` write supersedes it.
+    fn drop_pending(&self, key: &str) -> String {
+        let full = self.full(key);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|op| op.key() != full);
+        full
+    }
+
     /// Take the buffered writes (the core commits them).
     pub fn take_pending(&self) -> Vec<BufferedOp> {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
@@ -533,22 +543,14 @@ impl Store for BarrierView {
 
     fn put_now<'a>(&'a self, key: &'a str, value: &'a [u8]) -> BackendFuture<'a, ()> {
         Box::pin(async move {
-            let full = self.full(key);
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|op| op.key() != full);
+            let full = self.drop_pending(key);
             self.barrier.put(&full, value)
         })
     }
 
     fn delete_now<'a>(&'a self, key: &'a str) -> BackendFuture<'a, ()> {
         Box::pin(async move {
-            let full = self.full(key);
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|op| op.key() != full);
+            let full = self.drop_pending(key);
             self.barrier.delete(&full)
         })
     }
