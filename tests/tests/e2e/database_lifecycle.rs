@@ -444,6 +444,10 @@ async fn a_lease_due_while_the_database_is_down_is_retried_flagged_and_revoked_o
         "the lease was dropped while its user could not be revoked: {body}"
     );
     assert_eq!(irrevocable_gauge(&srv).await, 1);
+    // The gauges describe the deployment: no token, no numbers.
+    let (status, body) = srv.call_as("", "GET", "sys/metrics", None).await;
+    assert_eq!(status, 403, "sys/metrics answered a caller without a token: {body}");
+    assert!(!body.to_string().contains("num_leases"), "{body}");
     let prom = reqwest::Client::new()
         .get(format!("{}/v1/sys/metrics?format=prometheus", srv.addr))
         .header("X-Vault-Token", &srv.token)
