@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ignore::{WalkBuilder, WalkState};
 
@@ -56,6 +56,8 @@ struct Shared {
     seen: AtomicU64,
     /// Directories the walk went into.
     dirs: Mutex<std::collections::HashSet<PathBuf>>,
+    /// Whether the walk yielded a `.ignore` file.
+    ignore_file: AtomicBool,
 }
 
 impl Scanner {
@@ -84,9 +86,17 @@ impl Scanner {
             // .gitignore means something only to git: outside a work tree, a `.env` it lists is still there.
             .require_git(true)
             .follow_links(false)
-            .threads(threads)
-            .filter_entry(|e| e.file_name() != ".git");
+            .threads(threads);
         let shared = Shared::default();
+        let repo_seen = std::sync::Arc::new(AtomicBool::new(false));
+        let seen = repo_seen.clone();
+        wb.filter_entry(move |e| {
+            let git = e.file_name() == ".git";
+            if git {
+                seen.store(true, Ordering::Relaxed);
+            }
+            !git
+        });
         wb.build_parallel().run(|| {
             let shared = &shared;
             Box::new(move |entry| {
@@ -96,6 +106,9 @@ impl Scanner {
                             shared.dirs.lock().expect("dirs lock").insert(e.path().to_path_buf());
                         }
                         if e.file_type().is_some_and(|t| t.is_file()) {
+                            if e.file_name() == ".ignore" {
+                                shared.ignore_file.store(true, Ordering::Relaxed);
+                            }
                             shared.seen.fetch_add(1, Ordering::Relaxed);
                             self.scan_file(e.path(), shared);
                         }
@@ -118,7 +131,13 @@ impl Scanner {
         let mut warnings = shared.warnings.into_inner().expect("warnings lock");
         warnings.sort();
         let files_scanned = shared.files.load(Ordering::Relaxed);
-        let (skipped_ignored, skipped_ignored_dirs) = if self.opts.no_ignore {
+        // Only an ignore file can have left anything out: a `.ignore` anywhere, or git's files inside a work tree
+        // (`.gitignore` means nothing outside one). With none in the walk or above its roots, nothing was left
+        // out, and the walk that counts what was is not needed.
+        let may_ignore = shared.ignore_file.load(Ordering::Relaxed)
+            || repo_seen.load(Ordering::Relaxed)
+            || paths.iter().any(|p| ignore_files_above(p));
+        let (skipped_ignored, skipped_ignored_dirs) = if self.opts.no_ignore || !may_ignore {
             (0, 0)
         } else {
             let dirs = std::mem::take(&mut *shared.dirs.lock().expect("dirs lock"));
@@ -153,53 +172,72 @@ impl Scanner {
             shared.allowlisted.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let data = match read_limited(path, self.opts.max_file_size) {
-            Ok(Some(d)) => d,
-            Ok(None) => {
-                // An archive over the limit is still opened: it is streamed, bounded by --max-archive-bytes.
-                if self.opts.archives.enabled && sniff_archive(path) {
-                    match self.scan_archive_file(path, &display) {
-                        Ok(out) => self.record(out, shared),
-                        Err(e) => shared
-                            .errors
-                            .lock()
-                            .expect("errors lock")
-                            .push((display, e.to_string())),
-                    }
-                    return;
-                }
-                let size = std::fs::metadata(path).map_or(0, |m| m.len());
-                shared.skipped_large.lock().expect("large lock").push((display, size));
-                return;
+        // Taken out of the thread's slot, not borrowed in it: nothing below can find the slot borrowed.
+        let mut buf = READ_BUF.take();
+        let read = read_text(path, self.opts.max_file_size, &mut buf, |head| {
+            // Binary bytes past the sniffed head are never read, except in files whose first bytes say archive (or
+            // named .ipynb).
+            self.opts.include_binary
+                || !is_binary(head)
+                || (self.opts.archives.enabled && crate::archive::detect(&head[..head.len().min(512)]).is_some())
+                || crate::archive::is_notebook(&display)
+        });
+        match read {
+            Ok(Read::Whole) => self.scan_data(&buf, display, shared),
+            Ok(Read::Binary) => {
+                shared.binary.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => {
-                shared
+            Ok(Read::TooLarge) => self.scan_large(path, display, shared),
+            Err(e) => shared
+                .errors
+                .lock()
+                .expect("errors lock")
+                .push((display, e.to_string())),
+        }
+        if buf.capacity() <= KEPT_BUFFER {
+            buf.clear();
+            READ_BUF.set(buf);
+        }
+    }
+
+    /// A file over `max_file_size`: an archive is still opened (streamed, bounded by --max-archive-bytes); any
+    /// other file is listed as skipped.
+    fn scan_large(&self, path: &Path, display: String, shared: &Shared) {
+        if self.opts.archives.enabled && sniff_archive(path) {
+            match self.scan_archive_file(path, &display) {
+                Ok(out) => self.record(out, shared),
+                Err(e) => shared
                     .errors
                     .lock()
                     .expect("errors lock")
-                    .push((display, e.to_string()));
-                return;
+                    .push((display, e.to_string())),
             }
-        };
+            return;
+        }
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        shared.skipped_large.lock().expect("large lock").push((display, size));
+    }
+
+    fn scan_data(&self, data: &[u8], display: String, shared: &Shared) {
         // Only files whose first bytes say archive (or named .ipynb) take these paths: a few byte comparisons for
         // every other file.
         if self.opts.archives.enabled && crate::archive::detect(&data[..data.len().min(512)]).is_some() {
-            self.record(self.scan_archive_bytes(&data, &display), shared);
+            self.record(self.scan_archive_bytes(data, &display), shared);
             return;
         }
         if crate::archive::is_notebook(&display)
-            && let Some(out) = self.scan_notebook(&data, &display)
+            && let Some(out) = self.scan_notebook(data, &display)
         {
             self.record(out, shared);
             return;
         }
-        if !self.opts.include_binary && is_binary(&data) {
+        if !self.opts.include_binary && is_binary(data) {
             shared.binary.fetch_add(1, Ordering::Relaxed);
             return;
         }
         shared.files.fetch_add(1, Ordering::Relaxed);
         shared.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-        let found = self.scan_blob(&data, &display);
+        let found = self.scan_blob(data, &display);
         if !found.is_empty() {
             shared.findings.lock().expect("findings lock").extend(found);
         }
@@ -226,6 +264,14 @@ fn sniff_archive(path: &Path) -> bool {
     let mut head = Vec::with_capacity(512);
     std::fs::File::open(path).is_ok_and(|f| f.take(512).read_to_end(&mut head).is_ok())
         && crate::archive::detect(&head).is_some()
+}
+
+/// Whether `path` or a directory above it holds a `.ignore` file or a `.git` (then the ignore files of a work tree
+/// may apply to what is under `path`).
+fn ignore_files_above(path: &Path) -> bool {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    path.ancestors()
+        .any(|d| d.join(".git").symlink_metadata().is_ok() || d.join(".ignore").symlink_metadata().is_ok())
 }
 
 /// What the ignore files left out, from a second walk without them that goes only into the directories the
@@ -269,21 +315,49 @@ fn count_unfiltered(paths: &[PathBuf], threads: usize, visited: std::collections
     (n.into_inner(), ignored_dirs.load(Ordering::Relaxed))
 }
 
-/// Reads a file unless it is larger than `max` (then `Ok(None)`).
-fn read_limited(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+/// What [`read_text`] left in the buffer.
+enum Read {
+    /// The whole file.
+    Whole,
+    /// Only its first [`BINARY_SNIFF_LEN`] bytes: `wanted` turned the rest down.
+    Binary,
+    /// Nothing: the file is larger than `max`.
+    TooLarge,
+}
+
+/// A thread keeps the buffer it reads files into up to this capacity; a larger one (a big file) is freed.
+const KEPT_BUFFER: usize = 8 << 20;
+
+thread_local! {
+    /// Each walker thread reads every file into the same buffer: its pages stay mapped, so reading costs the
+    /// kernel's copy alone, not that plus faulting in fresh zeroed pages for every file.
+    static READ_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Reads the file at `path` into `buf` (cleared first) unless it is larger than `max`. A file longer than the
+/// binary sniff is read in two steps: its head, then the rest only if `wanted(head)`.
+fn read_text(path: &Path, max: u64, buf: &mut Vec<u8>, wanted: impl FnOnce(&[u8]) -> bool) -> std::io::Result<Read> {
     use std::io::Read as _;
-    let f = std::fs::File::open(path)?;
+    let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
     if len > max {
-        return Ok(None);
+        return Ok(Read::TooLarge);
     }
-    let mut data = Vec::with_capacity(len as usize + 1);
+    buf.clear();
+    buf.reserve(len as usize + 1);
+    if len > BINARY_SNIFF_LEN as u64 {
+        (&mut f).take(BINARY_SNIFF_LEN as u64).read_to_end(buf)?;
+        if buf.len() == BINARY_SNIFF_LEN && !wanted(buf) {
+            return Ok(Read::Binary);
+        }
+    }
     // Take one byte more than allowed so a file that grew meanwhile is still caught.
-    f.take(max + 1).read_to_end(&mut data)?;
-    if data.len() as u64 > max {
-        return Ok(None);
+    f.take(max + 1 - buf.len() as u64).read_to_end(buf)?;
+    if buf.len() as u64 > max {
+        buf.clear();
+        return Ok(Read::TooLarge);
     }
-    Ok(Some(data))
+    Ok(Read::Whole)
 }
 
 /// Paths as users typed them, without a leading `./`, with forward slashes.
@@ -308,6 +382,33 @@ fn err_path(err: &ignore::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_files_are_read_no_further_than_the_sniffed_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bin, text) = (dir.path().join("a.bin"), dir.path().join("a.txt"));
+        let mut data = vec![0u8; 4];
+        data.resize(20_000, b'x');
+        std::fs::write(&bin, &data).unwrap();
+        std::fs::write(&text, "k = v\n".repeat(4000)).unwrap();
+        let mut buf = b"left over".to_vec();
+        assert!(matches!(
+            read_text(&bin, 1 << 20, &mut buf, |h| !is_binary(h)),
+            Ok(Read::Binary)
+        ));
+        assert_eq!(buf.len(), BINARY_SNIFF_LEN, "only the head was read");
+        assert!(matches!(read_text(&bin, 1 << 20, &mut buf, |_| true), Ok(Read::Whole)));
+        assert_eq!(buf, data, "a wanted file is read whole, after the head");
+        assert!(matches!(
+            read_text(&text, 1 << 20, &mut buf, |h| !is_binary(h)),
+            Ok(Read::Whole)
+        ));
+        assert_eq!(buf.len(), 24_000, "the buffer starts empty for each file");
+        assert!(matches!(
+            read_text(&text, 23_999, &mut buf, |_| true),
+            Ok(Read::TooLarge)
+        ));
+    }
 
     #[test]
     fn binary_heuristic_looks_at_the_first_8k_only() {

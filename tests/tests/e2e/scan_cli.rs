@@ -471,6 +471,17 @@ fn gitignore_applies_only_inside_a_git_work_tree() {
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains(".env:1:"), "{}", run.stdout);
     assert!(!run.stderr.contains("ignored"), "{}", run.stderr);
+    // A `.ignore` file applies in any directory.
+    let plain = tempdir();
+    write(plain.path(), ".ignore", "local.env\n");
+    write(plain.path(), "local.env", &format!("GITHUB_TOKEN={}\n", github_pat()));
+    let run = scan_in(plain.path(), &["."], None);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("skipped 1 ignored by .gitignore/.ignore"),
+        "{}",
+        run.stderr
+    );
 
     // The same files in a work tree: .env is skipped, and the summary says so.
     leakstop_tests::gitcli::init_repo(dir.path());
@@ -489,6 +500,13 @@ fn gitignore_applies_only_inside_a_git_work_tree() {
         "{}",
         run.stderr
     );
+    // A scan of a directory inside the work tree: the repository is above where the walk starts, and its ignore
+    // files are still counted.
+    write(dir.path(), "sub/.gitignore", "local.env\n");
+    write(dir.path(), "sub/local.env", &format!("GITHUB_TOKEN={}\n", github_pat()));
+    let run = scan_in(&dir.path().join("sub"), &["."], None);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("skipped 1 ignored by .gitignore"), "{}", run.stderr);
 }
 
 #[test]
