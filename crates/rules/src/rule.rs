@@ -136,6 +136,83 @@ pub(crate) enum SecretGroup {
 pub(crate) struct Compiled {
     regex: BytesRegex,
     group: usize,
+    lead: Option<LeadingClass>,
+}
+
+/// A pattern that starts with a repeated class, as the generic rules do (`[a-z0-9_.-]*token...`: a name of any
+/// length around the keyword), leaves the regex crate no literal to skip ahead with: any byte of the class may start
+/// a match, so its DFA steps through every byte of the input, several times slower than a prefiltered search. The
+/// rest of the pattern (from `token` on) keeps its literals. Where the rest first matches, the class's bytes before
+/// it lead back to where the whole pattern first matches (a match needs nothing but class bytes before the rest,
+/// and an earlier start would need a longer run of them, which would reach the rest's match too), so the whole
+/// pattern only runs from there: the same matches, found at the prefiltered speed.
+#[derive(Debug, Clone)]
+struct LeadingClass {
+    /// The bytes the leading `class*` takes.
+    class: [bool; 256],
+    rest: BytesRegex,
+}
+
+impl LeadingClass {
+    /// `Some` for patterns of the form `class* rest` (`min` 0, no upper bound), parsed as `compile` builds them.
+    fn of(src: &str) -> Option<LeadingClass> {
+        use regex_syntax::hir::{Class, Hir, HirKind};
+        let hir = regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(src)
+            .ok()?;
+        let HirKind::Concat(parts) = hir.kind() else {
+            return None;
+        };
+        let (first, rest) = parts.split_first()?;
+        let HirKind::Repetition(rep) = first.kind() else {
+            return None;
+        };
+        let HirKind::Class(Class::Bytes(bytes)) = rep.sub.kind() else {
+            return None;
+        };
+        if rep.min != 0 || rep.max.is_some() || rest.is_empty() {
+            return None;
+        }
+        let mut class = [false; 256];
+        for r in bytes.ranges() {
+            for b in r.start()..=r.end() {
+                class[usize::from(b)] = true;
+            }
+        }
+        let rest = RegexBuilder::new(&Hir::concat(rest.to_vec()).to_string())
+            .unicode(false)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(DFA_SIZE_LIMIT)
+            .build()
+            .ok()?;
+        Some(LeadingClass { class, rest })
+    }
+
+    /// Where the leftmost match at or after `at` can start, `None` when there is none.
+    fn start(&self, hay: &[u8], at: usize) -> Option<usize> {
+        let k = self.rest.find_at(hay, at)?.start();
+        Some(
+            k - hay[at..k]
+                .iter()
+                .rev()
+                .take_while(|&&b| self.class[usize::from(b)])
+                .count(),
+        )
+    }
+}
+
+impl Compiled {
+    /// The leftmost match at or after `at` (`regex.captures_read_at`), with its groups in `locs`.
+    fn captures_at(&self, locs: &mut regex::bytes::CaptureLocations, hay: &[u8], at: usize) -> Option<Range<usize>> {
+        let from = match &self.lead {
+            Some(lead) => lead.start(hay, at)?,
+            None => at,
+        };
+        self.regex.captures_read_at(locs, hay, from).map(|m| m.range())
+    }
 }
 
 /// A detection rule. Built by the loaders (`RuleSet::from_toml_str`, `config::load_config`), which validate it.
@@ -219,25 +296,18 @@ impl Rule {
             return Vec::new();
         };
         let mut out = Vec::new();
-        if c.group == 0 {
-            for m in c.regex.find_iter(haystack) {
-                self.consider(haystack, m.range(), m.range(), &mut out);
-            }
-        } else {
-            let mut locs = c.regex.capture_locations();
-            let mut at = 0;
-            while at <= haystack.len() {
-                let Some((s, e)) = c
-                    .regex
-                    .captures_read_at(&mut locs, haystack, at)
-                    .map(|m| (m.start(), m.end()))
-                else {
-                    break;
-                };
-                let secret = locs.get(c.group).map_or(s..e, |(a, b)| a..b);
-                self.consider(haystack, s..e, secret, &mut out);
-                at = if e == s { e + 1 } else { e };
-            }
+        let mut locs = c.regex.capture_locations();
+        let mut at = 0;
+        while at <= haystack.len() {
+            let Some(span) = c.captures_at(&mut locs, haystack, at) else {
+                break;
+            };
+            let secret = match c.group {
+                0 => span.clone(),
+                g => locs.get(g).map_or(span.clone(), |(a, b)| a..b),
+            };
+            at = if span.is_empty() { span.end + 1 } else { span.end };
+            self.consider(haystack, span, secret, &mut out);
         }
         out
     }
@@ -431,7 +501,10 @@ pub(crate) fn compile(src: &str, group: SecretGroup) -> Result<Compiled, String>
             .dfa_size_limit(DFA_SIZE_LIMIT)
             .build()
     };
-    let regex = build(false).or_else(|_| build(true)).map_err(|e| e.to_string())?;
+    let (regex, lead) = match build(false) {
+        Ok(regex) => (regex, LeadingClass::of(src)),
+        Err(_) => (build(true).map_err(|e| e.to_string())?, None),
+    };
     let group = match group {
         SecretGroup::Index(i) => {
             if i >= regex.captures_len() {
@@ -448,7 +521,7 @@ pub(crate) fn compile(src: &str, group: SecretGroup) -> Result<Compiled, String>
             None => 0,
         },
     };
-    Ok(Compiled { regex, group })
+    Ok(Compiled { regex, group, lead })
 }
 
 /// A validated set of rules plus the allowlist that applies to all of them.
@@ -562,5 +635,87 @@ impl RuleSet {
         } else {
             Err(crate::RuleError::Many(errors))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where each match is and where its secret group is.
+    type Matches = Vec<(Range<usize>, Option<Range<usize>>)>;
+
+    /// Every match with `lead` as the search uses it, and with the whole pattern alone.
+    fn both_ways(c: &Compiled, hay: &[u8]) -> (Matches, Matches) {
+        let run = |c: &Compiled| {
+            let mut locs = c.regex.capture_locations();
+            let (mut out, mut at) = (Vec::new(), 0);
+            while at <= hay.len() {
+                let Some(span) = c.captures_at(&mut locs, hay, at) else {
+                    break;
+                };
+                at = if span.is_empty() { span.end + 1 } else { span.end };
+                out.push((span, locs.get(c.group).map(|(a, b)| a..b)));
+            }
+            out
+        };
+        let plain = Compiled {
+            lead: None,
+            ..c.clone()
+        };
+        (run(c), run(&plain))
+    }
+
+    #[test]
+    fn a_leading_class_changes_no_match() {
+        let cases: &[(&str, &[&str])] = &[
+            (r"[a-z]*ab", &["xxabab", "ab", "zzz", "a-ab.xab", ""]),
+            (r"[a-z]*b+c", &["aabbbc abc bc", "bbbbbbbbbbbbbc"]),
+            (
+                r"(?i)[a-z0-9_.-]*to(?P<secret>ken)",
+                &["my.TOKEN tokentoken x-token", "-.-tok"],
+            ),
+            (r"[ab]*(?P<secret>b?)", &["aabba", "ccc"]),
+            (r"(?m)[a-z]*$", &["abc\ndef\n", "\n\n"]),
+        ];
+        for (pattern, hays) in cases {
+            let c = compile(pattern, SecretGroup::Auto).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+            assert!(c.lead.is_some(), "{pattern} starts with a repeated class");
+            for hay in *hays {
+                let (fast, plain) = both_ways(&c, hay.as_bytes());
+                assert_eq!(fast, plain, "{pattern} on {hay:?}");
+            }
+        }
+        for pattern in [r"[a-z]+ab", r"[a-z]{0,4}ab", r"\bab", r"(?:ab)*c"] {
+            let c = compile(pattern, SecretGroup::Auto).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+            assert!(c.lead.is_none(), "{pattern} does not start with `class*`");
+        }
+    }
+
+    #[test]
+    fn builtin_generic_rules_search_from_their_keyword_and_find_what_they_did() {
+        let set = RuleSet::builtin();
+        let mut led = 0;
+        for rule in set.rules() {
+            let Ok(c) = rule.compiled() else { continue };
+            if c.lead.is_none() {
+                continue;
+            }
+            led += 1;
+            let examples = rule.examples.iter().chain(&rule.negative_examples);
+            // Every example, also run into a long name, repeated on one line and on many.
+            for ex in examples {
+                for hay in [
+                    ex.clone(),
+                    format!("x.y-z_{ex} {ex}"),
+                    format!("{ex}\n").repeat(3),
+                    format!("a_b{ex}{ex}"),
+                ] {
+                    let (fast, plain) = both_ways(c, hay.as_bytes());
+                    assert_eq!(fast, plain, "{} on {hay:?}", rule.id);
+                }
+            }
+        }
+        assert!(led >= 5, "the generic assignment rules take the fast path ({led} do)");
     }
 }
