@@ -5,8 +5,8 @@
 //! literals, so a test on the three bytes starting at each position rejects nearly every position, and those tests
 //! are independent of each other (the CPU overlaps them, eight at a time with AVX2): the case-folded trigram is
 //! hashed into a 64 Kibit table that stays in L1 (four bytes from inside longer keywords, in a second table). Only
-//! positions whose bit is set look up the keywords there and compare them. The result is the same set of
-//! (keyword, start) pairs as an overlapping Aho-Corasick search.
+//! positions whose bit is set, and whose bit under a second hash is set too, look up the keywords there and compare
+//! them. The result is the same set of (keyword, start) pairs as an overlapping Aho-Corasick search.
 
 /// Bits of each filter's hash: 64 Kibit = 8 KiB per filter.
 const HASH_BITS: u32 = 16;
@@ -21,6 +21,10 @@ const STRIDE: usize = 5;
 #[derive(Debug)]
 struct Filter {
     bits: Vec<u64>,
+    /// The same grams under a second, unrelated hash. Source text fires `bits` at a few percent of its positions,
+    /// nearly all without a keyword; this second test, on a table as small and as hot, turns almost all of those
+    /// away before their bucket is looked up in `starts`, which is too large to stay in L1.
+    confirm: Vec<u64>,
     /// Keyword ids per hash bucket: `items[starts[h]..starts[h + 1]]`.
     starts: Vec<u32>,
     items: Vec<u32>,
@@ -31,7 +35,14 @@ impl Filter {
     fn new(grams: impl Iterator<Item = (u32, u32)>) -> Filter {
         // Sorting the (bucket, id) pairs lays the buckets out in order without a vector per bucket: building
         // stays well under a millisecond, which a pre-commit hook notices.
-        let mut pairs: Vec<(u32, u32)> = grams.map(|(g, id)| (hash(g) as u32, id)).collect();
+        let mut confirm = vec![0u64; BUCKETS / 64];
+        let mut pairs: Vec<(u32, u32)> = grams
+            .map(|(g, id)| {
+                let c = hash2(g);
+                confirm[c / 64] |= 1 << (c % 64);
+                (hash(g) as u32, id)
+            })
+            .collect();
         pairs.sort_unstable();
         pairs.dedup();
         let mut bits = vec![0u64; BUCKETS / 64];
@@ -45,6 +56,7 @@ impl Filter {
         }
         Filter {
             bits,
+            confirm,
             starts,
             items: pairs.into_iter().map(|(_, id)| id).collect(),
         }
@@ -55,7 +67,18 @@ impl Filter {
         (self.bits[h / 64] >> (h % 64)) & 1
     }
 
-    fn bucket(&self, h: usize) -> &[u32] {
+    #[inline(always)]
+    fn confirms(&self, g: u32) -> bool {
+        let c = hash2(g);
+        (self.confirm[c / 64] >> (c % 64)) & 1 != 0
+    }
+
+    /// The keywords whose gram may be `g` (hashed to `h`).
+    #[inline(always)]
+    fn bucket(&self, h: usize, g: u32) -> &[u32] {
+        if self.test(h) == 0 || !self.confirms(g) {
+            return &[];
+        }
         &self.items[self.starts[h] as usize..self.starts[h + 1] as usize]
     }
 }
@@ -85,6 +108,14 @@ fn hash(gram: u32) -> usize {
     // one byte (a short keyword's wildcard byte, English words) onto evenly spaced buckets that collide with each
     // other far more often than chance.
     ((gram ^ (gram >> 14)).wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
+}
+
+/// The confirming hash ([`Filter::confirm`]): another odd multiplier, and the product's high bits taken after
+/// folding its middle in, so grams that collide under [`hash`] rarely collide here too.
+#[inline(always)]
+fn hash2(gram: u32) -> usize {
+    let p = u64::from(gram).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    ((p ^ (p >> 29)) >> (64 - HASH_BITS)) as usize
 }
 
 /// Where in `word` its filter gram is taken: the four bytes with the most distinct values, so `-----begin` is
@@ -181,7 +212,8 @@ impl KeywordIndex {
                 while fired != 0 {
                     let k = fired.trailing_zeros() as usize;
                     fired &= fired - 1;
-                    if !self.verify(data, i + k, (w >> (8 * k)) as u32, &mut f) {
+                    let g = (w >> (8 * k)) as u32;
+                    if self.confirmed(g) && !self.verify(data, i + k, g, &mut f) {
                         return;
                     }
                 }
@@ -237,11 +269,18 @@ impl KeywordIndex {
         found
     }
 
+    /// Whether a position whose four folded bytes are `g`, where a filter fired, passes the confirming test too:
+    /// the cheap check, inlined where filters fire, before the call that compares keywords.
+    #[inline(always)]
+    fn confirmed(&self, g: u32) -> bool {
+        self.long.confirms(g) || self.short.confirms(g & 0x00FF_FFFF) || !self.single.is_empty()
+    }
+
     /// Compares the keywords whose filter buckets match the folded four bytes `g` at `at`.
     #[inline]
     pub(crate) fn verify(&self, data: &[u8], at: usize, g: u32, f: &mut impl FnMut(usize, usize) -> bool) -> bool {
-        let long = self.long.bucket(hash(g));
-        let short = self.short.bucket(hash(g & 0x00FF_FFFF));
+        let long = self.long.bucket(hash(g), g);
+        let short = self.short.bucket(hash(g & 0x00FF_FFFF), g & 0x00FF_FFFF);
         for &id in short.iter().chain(long).chain(&self.single) {
             let w = &self.words[id as usize];
             let Some(start) = at.checked_sub(self.anchors[id as usize]) else {
@@ -353,7 +392,7 @@ mod simd {
                 mask &= mask - 1;
                 let at = i + k;
                 let g = u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes")) | 0x2020_2020;
-                if !index.verify(data, at, g, f) {
+                if index.confirmed(g) && !index.verify(data, at, g, f) {
                     return None;
                 }
             }
