@@ -38,10 +38,11 @@ add kingfisher "'$KINGFISHER' scan '$tree' --no-validate --git-history none -f j
 # Warm the page cache once so every tool reads the tree from memory.
 find "$tree" -type f -print0 | xargs -0 cat > /dev/null 2>&1 || true
 
-for i in "${!names[@]}"; do
-    n=${names[$i]}
-    : > "$work/$n.times"
-    for ((r = 0; r < runs; r++)); do
+# Rounds interleave the tools, so a change in the shared machine's load falls on every tool alike.
+for n in "${names[@]}"; do : > "$work/$n.times"; done
+for ((r = 0; r < runs; r++)); do
+    for i in "${!names[@]}"; do
+        n=${names[$i]}
         rm -f "$work/$n.json"
         if ! /usr/bin/time -f "%e %M" -o "$work/$n.one" bash -c "${cmds[$i]}" >/dev/null 2>"$work/$n.err"; then
             # Exit 1 = findings for some tools; only a missing report is a failure.
