@@ -205,13 +205,26 @@ impl LeadingClass {
 }
 
 impl Compiled {
-    /// The leftmost match at or after `at` (`regex.captures_read_at`), with its groups in `locs`.
-    fn captures_at(&self, locs: &mut regex::bytes::CaptureLocations, hay: &[u8], at: usize) -> Option<Range<usize>> {
-        let from = match &self.lead {
-            Some(lead) => lead.start(hay, at)?,
-            None => at,
-        };
-        self.regex.captures_read_at(locs, hay, from).map(|m| m.range())
+    /// Calls `f(span, secret)` for each successive leftmost match in `hay`; `secret` is the secret group's span
+    /// (`None` when the group did not take part).
+    fn each_match(&self, hay: &[u8], mut f: impl FnMut(Range<usize>, Option<Range<usize>>)) {
+        let mut locs = self.regex.capture_locations();
+        let mut at = 0;
+        while at <= hay.len() {
+            let from = match &self.lead {
+                Some(lead) => match lead.start(hay, at) {
+                    Some(from) => from,
+                    None => break,
+                },
+                None => at,
+            };
+            let Some(span) = self.regex.captures_read_at(&mut locs, hay, from).map(|m| m.range()) else {
+                break;
+            };
+            let secret = locs.get(self.group).map(|(a, b)| a..b);
+            at = if span.is_empty() { span.end + 1 } else { span.end };
+            f(span, secret);
+        }
     }
 }
 
@@ -296,19 +309,10 @@ impl Rule {
             return Vec::new();
         };
         let mut out = Vec::new();
-        let mut locs = c.regex.capture_locations();
-        let mut at = 0;
-        while at <= haystack.len() {
-            let Some(span) = c.captures_at(&mut locs, haystack, at) else {
-                break;
-            };
-            let secret = match c.group {
-                0 => span.clone(),
-                g => locs.get(g).map_or(span.clone(), |(a, b)| a..b),
-            };
-            at = if span.is_empty() { span.end + 1 } else { span.end };
+        c.each_match(haystack, |span, secret| {
+            let secret = secret.unwrap_or_else(|| span.clone());
             self.consider(haystack, span, secret, &mut out);
-        }
+        });
         out
     }
 
@@ -648,15 +652,8 @@ mod tests {
     /// Every match with `lead` as the search uses it, and with the whole pattern alone.
     fn both_ways(c: &Compiled, hay: &[u8]) -> (Matches, Matches) {
         let run = |c: &Compiled| {
-            let mut locs = c.regex.capture_locations();
-            let (mut out, mut at) = (Vec::new(), 0);
-            while at <= hay.len() {
-                let Some(span) = c.captures_at(&mut locs, hay, at) else {
-                    break;
-                };
-                at = if span.is_empty() { span.end + 1 } else { span.end };
-                out.push((span, locs.get(c.group).map(|(a, b)| a..b)));
-            }
+            let mut out = Vec::new();
+            c.each_match(hay, |span, secret| out.push((span, secret)));
             out
         };
         let plain = Compiled {

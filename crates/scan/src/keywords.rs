@@ -73,10 +73,11 @@ impl Filter {
         (self.confirm[c / 64] >> (c % 64)) & 1 != 0
     }
 
-    /// The keywords whose gram may be `g` (hashed to `h`).
+    /// The keywords whose gram may hash to `h`: none without a lookup in `starts` when `h`'s bit is clear (the
+    /// other filter fired).
     #[inline(always)]
-    fn bucket(&self, h: usize, g: u32) -> &[u32] {
-        if self.test(h) == 0 || !self.confirms(g) {
+    fn bucket(&self, h: usize) -> &[u32] {
+        if self.test(h) == 0 {
             return &[];
         }
         &self.items[self.starts[h] as usize..self.starts[h + 1] as usize]
@@ -279,8 +280,8 @@ impl KeywordIndex {
     /// Compares the keywords whose filter buckets match the folded four bytes `g` at `at`.
     #[inline]
     pub(crate) fn verify(&self, data: &[u8], at: usize, g: u32, f: &mut impl FnMut(usize, usize) -> bool) -> bool {
-        let long = self.long.bucket(hash(g), g);
-        let short = self.short.bucket(hash(g & 0x00FF_FFFF), g & 0x00FF_FFFF);
+        let long = self.long.bucket(hash(g));
+        let short = self.short.bucket(hash(g & 0x00FF_FFFF));
         for &id in short.iter().chain(long).chain(&self.single) {
             let w = &self.words[id as usize];
             let Some(start) = at.checked_sub(self.anchors[id as usize]) else {

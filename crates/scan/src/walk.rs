@@ -56,8 +56,6 @@ struct Shared {
     seen: AtomicU64,
     /// Directories the walk went into.
     dirs: Mutex<std::collections::HashSet<PathBuf>>,
-    /// Whether the walk yielded a `.ignore` file.
-    ignore_file: AtomicBool,
 }
 
 impl Scanner {
@@ -88,14 +86,15 @@ impl Scanner {
             .follow_links(false)
             .threads(threads);
         let shared = Shared::default();
-        let repo_seen = std::sync::Arc::new(AtomicBool::new(false));
-        let seen = repo_seen.clone();
+        // Whether the walk met an ignore file's reason to be: a `.ignore`, or a `.git` (a work tree).
+        let ignore_seen = std::sync::Arc::new(AtomicBool::new(false));
+        let seen = ignore_seen.clone();
         wb.filter_entry(move |e| {
-            let git = e.file_name() == ".git";
-            if git {
+            let name = e.file_name();
+            if name == ".git" || name == ".ignore" {
                 seen.store(true, Ordering::Relaxed);
             }
-            !git
+            name != ".git"
         });
         wb.build_parallel().run(|| {
             let shared = &shared;
@@ -106,9 +105,6 @@ impl Scanner {
                             shared.dirs.lock().expect("dirs lock").insert(e.path().to_path_buf());
                         }
                         if e.file_type().is_some_and(|t| t.is_file()) {
-                            if e.file_name() == ".ignore" {
-                                shared.ignore_file.store(true, Ordering::Relaxed);
-                            }
                             shared.seen.fetch_add(1, Ordering::Relaxed);
                             self.scan_file(e.path(), shared);
                         }
@@ -134,9 +130,7 @@ impl Scanner {
         // Only an ignore file can have left anything out: a `.ignore` anywhere, or git's files inside a work tree
         // (`.gitignore` means nothing outside one). With none in the walk or above its roots, nothing was left
         // out, and the walk that counts what was is not needed.
-        let may_ignore = shared.ignore_file.load(Ordering::Relaxed)
-            || repo_seen.load(Ordering::Relaxed)
-            || paths.iter().any(|p| ignore_files_above(p));
+        let may_ignore = ignore_seen.load(Ordering::Relaxed) || paths.iter().any(|p| ignore_files_above(p));
         let (skipped_ignored, skipped_ignored_dirs) = if self.opts.no_ignore || !may_ignore {
             (0, 0)
         } else {
@@ -179,7 +173,7 @@ impl Scanner {
             // named .ipynb).
             self.opts.include_binary
                 || !is_binary(head)
-                || (self.opts.archives.enabled && crate::archive::detect(&head[..head.len().min(512)]).is_some())
+                || self.opens_as_archive(head)
                 || crate::archive::is_notebook(&display)
         });
         match read {
@@ -198,6 +192,11 @@ impl Scanner {
             buf.clear();
             READ_BUF.set(buf);
         }
+    }
+
+    /// Whether a file starting with `head` (its first bytes, or all of it) is opened as an archive.
+    fn opens_as_archive(&self, head: &[u8]) -> bool {
+        self.opts.archives.enabled && crate::archive::detect(head).is_some()
     }
 
     /// A file over `max_file_size`: an archive is still opened (streamed, bounded by --max-archive-bytes); any
@@ -221,7 +220,7 @@ impl Scanner {
     fn scan_data(&self, data: &[u8], display: String, shared: &Shared) {
         // Only files whose first bytes say archive (or named .ipynb) take these paths: a few byte comparisons for
         // every other file.
-        if self.opts.archives.enabled && crate::archive::detect(&data[..data.len().min(512)]).is_some() {
+        if self.opens_as_archive(data) {
             self.record(self.scan_archive_bytes(data, &display), shared);
             return;
         }
